@@ -1,0 +1,168 @@
+"""``harness``: run scenarios against the app's builds and list what there is to run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+from harness import __version__
+from harness.errors import ExitCode, HarnessError, UsageError
+from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.results import TrialResult
+from harness.scenario import DEFAULT_SCENARIO, Scenario, builtin_scenarios, load_scenario
+from harness.summary import describe_schedule, format_summary
+from harness.variant import VARIANTS, get_variants
+
+DEFAULT_OUT_DIR = Path("harness-out")
+
+_EPILOG = "exit codes:\n" + "\n".join(f"  {code.value:<4} {code.meaning}" for code in ExitCode)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE_ERROR
+        return int(args.handler(args))
+    except HarnessError as exc:
+        print(f"harness: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="harness",
+        description="Replay concurrent request schedules against both builds of the Peewee tutorial app "
+        "and tell which one fails.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a scenario against the variants and write a results file",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--scenario",
+        default=DEFAULT_SCENARIO,
+        metavar="NAME|PATH",
+        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
+    )
+    run.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME",
+        choices=list(VARIANTS),
+        help="run only this variant; repeat for several (default: all)",
+    )
+    run.add_argument("--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)")
+    run.add_argument(
+        "--time-scale",
+        type=_positive(float),
+        metavar="X",
+        help="multiply the app's sleeps and the schedule's gaps by X; 1 is the tutorial's real pace "
+        "(default: the scenario's)",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        metavar="DIR",
+        help=f"folder for run output; each run gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
+    )
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="list the built-in scenarios and the variants")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    scenario = load_scenario(args.scenario)
+    overrides = {"trials": args.trials, "time_scale": args.time_scale}
+    scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
+    variants = tuple(get_variants(args.variant))
+    plan = RunPlan(scenario=scenario, variants=variants, run_dir=_make_run_dir(args.out, scenario))
+    _progress(
+        f"running {scenario.name} ({describe_schedule(scenario)}): {scenario.trials} trials of "
+        f"{', '.join(v.name for v in variants)}; output in {plan.run_dir}"
+    )
+    try:
+        result = execute(plan, on_trial=lambda trial, results: _report_trial(trial, scenario.trials, results))
+    except KeyboardInterrupt:
+        _progress(f"interrupted: what was measured is in {plan.results_path} (marked incomplete)")
+        raise
+    print(format_summary(result))
+    print(f"\nresults: {plan.results_path}")
+    print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
+    return result.exit_code
+
+
+def _list(args: argparse.Namespace) -> ExitCode:
+    scenarios = builtin_scenarios()
+    width = max(map(len, [*scenarios, *VARIANTS]))
+    print("scenarios (harness run --scenario NAME, or a path to your own TOML file):")
+    for name, scenario in scenarios.items():
+        print(
+            f"  {name:<{width}}  {scenario.description} ({scenario.trials} trials, time scale {scenario.time_scale:g})"
+        )
+    print("variants (harness run --variant NAME):")
+    for name, variant in VARIANTS.items():
+        print(f"  {name:<{width}}  {variant.description}; expected by default: {variant.expect} ({variant.app})")
+    return ExitCode.OK
+
+
+def _make_run_dir(out: Path, scenario: Scenario) -> Path:
+    try:
+        return make_run_dir(out, scenario)
+    except OSError as exc:
+        raise UsageError(f"cannot create an output folder under {out}: {exc.strerror or exc}") from None
+
+
+def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> None:
+    parts = []
+    for result in results:
+        scheduled = [r for r in result.records if r.phase == "schedule"]
+        failed = sum(1 for r in scheduled if r.outcome == "server-error")
+        if result.error:
+            parts.append(f"{result.variant}: could not run ({result.error.splitlines()[0]})")
+        else:
+            parts.append(
+                f"{result.variant}: {failed} of {len(scheduled)} requests 5xx" if failed else f"{result.variant}: clean"
+            )
+    _progress(f"trial {trial}/{trials}  " + "  ".join(parts))
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,20 @@
+"""The versions and platform a run happened on, recorded in every results file."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+PACKAGES = ("fastapi", "starlette", "anyio", "pydantic", "peewee", "uvicorn", "httpx")
+
+
+def describe_environment() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    versions["executable"] = sys.executable
+    return versions

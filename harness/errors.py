@@ -1,0 +1,97 @@
+"""The harness's errors and exit codes, both in this one place.
+
+Exception tree (each kind carries its exit code)::
+
+    HarnessError             3  the harness could not do its job
+    ├── TrialError           3  one trial of one variant could not be carried out
+    │   ├── LaunchError      3  its server did not start (reason and log tail)
+    │   └── SeedError        3  its seed data could not be created through the API
+    ├── ResultsError         3  a results file cannot be read
+    └── UsageError           4  the user asked for something that cannot be done
+        └── ScenarioError    4  a scenario is unknown, unreadable or invalid (file, field)
+
+A TrialError is recorded in the results and the run goes on with the other variants and
+trials; the variant's verdict is then "error".
+
+Exit codes of ``harness``:
+
+=====  ===============================================================================
+0      every variant met its expectation
+1      regression: a variant expected to be clean failed
+2      silent reproducer: a variant expected to fail did not fail in any trial
+3      harness error: a variant could not be started, or the run broke
+4      usage error: a bad option, an unknown scenario or variant, an invalid file
+130    interrupted (Ctrl-C); the results gathered so far are written, marked incomplete
+=====  ===============================================================================
+
+When verdicts disagree, the code of the first in this order wins: regression, harness
+error, silent reproducer, success.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    REGRESSION = 1
+    SILENT = 2
+    HARNESS_ERROR = 3
+    USAGE_ERROR = 4
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "every variant met its expectation",
+    ExitCode.REGRESSION: "regression: a variant expected to be clean failed",
+    ExitCode.SILENT: "silent reproducer: a variant expected to fail did not",
+    ExitCode.HARNESS_ERROR: "harness error: a trial could not be carried out",
+    ExitCode.USAGE_ERROR: "usage error",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+class HarnessError(Exception):
+    """Base of every error the harness reports to its user as one clear message."""
+
+    exit_code: ExitCode = ExitCode.HARNESS_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TrialError(HarnessError):
+    """One trial of one variant could not be carried out."""
+
+
+class LaunchError(TrialError):
+    """A variant's server process exited or never answered."""
+
+    def __init__(self, message: str, *, variant: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.variant = variant
+        self.log_tail = log_tail
+
+
+class SeedError(TrialError):
+    """The seed data could not be created, even after retries."""
+
+
+class ResultsError(HarnessError):
+    """A results file that is missing, not JSON, or of another schema version."""
+
+
+class UsageError(HarnessError):
+    """Bad options or names given by the user."""
+
+    exit_code = ExitCode.USAGE_ERROR
+
+
+class ScenarioError(UsageError):
+    """A scenario that cannot be found, read or validated."""

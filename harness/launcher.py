@@ -1,0 +1,141 @@
+"""Start and stop one uvicorn process per variant per trial.
+
+Each server gets its own folder (SQLite file, log, probe events), binds 127.0.0.1 on
+port 0 and is ready when uvicorn logs ``Uvicorn running on http://127.0.0.1:PORT``: no
+port race, and the real port is read from that line. Output goes to a file, so a full
+pipe can never stall a server. :meth:`Server.stop` ends the process by escalation
+(terminate, wait, kill) and is safe to call more than once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+
+from harness.errors import LaunchError
+from harness.variant import Variant
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_START_TIMEOUT = 30.0
+DEFAULT_STOP_TIMEOUT = 5.0
+LOG_TAIL_LINES = 20
+
+_READY = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+_POLL_INTERVAL = 0.02
+
+
+class ServerState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Server:
+    """A uvicorn process serving one variant, from start to stop."""
+
+    def __init__(self, variant: Variant, directory: Path, *, time_scale: float) -> None:
+        self.variant = variant
+        self.directory = directory = directory.resolve()  # the server runs with it as its cwd
+        self.log_path = directory / "server.log"
+        self.events_path = directory / "events.jsonl"
+        self.database_path = directory / "app.sqlite3"
+        self.port: int | None = None
+        self.state = ServerState.STARTING
+        directory.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "APP_VARIANTS_DATABASE": str(self.database_path),
+            "APP_VARIANTS_TIME_SCALE": repr(time_scale),
+            "HARNESS_APP": variant.app,
+            "HARNESS_EVENTS": str(self.events_path),
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "harness.probe:create_app",
+            "--factory",
+            "--host",
+            DEFAULT_HOST,
+            "--port",
+            "0",
+            "--timeout-graceful-shutdown",
+            "2",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the harness, not the terminal's Ctrl-C, stops it
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{DEFAULT_HOST}:{self.port}"
+
+    async def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+        """Wait for uvicorn's "running on" line; raise LaunchError if it exits or stays silent."""
+        with anyio.move_on_after(timeout):
+            while self.process.poll() is None:
+                match = _READY.search(self.log_path.read_bytes())
+                if match:
+                    self.port = int(match.group(1))
+                    self.state = ServerState.RUNNING
+                    return
+                await anyio.sleep(_POLL_INTERVAL)
+            self.stop()
+            raise LaunchError(
+                f"variant {self.variant.name!r} exited with code {self.process.returncode} before it was ready",
+                variant=self.variant.name,
+                log_tail=self.log_tail(),
+            )
+        self.stop()
+        raise LaunchError(
+            f"variant {self.variant.name!r} did not start within {timeout:g} s",
+            variant=self.variant.name,
+            log_tail=self.log_tail(),
+        )
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+        if self.state is ServerState.STOPPED:
+            return
+        self.state = ServerState.STOPPED
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.wait()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end the server if the harness dies without stopping it (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

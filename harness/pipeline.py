@@ -1,0 +1,175 @@
+"""The run, top to bottom: launch, run, record, decide; trial after trial.
+
+Each trial starts a fresh server per variant (the countdown and the database are
+process state) and runs the variants side by side. The results file is rewritten after
+every trial and once more when the run ends, however it ends, so an interrupted run
+keeps what it measured and says it is incomplete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from harness.environment import describe_environment
+from harness.errors import LaunchError, TrialError
+from harness.launcher import Server
+from harness.results import RunResult, TrialResult, write_results
+from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
+from harness.scenario import Scenario
+from harness.variant import Variant
+from harness.verdict import decide, exit_code, summarise
+
+RESULTS_FILE = "results.json"
+
+TrialCallback = Callable[[int, Sequence[TrialResult]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPlan:
+    scenario: Scenario
+    variants: tuple[Variant, ...]
+    run_dir: Path
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / RESULTS_FILE
+
+
+def make_run_dir(out_dir: Path, scenario: Scenario) -> Path:
+    """A new folder for this run under ``out_dir``; two runs at once never share one."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        candidate = out_dir / (f"{stamp}-{scenario.name}" + (f"-{attempt}" if attempt else ""))
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free run folder under {out_dir}")
+
+
+def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
+    """Run every trial of the plan and return (and write) the verdict-bearing result."""
+    started_at = _now()
+    started = time.monotonic()
+    environment = describe_environment()
+    trials: list[TrialResult] = []
+    result = None
+    try:
+        for trial in range(1, plan.scenario.trials + 1):
+            recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}
+            servers: dict[str, Server] = {}
+            try:
+                outcome = anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers)
+            except BaseException as exc:
+                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
+                trials.extend(_cut_short(plan, trial, recorders, servers, reason))
+                raise
+            trials.extend(outcome)
+            write_results(_assemble(plan, trials, environment, started_at, started, complete=False), plan.results_path)
+            if on_trial:
+                on_trial(trial, outcome)
+        result = _assemble(plan, trials, environment, started_at, started, complete=True)
+        return result
+    finally:
+        write_results(
+            result or _assemble(plan, trials, environment, started_at, started, complete=False), plan.results_path
+        )
+
+
+async def _run_trial_side_by_side(
+    plan: RunPlan, trial: int, recorders: dict[str, Recorder], servers: dict[str, Server]
+) -> list[TrialResult]:
+    results: dict[str, TrialResult] = {}
+
+    async def one(variant: Variant) -> None:
+        server = Server(
+            variant, plan.run_dir / "servers" / f"{variant.name}-trial{trial}", time_scale=plan.scenario.time_scale
+        )
+        servers[variant.name] = server
+        results[variant.name] = await _run_one(plan.scenario, trial, server, recorders[variant.name])
+
+    async with anyio.create_task_group() as tg:
+        for variant in plan.variants:
+            tg.start_soon(one, variant)
+    return [results[variant.name] for variant in plan.variants]
+
+
+async def _run_one(scenario: Scenario, trial: int, server: Server, recorder: Recorder) -> TrialResult:
+    started_at = _now()
+    error = None
+    try:
+        await server.wait_ready()
+        async with make_client(server.base_url, scenario) as client:
+            await run_trial(client, scenario, recorder)
+    except LaunchError as exc:
+        error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
+    except TrialError as exc:
+        error = exc.message
+    finally:
+        server.stop()
+    return _trial_result(server, trial, recorder, started_at, error)
+
+
+def _trial_result(server: Server, trial: int, recorder: Recorder, started_at: str, error: str | None) -> TrialResult:
+    records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
+    return TrialResult(
+        variant=server.variant.name,
+        trial=trial,
+        started_at=started_at,
+        server_dir=str(server.directory),
+        pid=server.pid,
+        port=server.port,
+        records=tuple(records),
+        unmatched_exceptions=tuple(unmatched),
+        error=error,
+    )
+
+
+def _cut_short(
+    plan: RunPlan, trial: int, recorders: dict[str, Recorder], servers: dict[str, Server], reason: str
+) -> list[TrialResult]:
+    """What a trial cut short had measured, for the variants whose servers had started."""
+    for server in servers.values():
+        server.stop()
+    return [
+        _trial_result(servers[v.name], trial, recorders[v.name], _now(), reason)
+        for v in plan.variants
+        if v.name in servers
+    ]
+
+
+def _assemble(
+    plan: RunPlan,
+    trials: list[TrialResult],
+    environment: dict[str, str],
+    started_at: str,
+    started: float,
+    *,
+    complete: bool,
+) -> RunResult:
+    summaries = tuple(summarise(v.name, trials) for v in plan.variants)
+    verdicts = tuple(decide(s, plan.scenario.expectation(s.variant)) for s in summaries)
+    return RunResult(
+        scenario=plan.scenario,
+        variants=tuple(v.name for v in plan.variants),
+        started_at=started_at,
+        duration=round(time.monotonic() - started, 3),
+        complete=complete,
+        environment=environment,
+        trials=tuple(trials),
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=exit_code(verdicts),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,76 @@
+"""The harness's probe, loaded inside each launched server process.
+
+uvicorn starts ``harness.probe:create_app`` as a factory; it imports the variant's app
+(``HARNESS_APP``) and wraps it. Every exception that leaves the app is written, with the
+request id the runner sent, as one JSON line to ``HARNESS_EVENTS`` and then re-raised, so
+uvicorn behaves exactly as it would without the probe. The app itself is not edited.
+
+Standard library only: the probe must import wherever the app under test runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TextIO
+
+REQUEST_ID_HEADER = "x-harness-request-id"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+class ExceptionProbe:
+    """ASGI middleware that records each unhandled exception against its request id."""
+
+    def __init__(self, app: ASGIApp, events: TextIO) -> None:
+        self.app = app
+        self.events = events
+
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        sent_status: int | None = None
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal sent_status
+            if message["type"] == "http.response.start":
+                sent_status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        except Exception as exc:
+            self._record(request_id, scope, exc, sent_status)
+            raise
+
+    def _record(self, request_id: str, scope: Scope, exc: Exception, sent_status: int | None) -> None:
+        event = {
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "time": time.time(),
+            "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+            "response_status": sent_status,
+        }
+        self.events.write(json.dumps(event) + "\n")
+        self.events.flush()
+
+
+def create_app() -> ExceptionProbe:
+    """uvicorn factory: the app named by ``HARNESS_APP``, wrapped in the probe."""
+    module_name, _, attribute = os.environ["HARNESS_APP"].partition(":")
+    app = getattr(importlib.import_module(module_name), attribute)
+    events = open(os.environ["HARNESS_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
+    return ExceptionProbe(app, events)

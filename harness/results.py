@@ -1,0 +1,188 @@
+"""The results schema: one versioned JSON document per run, shared by every reader.
+
+The CLI writes it, the pytest plugin and the HTML report read it. Times of a trial are
+in seconds from the start of its schedule (seed requests come before it, so negative);
+dates are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import ExitCode, ResultsError
+from harness.scenario import Scenario
+from harness.variant import Expectation
+
+SCHEMA_VERSION = 1
+
+Phase = Literal["seed", "schedule"]
+Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
+Observed = Literal["fails", "clean", "error"]
+VerdictKind = Literal["met", "regression", "silent", "error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerException:
+    """An exception that left the app inside a server, as the probe saw it."""
+
+    request_id: str
+    method: str | None
+    path: str | None
+    type: str
+    message: str
+    traceback: str
+    response_status: int | None
+    time: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestRecord:
+    """One request, from the moment it was sent to its outcome."""
+
+    variant: str
+    trial: int
+    phase: Phase
+    index: int
+    request_id: str
+    method: str
+    path: str
+    planned_offset: float | None
+    sent_at: float
+    completed_at: float | None
+    status: int | None
+    outcome: Outcome
+    error: str | None = None
+    exceptions: tuple[ServerException, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialResult:
+    """One variant's server through one trial: every request, every server-side exception."""
+
+    variant: str
+    trial: int
+    started_at: str
+    server_dir: str
+    pid: int | None
+    port: int | None
+    records: tuple[RequestRecord, ...]
+    unmatched_exceptions: tuple[ServerException, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExceptionCount:
+    """Server-side exceptions of one type and message, with one full traceback."""
+
+    type: str
+    message: str
+    count: int
+    first_request_id: str
+    traceback: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantSummary:
+    """Counts for one variant over all its trials; requests are the schedule's."""
+
+    variant: str
+    trials: int
+    failed_trials: int
+    error_trials: int
+    requests: int
+    ok: int
+    client_errors: int
+    server_errors: int
+    transport_errors: int
+    timeouts: int
+    interrupted: int
+    seed_requests: int
+    seed_server_errors: int
+    first_failed_trial: int | None
+    exceptions: tuple[ExceptionCount, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """What a variant was expected to do, what it did, and the sentence that says so."""
+
+    variant: str
+    expected: Expectation
+    observed: Observed
+    kind: VerdictKind
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    scenario: Scenario
+    variants: tuple[str, ...]
+    started_at: str
+    duration: float
+    complete: bool
+    environment: dict[str, str]
+    trials: tuple[TrialResult, ...]
+    summaries: tuple[VariantSummary, ...]
+    verdicts: tuple[Verdict, ...]
+    exit_code: ExitCode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        fields = {key: value for key, value in data.items() if key != "schema_version"}
+        try:
+            return typing.cast(RunResult, _build(cls, fields))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc!r}") from None
+
+
+def write_results(result: RunResult, path: Path) -> None:
+    """Write atomically: a reader never sees half a file, even if the writer is killed."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def read_results(path: Path) -> RunResult:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ResultsError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not a JSON results file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a JSON results file")
+    return RunResult.from_dict(data)
+
+
+def _build(annotation: Any, value: Any) -> Any:
+    """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it."""
+    if annotation is Scenario:
+        return Scenario.from_dict(value)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation)
+        names = {f.name for f in dataclasses.fields(annotation)}
+        return annotation(**{key: _build(hints[key], item) for key, item in value.items() if key in names})
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is tuple:
+        return tuple(_build(args[0], item) for item in value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _build(next(arg for arg in args if arg is not type(None)), value)
+    if isinstance(annotation, type) and issubclass(annotation, ExitCode):
+        return annotation(value)
+    return value

@@ -1,0 +1,197 @@
+"""Replay a scenario against one running server and record every request.
+
+Each request is noted when it is sent and again when its outcome is known (as Jepsen
+does), so a request cut off by Ctrl-C is kept as ``interrupted`` instead of dropped.
+Every request carries an id in ``x-harness-request-id``; the probe in the server files
+exceptions under that id, and :func:`attach_exceptions` joins the two.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from harness.errors import SeedError
+from harness.probe import REQUEST_ID_HEADER
+from harness.results import Outcome, Phase, RequestRecord, ServerException
+from harness.scenario import Scenario, Seed
+
+DEFAULT_SEED_ATTEMPTS = 5
+
+
+class Recorder:
+    """The requests of one variant's trial; times are seconds from the schedule's start."""
+
+    def __init__(self, *, variant: str, trial: int) -> None:
+        self.variant = variant
+        self.trial = trial
+        self.origin = time.perf_counter()
+        self._pending: dict[str, RequestRecord] = {}
+        self._done: list[RequestRecord] = []
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.origin
+
+    def start_schedule(self) -> None:
+        """Make now time zero: shift what was recorded so far (the seeding) to negative times."""
+        shift = self.clock()
+        self.origin += shift
+        self._done = [
+            replace(r, sent_at=r.sent_at - shift, completed_at=_minus(r.completed_at, shift)) for r in self._done
+        ]
+
+    def begin(self, *, phase: Phase, index: int, method: str, path: str, planned_offset: float | None) -> str:
+        request_id = f"{self.variant}-t{self.trial}-{phase}-{index}"
+        self._pending[request_id] = RequestRecord(
+            variant=self.variant,
+            trial=self.trial,
+            phase=phase,
+            index=index,
+            request_id=request_id,
+            method=method,
+            path=path,
+            planned_offset=planned_offset,
+            sent_at=self.clock(),
+            completed_at=None,
+            status=None,
+            outcome="interrupted",
+        )
+        return request_id
+
+    def finish(self, request_id: str, *, status: int | None, outcome: Outcome, error: str | None = None) -> None:
+        record = self._pending.pop(request_id)
+        self._done.append(replace(record, completed_at=self.clock(), status=status, outcome=outcome, error=error))
+
+    def records(self) -> list[RequestRecord]:
+        """Everything so far, unfinished requests included, seed first, then by index."""
+        every = [*self._done, *self._pending.values()]
+        return sorted(every, key=lambda r: (r.phase != "seed", r.index))
+
+
+async def run_trial(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
+    """Seed the app, then fire the scenario's schedule at its planned offsets."""
+    await seed_app(client, scenario.seed, recorder)
+    recorder.start_schedule()
+    schedule = scenario.schedule
+    async with anyio.create_task_group() as tg:
+        for index, offset in enumerate(schedule.offsets(scenario.time_scale)):
+            tg.start_soon(_send_at, client, recorder, index, offset, schedule.path)
+
+
+def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
+    """A client that never queues the schedule and opens a connection per request.
+
+    A connection per request is what separate browser tabs have, and it keeps a
+    connection that uvicorn closed after a 500 from failing the next request.
+    """
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=scenario.request_timeout,
+        limits=httpx.Limits(max_connections=scenario.schedule.requests + 1, max_keepalive_connections=0),
+        trust_env=False,
+    )
+
+
+def read_events(path: Path) -> list[ServerException]:
+    """The probe's events; a last line cut short by a killed server is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            events.append(ServerException(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue
+    return events
+
+
+def attach_exceptions(
+    records: Iterable[RequestRecord], events: Iterable[ServerException]
+) -> tuple[list[RequestRecord], list[ServerException]]:
+    """Give each record the exceptions filed under its id; return what matched no record."""
+    by_id: dict[str, list[ServerException]] = {}
+    for event in events:
+        by_id.setdefault(event.request_id, []).append(event)
+    joined = [replace(record, exceptions=tuple(by_id.pop(record.request_id, ()))) for record in records]
+    unmatched = [event for group in by_id.values() for event in group]
+    return joined, unmatched
+
+
+async def _send_at(client: httpx.AsyncClient, recorder: Recorder, index: int, offset: float, path: str) -> None:
+    await anyio.sleep(max(0.0, offset - recorder.clock()))
+    await _send(client, recorder, "GET", path, phase="schedule", index=index, planned_offset=offset)
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    recorder: Recorder,
+    method: str,
+    path: str,
+    *,
+    phase: Phase,
+    index: int,
+    planned_offset: float | None = None,
+    body: dict[str, Any] | None = None,
+) -> httpx.Response | None:
+    request_id = recorder.begin(phase=phase, index=index, method=method, path=path, planned_offset=planned_offset)
+    try:
+        response = await client.request(method, path, json=body, headers={REQUEST_ID_HEADER: request_id})
+    except httpx.TimeoutException as exc:
+        recorder.finish(request_id, status=None, outcome="timeout", error=_describe(exc))
+        return None
+    except httpx.TransportError as exc:
+        recorder.finish(request_id, status=None, outcome="transport-error", error=_describe(exc))
+        return None
+    recorder.finish(request_id, status=response.status_code, outcome=_outcome(response.status_code))
+    return response
+
+
+async def seed_app(client: httpx.AsyncClient, seed: Seed, recorder: Recorder) -> None:
+    """Create users with items, as the tutorial asks, retrying what the unpatched build drops."""
+    counter = iter(range(1_000_000))
+
+    async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> httpx.Response:
+        for _ in range(DEFAULT_SEED_ATTEMPTS):
+            response = await _send(client, recorder, method, path, phase="seed", index=next(counter), body=body)
+            if response is not None and response.status_code in done:
+                return response
+        raise SeedError(f"seeding failed: {method} {path} did not succeed in {DEFAULT_SEED_ATTEMPTS} attempts")
+
+    for user in range(seed.users):
+        email = f"user{user}@example.com"
+        response = await attempt("POST", "/users/", {"email": email, "password": "secret"}, {200, 400})
+        if response.status_code == 400:  # an earlier attempt created it, then failed
+            listing = await attempt("GET", "/users/", None, {200})
+            user_id = next((u["id"] for u in listing.json() if u["email"] == email), None)
+            if user_id is None:
+                raise SeedError(f"seeding failed: {email} was refused as a duplicate but is not listed")
+        else:
+            user_id = response.json()["id"]
+        for item in range(seed.items_per_user):
+            body = {"title": f"item {item} of {email}", "description": "seeded by the harness"}
+            await attempt("POST", f"/users/{user_id}/items/", body, {200})
+
+
+def _outcome(status: int) -> Outcome:
+    if status >= 500:
+        return "server-error"
+    if status >= 400:
+        return "client-error"
+    return "ok"
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _minus(value: float | None, shift: float) -> float | None:
+    return None if value is None else value - shift

@@ -1,0 +1,68 @@
+"""The plain-text summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from harness.results import RunResult, VariantSummary
+from harness.scenario import Scenario
+
+_COLUMNS = ("variant", "expected", "failed trials", "requests", "2xx", "4xx", "5xx", "transport", "timeouts", "verdict")
+
+
+def describe_schedule(scenario: Scenario) -> str:
+    schedule = scenario.schedule
+    shape = {
+        "staggered": f"{schedule.requests} requests {schedule.interval * scenario.time_scale:g} s apart",
+        "burst": f"{schedule.requests} requests at once",
+        "waves": (
+            f"{schedule.requests} requests in waves of {schedule.wave_size}, "
+            f"{schedule.interval * scenario.time_scale:g} s apart"
+        ),
+    }[schedule.kind]
+    return f"{shape} on {schedule.path}, time scale {scenario.time_scale:g}"
+
+
+def format_summary(result: RunResult) -> str:
+    verdicts = {verdict.variant: verdict for verdict in result.verdicts}
+    rows = [_COLUMNS] + [
+        _row(summary, verdicts[summary.variant].expected, verdicts[summary.variant].kind)
+        for summary in result.summaries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
+    if not result.complete:
+        lines.append("INCOMPLETE RUN: the figures below cover only the trials that ran")
+    lines += [
+        *("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows),
+        "",
+        *(verdict.reason for verdict in result.verdicts),
+    ]
+    exceptions = [(s.variant, e) for s in result.summaries for e in s.exceptions]
+    if exceptions:
+        lines += ["", "server-side exceptions:"]
+        lines += [f"  {variant}: {e.count}x {e.type}: {e.message}" for variant, e in exceptions]
+    seed_errors = [s for s in result.summaries if s.seed_server_errors]
+    for s in seed_errors:
+        lines.append(
+            f"  ({s.variant}: {s.seed_server_errors} of {s.seed_requests} seed requests returned 5xx and were retried)"
+        )
+    errors = [t for t in result.trials if t.error]
+    if errors:
+        lines += ["", "trials that could not be carried out:"]
+        lines += [f"  {t.variant} trial {t.trial}: {t.error.splitlines()[0]}" for t in errors if t.error]
+        lines += ["", f"the first of them in full ({errors[0].variant} trial {errors[0].trial}):", str(errors[0].error)]
+    return "\n".join(lines)
+
+
+def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
+    return (
+        summary.variant,
+        expected,
+        f"{summary.failed_trials}/{summary.trials}",
+        str(summary.requests),
+        str(summary.ok),
+        str(summary.client_errors),
+        str(summary.server_errors),
+        str(summary.transport_errors),
+        str(summary.timeouts),
+        kind,
+    )

@@ -1,0 +1,31 @@
+"""Sessions CI and newcomers run: ``nox -l`` lists them."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """Run the default scenario against both builds and print the verdict."""
+    session.install("-e", ".")
+    session.run("harness", "run", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style with ruff and types with mypy --strict."""
+    session.install("-e", ".", "ruff", "mypy")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")

@@ -1,0 +1,1 @@
+"""Built-in scenario files (``*.toml``), loaded by name with ``harness run --scenario NAME``."""

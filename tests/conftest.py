@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.launcher import Server
+from harness.variant import VARIANTS
+
+StartServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start real uvicorn servers of the app's builds; every one is stopped afterwards."""
+    servers: list[Server] = []
+
+    async def start(variant: str, *, time_scale: float = 0.05) -> Server:
+        server = Server(VARIANTS[variant], tmp_path / f"{variant}-{len(servers)}", time_scale=time_scale)
+        servers.append(server)
+        await server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert not is_running(server.pid)
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[[Server], httpx.AsyncClient]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(server: Server) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+def is_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

@@ -1,0 +1,54 @@
+"""Hand-built results for unit tests of pure logic."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.results import Outcome, Phase, RequestRecord, ServerException, TrialResult
+
+CONNECTION_OPENED = ServerException(
+    request_id="",
+    method="GET",
+    path="/slowusers/",
+    type="peewee.OperationalError",
+    message="Connection already opened.",
+    traceback="Traceback (most recent call last):\n  ...\npeewee.OperationalError: Connection already opened.\n",
+    response_status=500,
+    time=0.0,
+)
+
+
+def record(
+    variant: str, trial: int, index: int, outcome: Outcome = "ok", *, phase: Phase = "schedule"
+) -> RequestRecord:
+    status = {"ok": 200, "client-error": 400, "server-error": 500}.get(outcome)
+    request_id = f"{variant}-t{trial}-{phase}-{index}"
+    exceptions = (replace(CONNECTION_OPENED, request_id=request_id),) if outcome == "server-error" else ()
+    return RequestRecord(
+        variant=variant,
+        trial=trial,
+        phase=phase,
+        index=index,
+        request_id=request_id,
+        method="GET",
+        path="/slowusers/",
+        planned_offset=0.0 if phase == "schedule" else None,
+        sent_at=0.01 * index,
+        completed_at=None if outcome == "interrupted" else 0.5,
+        status=status,
+        outcome=outcome,
+        exceptions=exceptions,
+    )
+
+
+def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | None = None) -> TrialResult:
+    return TrialResult(
+        variant=variant,
+        trial=number,
+        started_at="2026-11-21T00:00:00.000+00:00",
+        server_dir="/tmp/x",
+        pid=1,
+        port=1,
+        records=tuple(record(variant, number, i, o) for i, o in enumerate(outcomes)),
+        error=error,
+    )

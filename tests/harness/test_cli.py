@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ExitCode
+from harness.results import read_results
+from tests.conftest import is_running
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--scenario", "bursty"], "unknown scenario 'bursty'"),
+        (["run", "--variant", "sideways"], "invalid choice: 'sideways'"),
+        (["run", "--trials", "0"], "--trials: must be > 0, got 0"),
+        (["run", "--trials", "many"], "--trials: expected a int, got 'many'"),
+        (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
+        (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "harness-out").exists()
+
+
+def test_an_invalid_scenario_file_names_file_and_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("[schedule]\nkind = 'burst'\nrequests = -3\n")
+    assert main(["run", "--scenario", str(path), "--out", str(tmp_path)]) == ExitCode.USAGE_ERROR
+    assert f"{path}: [schedule] requests: expected a whole number >= 1, got -3" in capsys.readouterr().err
+
+
+def test_no_command_prints_help_and_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == ExitCode.USAGE_ERROR
+    assert "usage: harness" in capsys.readouterr().err
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--scenario NAME|PATH" in out
+    for code in ExitCode:
+        assert f"  {code.value:<4} {code.meaning}" in out
+
+
+def test_list_names_every_scenario_and_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    for name in ("tutorial-tabs", "burst", "waves", "unpatched", "patched"):
+        assert f"  {name} " in out
+
+
+@pytest.mark.e2e
+def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--scenario", "burst", "--trials", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "trial 1/2" in completed.stderr and "trial 2/2" in completed.stderr
+    assert "unpatched failed as expected" in completed.stdout
+    assert "peewee.OperationalError: Connection already opened." in completed.stdout
+    [results] = tmp_path.glob("*-burst/results.json")
+    assert f"results: {results}" in completed.stdout
+    assert json.loads(results.read_text())["exit_code"] == 0
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--scenario",
+            "tutorial-tabs",
+            "--time-scale",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _serving(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _serving(tmp_path), "the servers never came up"
+        time.sleep(1.5)  # into the schedule: requests are in flight
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "Traceback" not in err and "interrupted" in err
+    [path] = tmp_path.glob("*/results.json")
+    result = read_results(path)
+    assert not result.complete
+    assert result.trials and all(t.error == "interrupted" for t in result.trials)
+    assert any(r.outcome == "interrupted" for t in result.trials for r in t.records)
+    assert any(r.outcome == "ok" for t in result.trials for r in t.records)
+    assert all(not is_running(t.pid) for t in result.trials if t.pid)
+    assert not list(tmp_path.glob("*/results.json.partial"))
+
+
+def _serving(out: Path) -> bool:
+    logs = list(out.glob("*/servers/*/server.log"))
+    return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)

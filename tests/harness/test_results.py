@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ExitCode, ResultsError
+from harness.results import SCHEMA_VERSION, RunResult, read_results, write_results
+from harness.scenario import load_scenario
+from harness.verdict import decide, summarise
+from tests.harness.factories import trial
+
+
+def make_result() -> RunResult:
+    trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
+    summaries = tuple(summarise(name, trials) for name in ("unpatched", "patched"))
+    return RunResult(
+        scenario=load_scenario("burst"),
+        variants=("unpatched", "patched"),
+        started_at="2026-11-21T00:00:00.000+00:00",
+        duration=1.5,
+        complete=False,
+        environment={"python": "3.11.7"},
+        trials=trials,
+        summaries=summaries,
+        verdicts=tuple(decide(s, e) for s, e in zip(summaries, ("fails", "clean"), strict=True)),
+        exit_code=ExitCode.OK,
+    )
+
+
+def test_results_round_trip_through_json(tmp_path: Path) -> None:
+    result = make_result()
+    path = tmp_path / "results.json"
+    write_results(result, path)
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+    assert read_results(path) == result
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_another_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**make_result().to_dict(), "schema_version": 99}, default=list))
+    with pytest.raises(ResultsError, match="schema version 99"):
+        read_results(path)
+
+
+@pytest.mark.parametrize(("content", "message"), [("{not json", "not a JSON results file"), ("[]", "not a JSON")])
+def test_bad_files_are_results_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ResultsError, match=message):
+        read_results(path)
+    with pytest.raises(ResultsError, match="cannot read"):
+        read_results(tmp_path / "absent.json")
+
+
+def test_a_document_missing_fields_is_a_results_error() -> None:
+    data = make_result().to_dict()
+    del data["trials"]
+    with pytest.raises(ResultsError, match="does not match schema"):
+        RunResult.from_dict(data)
