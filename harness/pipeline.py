@@ -61,45 +61,54 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     started = time.monotonic()
     environment = describe_environment()
     trials: list[TrialResult] = []
-    result = None
+
+    def snapshot(*, complete: bool) -> RunResult:
+        return _assemble(plan, trials, environment, started_at, started, complete=complete)
+
+    complete = False
     try:
         for trial in range(1, plan.scenario.trials + 1):
             recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}
             servers: dict[str, Server] = {}
+            finished: dict[str, TrialResult] = {}
             try:
-                outcome = anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers)
+                anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
             except BaseException as exc:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-                trials.extend(_cut_short(plan, trial, recorders, servers, reason))
+                for name, server in servers.items():
+                    server.stop()
+                    finished.setdefault(name, _trial_result(server, trial, recorders[name], _now(), reason))
+                trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
                 raise
+            outcome = [finished[v.name] for v in plan.variants]
             trials.extend(outcome)
-            write_results(_assemble(plan, trials, environment, started_at, started, complete=False), plan.results_path)
+            write_results(snapshot(complete=False), plan.results_path)
             if on_trial:
                 on_trial(trial, outcome)
-        result = _assemble(plan, trials, environment, started_at, started, complete=True)
-        return result
+        complete = True
     finally:
-        write_results(
-            result or _assemble(plan, trials, environment, started_at, started, complete=False), plan.results_path
-        )
+        result = snapshot(complete=complete)
+        write_results(result, plan.results_path)
+    return result
 
 
 async def _run_trial_side_by_side(
-    plan: RunPlan, trial: int, recorders: dict[str, Recorder], servers: dict[str, Server]
-) -> list[TrialResult]:
-    results: dict[str, TrialResult] = {}
+    plan: RunPlan,
+    trial: int,
+    recorders: dict[str, Recorder],
+    servers: dict[str, Server],
+    finished: dict[str, TrialResult],
+) -> None:
+    """One trial: a fresh server per variant, all at once; fills ``servers`` and ``finished`` as it goes."""
 
     async def one(variant: Variant) -> None:
-        server = Server(
-            variant, plan.run_dir / "servers" / f"{variant.name}-trial{trial}", time_scale=plan.scenario.time_scale
-        )
-        servers[variant.name] = server
-        results[variant.name] = await _run_one(plan.scenario, trial, server, recorders[variant.name])
+        directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
+        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale)
+        finished[variant.name] = await _run_one(plan.scenario, trial, server, recorders[variant.name])
 
     async with anyio.create_task_group() as tg:
         for variant in plan.variants:
             tg.start_soon(one, variant)
-    return [results[variant.name] for variant in plan.variants]
 
 
 async def _run_one(scenario: Scenario, trial: int, server: Server, recorder: Recorder) -> TrialResult:
@@ -131,19 +140,6 @@ def _trial_result(server: Server, trial: int, recorder: Recorder, started_at: st
         unmatched_exceptions=tuple(unmatched),
         error=error,
     )
-
-
-def _cut_short(
-    plan: RunPlan, trial: int, recorders: dict[str, Recorder], servers: dict[str, Server], reason: str
-) -> list[TrialResult]:
-    """What a trial cut short had measured, for the variants whose servers had started."""
-    for server in servers.values():
-        server.stop()
-    return [
-        _trial_result(servers[v.name], trial, recorders[v.name], _now(), reason)
-        for v in plan.variants
-        if v.name in servers
-    ]
 
 
 def _assemble(
