@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.errors import ExitCode, ResultsError
+from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
@@ -144,8 +144,8 @@ class RunResult:
         fields = {key: value for key, value in data.items() if key != "schema_version"}
         try:
             return typing.cast(RunResult, _build(cls, fields))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc!r}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
+            raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
 
 
 def write_results(result: RunResult, path: Path) -> None:

@@ -114,97 +114,71 @@ def _load_text(text: str, *, origin: str) -> Scenario:
 
 
 def _parse(data: dict[str, Any], *, origin: str, default_name: str) -> Scenario:
-    check = _Checker(origin)
-    check.keys(
-        data, "", {"name", "description", "trials", "time_scale", "request_timeout", "seed", "schedule", "expect"}
-    )
-    schedule_data = check.table(data, "", "schedule", required=True)
-    check.keys(schedule_data, "schedule", {"kind", "requests", "interval", "wave_size", "path"})
-    kind = check.choice(schedule_data, "schedule", "kind", get_args(ScheduleKind), required=True)
-    schedule = Schedule(
-        kind=kind,
-        requests=check.count(schedule_data, "schedule", "requests", required=True),
-        interval=check.seconds(schedule_data, "schedule", "interval", 0.0, allow_zero=True),
-        wave_size=check.count(schedule_data, "schedule", "wave_size", 1, required=kind == "waves"),
-        path=check.text(schedule_data, "schedule", "path", DEFAULT_PATH),
-    )
-    if not schedule.path.startswith("/"):
-        check.fail("schedule", "path", f"must start with '/', got {schedule.path!r}")
-    seed_data = check.table(data, "", "seed")
-    check.keys(seed_data, "seed", {"users", "items_per_user"})
-    seed = Seed(
-        users=check.count(seed_data, "seed", "users", Seed.users, allow_zero=True),
-        items_per_user=check.count(seed_data, "seed", "items_per_user", Seed.items_per_user, allow_zero=True),
-    )
-    expect_data = check.table(data, "", "expect")
-    check.keys(expect_data, "expect", set(VARIANTS), what="variant")
-    expect = {name: check.choice(expect_data, "expect", name, get_args(Expectation)) for name in expect_data}
+    top = _Table(data, origin=origin)
+    top.only({"name", "description", "trials", "time_scale", "request_timeout", "seed", "schedule", "expect"})
+    schedule = top.table("schedule", required=True)
+    schedule.only({"kind", "requests", "interval", "wave_size", "path"})
+    kind = schedule.choice("kind", get_args(ScheduleKind), required=True)
+    path = schedule.text("path", DEFAULT_PATH)
+    if not path.startswith("/"):
+        schedule.fail("path", f"must start with '/', got {path!r}")
+    seed = top.table("seed")
+    seed.only({"users", "items_per_user"})
+    expect = top.table("expect")
+    expect.only(set(VARIANTS), what="variant")
     return Scenario(
-        name=check.text(data, "", "name", default_name),
-        description=check.text(data, "", "description", ""),
-        schedule=schedule,
-        seed=seed,
-        trials=check.count(data, "", "trials", DEFAULT_TRIALS),
-        time_scale=check.seconds(data, "", "time_scale", DEFAULT_TIME_SCALE),
-        request_timeout=check.seconds(data, "", "request_timeout", DEFAULT_REQUEST_TIMEOUT),
-        expect=expect,
+        name=top.text("name", default_name),
+        description=top.text("description", ""),
+        schedule=Schedule(
+            kind=kind,
+            requests=schedule.count("requests", required=True),
+            interval=schedule.seconds("interval", 0.0, allow_zero=True),
+            wave_size=schedule.count("wave_size", 1, required=kind == "waves"),
+            path=path,
+        ),
+        seed=Seed(
+            users=seed.count("users", Seed.users, allow_zero=True),
+            items_per_user=seed.count("items_per_user", Seed.items_per_user, allow_zero=True),
+        ),
+        trials=top.count("trials", DEFAULT_TRIALS),
+        time_scale=top.seconds("time_scale", DEFAULT_TIME_SCALE),
+        request_timeout=top.seconds("request_timeout", DEFAULT_REQUEST_TIMEOUT),
+        expect={name: expect.choice(name, get_args(Expectation)) for name in expect.data},
     )
 
 
-class _Checker:
-    """Reads typed fields from a parsed document; every complaint names origin and field."""
+class _Table:
+    """One table of a scenario document; every complaint names the origin, table and key."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, data: dict[str, Any], *, origin: str, name: str = "") -> None:
+        self.data = data
         self.origin = origin
+        self.name = name
 
-    def fail(self, table: str, key: str, problem: str) -> NoReturn:
-        where = f"[{table}] {key}" if table else key
+    def fail(self, key: str, problem: str) -> NoReturn:
+        where = f"[{self.name}] {key}" if self.name else key
         raise ScenarioError(f"{self.origin}: {where}: {problem}")
 
-    def keys(self, data: dict[str, Any], table: str, known: set[str], *, what: str = "key") -> None:
-        for key in data:
+    def only(self, known: set[str], *, what: str = "key") -> None:
+        for key in self.data:
             if key not in known:
-                self.fail(table, key, f"unknown {what}; expected one of: {', '.join(sorted(known))}")
+                self.fail(key, f"unknown {what}; expected one of: {', '.join(sorted(known))}")
 
-    def _get(self, data: dict[str, Any], table: str, key: str, default: object, required: bool) -> object:
-        if key not in data:
-            if required:
-                self.fail(table, key, "missing")
-            return default
-        return data[key]
-
-    def table(self, data: dict[str, Any], table: str, key: str, *, required: bool = False) -> dict[str, Any]:
-        value = self._get(data, table, key, {}, required)
+    def table(self, key: str, *, required: bool = False) -> _Table:
+        value = self._get(key, {}, required)
         if not isinstance(value, dict):
-            self.fail(table, key, f"expected a table, got {_describe(value)}")
-        return value
+            self.fail(key, f"expected a table, got {_describe(value)}")
+        return _Table(value, origin=self.origin, name=key)
 
-    def count(
-        self,
-        data: dict[str, Any],
-        table: str,
-        key: str,
-        default: int = 0,
-        *,
-        required: bool = False,
-        allow_zero: bool = False,
-    ) -> int:
-        value = self._get(data, table, key, default, required)
+    def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
+        value = self._get(key, default, required)
         lowest = 0 if allow_zero else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            self.fail(table, key, f"expected a whole number >= {lowest}, got {_describe(value)}")
+            self.fail(key, f"expected a whole number >= {lowest}, got {_describe(value)}")
         return value
 
-    def seconds(
-        self,
-        data: dict[str, Any],
-        table: str,
-        key: str,
-        default: float,
-        *,
-        allow_zero: bool = False,
-    ) -> float:
-        value = self._get(data, table, key, default, False)
+    def seconds(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+        value = self._get(key, default, False)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -212,29 +186,27 @@ class _Checker:
             or value < 0
             or (value == 0 and not allow_zero)
         ):
-            bound = ">= 0" if allow_zero else "> 0"
-            self.fail(table, key, f"expected a number {bound}, got {_describe(value)}")
+            self.fail(key, f"expected a number {'>= 0' if allow_zero else '> 0'}, got {_describe(value)}")
         return float(value)
 
-    def text(self, data: dict[str, Any], table: str, key: str, default: str) -> str:
-        value = self._get(data, table, key, default, False)
+    def text(self, key: str, default: str) -> str:
+        value = self._get(key, default, False)
         if not isinstance(value, str):
-            self.fail(table, key, f"expected a string, got {_describe(value)}")
+            self.fail(key, f"expected a string, got {_describe(value)}")
         return value
 
-    def choice(
-        self,
-        data: dict[str, Any],
-        table: str,
-        key: str,
-        choices: tuple[str, ...],
-        *,
-        required: bool = False,
-    ) -> Any:
-        value = self._get(data, table, key, None, required)
+    def choice(self, key: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
+        value = self._get(key, None, required)
         if value not in choices:
-            self.fail(table, key, f"expected one of {', '.join(map(repr, choices))}, got {_describe(value)}")
+            self.fail(key, f"expected one of {', '.join(map(repr, choices))}, got {_describe(value)}")
         return value
+
+    def _get(self, key: str, default: object, required: bool) -> object:
+        if key not in self.data:
+            if required:
+                self.fail(key, "missing")
+            return default
+        return self.data[key]
 
 
 def _describe(value: Any) -> str:

@@ -60,3 +60,10 @@ def test_a_document_missing_fields_is_a_results_error() -> None:
     del data["trials"]
     with pytest.raises(ResultsError, match="does not match schema"):
         RunResult.from_dict(data)
+
+
+def test_a_document_with_a_broken_scenario_is_a_results_error() -> None:
+    data = make_result().to_dict()
+    data["scenario"]["trials"] = 0
+    with pytest.raises(ResultsError, match=r"does not match schema 1: scenario: trials"):
+        RunResult.from_dict(data)
