@@ -70,8 +70,7 @@ def _build_parser() -> _Parser:
         "--variant",
         action="append",
         metavar="NAME",
-        choices=list(VARIANTS),
-        help="run only this variant; repeat for several (default: all)",
+        help=f"run only this variant ({', '.join(VARIANTS)}); repeat for several (default: all)",
     )
     run.add_argument("--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)")
     run.add_argument(

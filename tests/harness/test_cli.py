@@ -19,7 +19,7 @@ from tests.conftest import is_running
     ("argv", "message"),
     [
         (["run", "--scenario", "bursty"], "unknown scenario 'bursty'"),
-        (["run", "--variant", "sideways"], "invalid choice: 'sideways'"),
+        (["run", "--variant", "sideways"], "unknown variant 'sideways'; known variants: unpatched, patched"),
         (["run", "--trials", "0"], "--trials: must be > 0, got 0"),
         (["run", "--trials", "many"], "--trials: expected a int, got 'many'"),
         (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
