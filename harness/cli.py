@@ -11,7 +11,6 @@ from typing import NoReturn
 
 from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
-from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import TrialResult
 from harness.scenario import DEFAULT_SCENARIO, Scenario, builtin_scenarios, load_scenario
 from harness.summary import describe_schedule, format_summary
@@ -95,6 +94,10 @@ def _build_parser() -> _Parser:
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
+    # Imported here, inside main's handlers: an early Ctrl-C still exits 130, and
+    # `harness list` and `--help` don't load the network stack.
+    from harness.pipeline import RunPlan, execute
+
     scenario = load_scenario(args.scenario)
     overrides = {"trials": args.trials, "time_scale": args.time_scale}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
@@ -130,6 +133,8 @@ def _list(args: argparse.Namespace) -> ExitCode:
 
 
 def _make_run_dir(out: Path, scenario: Scenario) -> Path:
+    from harness.pipeline import make_run_dir
+
     try:
         return make_run_dir(out, scenario)
     except OSError as exc:

@@ -8,6 +8,7 @@ exceptions under that id, and :func:`attach_exceptions` joins the two.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterable
@@ -157,7 +158,7 @@ async def _send(
 
 async def seed_app(client: httpx.AsyncClient, seed: Seed, recorder: Recorder) -> None:
     """Create users with items, as the tutorial asks, retrying what the unpatched build drops."""
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
 
     async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> httpx.Response:
         for _ in range(DEFAULT_SEED_ATTEMPTS):

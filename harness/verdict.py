@@ -65,13 +65,15 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
 def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
     """Hold one variant's summary to what the scenario expects of it."""
     name, trials, failed = summary.variant, summary.trials, summary.failed_trials
-    if summary.error_trials:
+    if summary.error_trials or not trials:
         return Verdict(
             variant=name,
             expected=expected,
             observed="error",
             kind="error",
-            reason=f"{name}: {summary.error_trials} of {trials} trials could not be run; see the trial errors",
+            reason=f"{name}: {summary.error_trials} of {trials} trials could not be run; see the trial errors"
+            if trials
+            else f"{name}: no trial was run",
         )
     observed: Expectation = "fails" if failed else "clean"
     failures = (
@@ -89,7 +91,7 @@ def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
     elif expected == "fails":
         kind = "silent"
         reason = (
-            f"{name} was expected to fail but every request of all {trials} trials succeeded: "
+            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx: "
             "the reproducer went silent on this stack and schedule"
         )
     elif failed:

@@ -64,4 +64,4 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
         pytest.fail(f"a single request failed on its own: {result.summaries[0]}")
     assert verdict.kind == "silent"
     assert result.exit_code is ExitCode.SILENT
-    assert "went silent" in verdict.reason and "all 1 trials" in verdict.reason
+    assert "went silent" in verdict.reason and "no request of its 1 trials" in verdict.reason

@@ -37,7 +37,7 @@ def test_expected_failure_that_stays_clean_is_a_silent_reproducer_with_the_trial
     trials = [trial("unpatched", n, ["ok", "ok"]) for n in (1, 2, 3)]
     verdict = decide(summarise("unpatched", trials), "fails")
     assert (verdict.observed, verdict.kind) == ("clean", "silent")
-    assert "all 3 trials" in verdict.reason and "went silent" in verdict.reason
+    assert "no request of its 3 trials returned a 5xx" in verdict.reason and "went silent" in verdict.reason
 
 
 def test_expected_clean_that_fails_is_a_regression() -> None:
@@ -74,3 +74,8 @@ def test_a_reproducer_that_misses_some_trials_says_so() -> None:
     assert verdict.kind == "met"
     assert "in 1 of 2 trials (50%)" in verdict.reason
     assert "1 of 2 trials saw no failure at all" in verdict.reason
+
+
+def test_a_variant_with_no_trial_at_all_is_an_error_not_a_crash() -> None:
+    verdict = decide(summarise("patched", []), "clean")
+    assert (verdict.kind, verdict.reason) == ("error", "patched: no trial was run")
