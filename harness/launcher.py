@@ -28,7 +28,7 @@ DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 
-_READY = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+_READY = re.compile(rb"Uvicorn running on http://" + re.escape(DEFAULT_HOST.encode()) + rb":(\d+)")
 _POLL_INTERVAL = 0.02
 
 
@@ -93,6 +93,7 @@ class Server:
 
     async def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
         """Wait for uvicorn's "running on" line; raise LaunchError if it exits or stays silent."""
+        problem = f"did not start within {timeout:g} s"
         with anyio.move_on_after(timeout):
             while self.process.poll() is None:
                 match = _READY.search(self.log_path.read_bytes())
@@ -101,17 +102,10 @@ class Server:
                     self.state = ServerState.RUNNING
                     return
                 await anyio.sleep(_POLL_INTERVAL)
-            self.stop()
-            raise LaunchError(
-                f"variant {self.variant.name!r} exited with code {self.process.returncode} before it was ready",
-                variant=self.variant.name,
-                log_tail=self.log_tail(),
-            )
+            problem = f"exited with code {self.process.returncode} before it was ready"
         self.stop()
         raise LaunchError(
-            f"variant {self.variant.name!r} did not start within {timeout:g} s",
-            variant=self.variant.name,
-            log_tail=self.log_tail(),
+            f"variant {self.variant.name!r} {problem}", variant=self.variant.name, log_tail=self.log_tail()
         )
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
@@ -135,7 +129,11 @@ class Server:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to end the server if the harness dies without stopping it (even by SIGKILL)."""
+    """Ask Linux to end the server if the harness dies without stopping it (even by SIGKILL).
+
+    Linux sends the signal when the forking *thread* exits: servers are started from the
+    event loop's thread, which lives as long as the harness.
+    """
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -66,6 +66,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         return _assemble(plan, trials, environment, started_at, started, complete=complete)
 
     complete = False
+    write_results(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     try:
         for trial in range(1, plan.scenario.trials + 1):
             recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}

@@ -133,6 +133,51 @@ def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -
     assert not list(tmp_path.glob("*/results.json.partial"))
 
 
+@pytest.mark.e2e
+def test_servers_end_with_a_harness_killed_outright_and_the_run_is_on_record(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--scenario",
+            "tutorial-tabs",
+            "--time-scale",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _serving(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _serving(tmp_path), "the servers never came up"
+        pids = [int(line.split("[")[1].split("]")[0]) for line in _started_lines(tmp_path)]
+    finally:
+        process.kill()  # SIGKILL: the harness gets no chance to stop its servers
+        process.wait()
+    deadline = time.monotonic() + 5
+    while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(pids) == 2 and not any(is_running(pid) for pid in pids)
+    [path] = tmp_path.glob("*/results.json")
+    assert not read_results(path).complete
+
+
+def _started_lines(out: Path) -> list[str]:
+    return [
+        line
+        for log in out.glob("*/servers/*/server.log")
+        for line in log.read_text().splitlines()
+        if "Started server process [" in line
+    ]
+
+
 def _serving(out: Path) -> bool:
     logs = list(out.glob("*/servers/*/server.log"))
     return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)

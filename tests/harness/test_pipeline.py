@@ -23,7 +23,12 @@ def test_burst_breaks_the_unpatched_build_with_connection_already_opened(tmp_pat
     plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario))
     seen: list[int] = []
 
-    result = execute(plan, on_trial=lambda trial, results: seen.append(trial))
+    def on_trial(trial: int, results: object) -> None:
+        written = read_results(plan.results_path)
+        assert (len(written.trials), written.complete) == (2 * trial, False)
+        seen.append(trial)
+
+    result = execute(plan, on_trial=on_trial)
 
     assert seen == [1, 2, 3]
     unpatched, patched = result.summaries
