@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 
 Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
-Observed = Literal["fails", "clean", "error"]
+Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "error"]
 
 

@@ -1,9 +1,12 @@
 """From records to verdicts: count what each variant did and hold it to its expectation.
 
-A trial *fails* when a request of its schedule got a 5xx. Seed requests are counted
-apart: they are set-up, not the experiment, and the harness retries them. A variant
-*errors* when any of its trials could not be carried out (its server did not start,
-seeding failed): the harness then cannot say what it would have done.
+A trial *fails* when a request of its schedule got a 5xx: the reproducer's signature.
+Requests that got no HTTP answer at all (transport errors, timeouts) are counted apart:
+a variant with some of those and no 5xx is *degraded*, which does not count as the
+reproducer reproducing, and does not count as clean either. Seed requests are set-up,
+not the experiment: the harness retries them and counts them apart. A variant *errors*
+when any of its trials could not be carried out (its server did not start, seeding
+failed): the harness then cannot say what it would have done.
 """
 
 from __future__ import annotations
@@ -11,7 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.errors import ExitCode
-from harness.results import ExceptionCount, RequestRecord, TrialResult, VariantSummary, Verdict, VerdictKind
+from harness.results import (
+    ExceptionCount,
+    Observed,
+    RequestRecord,
+    TrialResult,
+    VariantSummary,
+    Verdict,
+    VerdictKind,
+)
 from harness.variant import Expectation
 
 _EXIT_PRIORITY = (
@@ -75,7 +86,8 @@ def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
             if trials
             else f"{name}: no trial was run",
         )
-    observed: Expectation = "fails" if failed else "clean"
+    unanswered = summary.transport_errors + summary.timeouts
+    observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
     failures = (
         f"{summary.server_errors} of {summary.requests} requests returned 5xx, "
         f"in {failed} of {trials} trials ({failed / trials:.0%})"
@@ -96,9 +108,12 @@ def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
         )
     elif failed:
         kind, reason = "regression", f"{name} was expected to be clean but {failures}"
+    elif unanswered:
+        kind = "regression"
+        reason = f"{name} was expected to be clean but {unanswered} of {summary.requests} requests got no answer"
     else:
         kind, reason = "met", f"{name} was clean as expected: {summary.requests} requests in {trials} trials, no 5xx"
-    if summary.transport_errors or summary.timeouts:
+    if unanswered:
         reason += f" ({summary.transport_errors} transport errors and {summary.timeouts} timeouts, counted apart)"
     return Verdict(variant=name, expected=expected, observed=observed, kind=kind, reason=reason)
 

@@ -70,3 +70,25 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
     assert verdict.kind == "silent"
     assert result.exit_code is ExitCode.SILENT
     assert "went silent" in verdict.reason and "no request of its 1 trials" in verdict.reason
+
+
+def test_requests_that_time_out_are_recorded_as_timeouts_and_keep_a_build_from_clean(tmp_path: Path) -> None:
+    path = tmp_path / "hang.toml"
+    path.write_text(
+        "trials = 1\ntime_scale = 1\nrequest_timeout = 0.3\n"
+        '[seed]\nusers = 1\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n'
+    )
+    scenario = load_scenario(str(path))
+    plan = RunPlan(scenario=scenario, variants=(VARIANTS["patched"],), run_dir=make_run_dir(tmp_path, scenario))
+
+    result = execute(plan)
+
+    [trial] = result.trials
+    scheduled = [r for r in trial.records if r.phase == "schedule"]
+    assert [(r.outcome, r.status) for r in scheduled] == [("timeout", None), ("timeout", None)]
+    assert all(r.error and r.error.startswith("ReadTimeout") for r in scheduled)
+    assert all(r.completed_at is not None and 0.3 <= r.completed_at - r.sent_at < 2 for r in scheduled)
+    [verdict] = result.verdicts
+    assert (verdict.observed, verdict.kind) == ("degraded", "regression")
+    assert result.exit_code is ExitCode.REGRESSION
+    assert not is_running(trial.pid or 0)

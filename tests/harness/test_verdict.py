@@ -45,10 +45,17 @@ def test_expected_clean_that_fails_is_a_regression() -> None:
     assert verdict.kind == "regression"
 
 
-def test_transport_errors_alone_do_not_fail_a_trial_but_are_reported() -> None:
-    verdict = decide(summarise("patched", [trial("patched", 1, ["ok", "transport-error"])]), "clean")
-    assert verdict.kind == "met"
-    assert "1 transport errors" in verdict.reason
+def test_requests_without_an_answer_keep_a_variant_from_being_clean() -> None:
+    summary = summarise("patched", [trial("patched", 1, ["ok", "transport-error", "timeout"])])
+    verdict = decide(summary, "clean")
+    assert (verdict.observed, verdict.kind) == ("degraded", "regression")
+    assert "2 of 3 requests got no answer (1 transport errors and 1 timeouts, counted apart)" in verdict.reason
+
+
+def test_timeouts_alone_are_not_the_reproducer_reproducing() -> None:
+    verdict = decide(summarise("unpatched", [trial("unpatched", 1, ["ok", "timeout"])]), "fails")
+    assert (verdict.observed, verdict.kind) == ("degraded", "silent")
+    assert "0 transport errors and 1 timeouts, counted apart" in verdict.reason
 
 
 def test_a_trial_that_could_not_run_makes_the_verdict_an_error() -> None:
