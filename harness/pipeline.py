@@ -72,13 +72,14 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
             recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}
             servers: dict[str, Server] = {}
             finished: dict[str, TrialResult] = {}
+            trial_started_at = _now()
             try:
                 anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
             except BaseException as exc:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
                 for name, server in servers.items():
                     server.stop()
-                    finished.setdefault(name, _trial_result(server, trial, recorders[name], _now(), reason))
+                    finished.setdefault(name, _trial_result(server, trial, recorders[name], trial_started_at, reason))
                 trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
                 raise
             outcome = [finished[v.name] for v in plan.variants]
