@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,38 +91,31 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     assert json.loads(results.read_text())["exit_code"] == 0
 
 
-@pytest.mark.e2e
-def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _real_pace_run(out: Path) -> Iterator[subprocess.Popen[str]]:
+    """``harness run`` on tutorial-tabs at the tutorial's pace, once both servers are up."""
+    command = ["-m", "harness", "run", "--scenario", "tutorial-tabs", "--time-scale", "1", "--out", str(out)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--scenario",
-            "tutorial-tabs",
-            "--time-scale",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
+        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60
-        while not _serving(tmp_path) and time.monotonic() < deadline:
+        while not _serving(out) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _serving(tmp_path), "the servers never came up"
-        time.sleep(1.5)  # into the schedule: requests are in flight
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=15)
+        assert _serving(out), "the servers never came up"
+        yield process
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate()
+        process.communicate()
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
+    with _real_pace_run(tmp_path) as process:
+        time.sleep(1.5)  # into the schedule: requests are in flight
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=15)
     assert process.returncode == ExitCode.INTERRUPTED
     assert "Traceback" not in err and "interrupted" in err
     [path] = tmp_path.glob("*/results.json")
@@ -135,30 +130,8 @@ def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -
 
 @pytest.mark.e2e
 def test_servers_end_with_a_harness_killed_outright_and_the_run_is_on_record(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--scenario",
-            "tutorial-tabs",
-            "--time-scale",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _serving(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _serving(tmp_path), "the servers never came up"
+    with _real_pace_run(tmp_path) as process:
         pids = [int(line.split("[")[1].split("]")[0]) for line in _started_lines(tmp_path)]
-    finally:
         process.kill()  # SIGKILL: the harness gets no chance to stop its servers
         process.wait()
     deadline = time.monotonic() + 5
