@@ -12,7 +12,7 @@ from typing import NoReturn
 from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
 from harness.results import TrialResult
-from harness.scenario import DEFAULT_SCENARIO, Scenario, builtin_scenarios, load_scenario
+from harness.scenario import DEFAULT_SCENARIO, builtin_scenarios, load_scenario
 from harness.summary import describe_schedule, format_summary
 from harness.variant import VARIANTS, get_variants
 
@@ -96,13 +96,17 @@ def _build_parser() -> _Parser:
 def _run(args: argparse.Namespace) -> ExitCode:
     # Imported here, inside main's handlers: an early Ctrl-C still exits 130, and
     # `harness list` and `--help` don't load the network stack.
-    from harness.pipeline import RunPlan, execute
+    from harness.pipeline import RunPlan, execute, make_run_dir
 
     scenario = load_scenario(args.scenario)
     overrides = {"trials": args.trials, "time_scale": args.time_scale}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
     variants = tuple(get_variants(args.variant))
-    plan = RunPlan(scenario=scenario, variants=variants, run_dir=_make_run_dir(args.out, scenario))
+    try:
+        run_dir = make_run_dir(args.out, scenario)
+    except OSError as exc:
+        raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
+    plan = RunPlan(scenario=scenario, variants=variants, run_dir=run_dir)
     _progress(
         f"running {scenario.name} ({describe_schedule(scenario)}): {scenario.trials} trials of "
         f"{', '.join(v.name for v in variants)}; output in {plan.run_dir}"
@@ -130,15 +134,6 @@ def _list(args: argparse.Namespace) -> ExitCode:
     for name, variant in VARIANTS.items():
         print(f"  {name:<{width}}  {variant.description}; expected by default: {variant.expect} ({variant.app})")
     return ExitCode.OK
-
-
-def _make_run_dir(out: Path, scenario: Scenario) -> Path:
-    from harness.pipeline import make_run_dir
-
-    try:
-        return make_run_dir(out, scenario)
-    except OSError as exc:
-        raise UsageError(f"cannot create an output folder under {out}: {exc.strerror or exc}") from None
 
 
 def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> None:

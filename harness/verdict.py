@@ -76,16 +76,13 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
 def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
     """Hold one variant's summary to what the scenario expects of it."""
     name, trials, failed = summary.variant, summary.trials, summary.failed_trials
-    if summary.error_trials or not trials:
+    if not trials:
         return Verdict(
-            variant=name,
-            expected=expected,
-            observed="error",
-            kind="error",
-            reason=f"{name}: {summary.error_trials} of {trials} trials could not be run; see the trial errors"
-            if trials
-            else f"{name}: no trial was run",
+            variant=name, expected=expected, observed="error", kind="error", reason=f"{name}: no trial was run"
         )
+    if summary.error_trials:
+        reason = f"{name}: {summary.error_trials} of {trials} trials could not be run; see the trial errors"
+        return Verdict(variant=name, expected=expected, observed="error", kind="error", reason=reason)
     unanswered = summary.transport_errors + summary.timeouts
     observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
     failures = (
