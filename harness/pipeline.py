@@ -19,13 +19,11 @@ import anyio
 from harness.environment import describe_environment
 from harness.errors import LaunchError, TrialError
 from harness.launcher import Server
-from harness.results import RunResult, TrialResult, write_results
+from harness.results import RESULTS_FILE, RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import Scenario
 from harness.variant import Variant
 from harness.verdict import decide, exit_code, summarise
-
-RESULTS_FILE = "results.json"
 
 TrialCallback = Callable[[int, Sequence[TrialResult]], None]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import types
 import typing
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from harness.scenario import Scenario
 from harness.variant import Expectation
 
 SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"  # its name in a run's folder
 
 Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
@@ -149,10 +151,16 @@ class RunResult:
 
 
 def write_results(result: RunResult, path: Path) -> None:
-    """Write atomically: a reader never sees half a file, even if the writer is killed."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(result.to_dict(), indent=1))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A reader never sees half a file, even if the writer is killed; two writers never share a temp file."""
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
+    ) as partial:
+        partial.write(text)
+    os.replace(partial.name, path)
 
 
 def read_results(path: Path) -> RunResult:

@@ -1,1 +1,12 @@
-"""Renders a results file into a self-contained HTML report (the report issue builds it)."""
+"""HTML reports: one self-contained page per run, and an index of the runs in a folder.
+
+Pages work offline and alone (inline CSS and SVG, one small inline script); every text
+that comes from a server or a scenario file is escaped.
+"""
+
+from __future__ import annotations
+
+from reports._index import INDEX_FILE, write_index
+from reports._report import REPORT_FILE, render_report, write_report
+
+__all__ = ["INDEX_FILE", "REPORT_FILE", "render_report", "write_index", "write_report"]
