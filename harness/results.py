@@ -14,13 +14,17 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
 SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"  # in each run's folder, the document of record
+JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
+
+_T = TypeVar("_T")
 
 Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
@@ -75,6 +79,7 @@ class TrialResult:
     records: tuple[RequestRecord, ...]
     unmatched_exceptions: tuple[ServerException, ...] = ()
     error: str | None = None
+    server_exit_code: int | None = None  # set when the server exited before the harness stopped it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +148,7 @@ class RunResult:
             raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
         fields = {key: value for key, value in data.items() if key != "schema_version"}
         try:
-            return typing.cast(RunResult, _build(cls, fields))
+            return rebuild(cls, fields)
         except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
             raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
 
@@ -167,8 +172,12 @@ def read_results(path: Path) -> RunResult:
     return RunResult.from_dict(data)
 
 
-def _build(annotation: Any, value: Any) -> Any:
+def rebuild(annotation: type[_T], value: Any) -> _T:
     """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it."""
+    return typing.cast(_T, _build(annotation, value))
+
+
+def _build(annotation: Any, value: Any) -> Any:
     if annotation is Scenario:
         return Scenario.from_dict(value)
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):

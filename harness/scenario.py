@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
 from harness.errors import ScenarioError
-from harness.variant import VARIANTS, Expectation
+from harness.variant import VARIANTS, Expectation, Variant
 
 __all__ = ["Expectation", "Scenario", "Schedule", "ScheduleKind", "Seed", "builtin_scenarios", "load_scenario"]
 
@@ -66,8 +66,8 @@ class Scenario:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     expect: dict[str, Expectation] = field(default_factory=dict)
 
-    def expectation(self, variant: str) -> Expectation:
-        return self.expect.get(variant, VARIANTS[variant].expect)
+    def expectation(self, variant: Variant) -> Expectation:
+        return self.expect.get(variant.name, variant.expect)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

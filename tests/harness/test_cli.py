@@ -1,20 +1,14 @@
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
 from harness.errors import ExitCode
-from harness.results import read_results
-from tests.conftest import is_running
 
 
 @pytest.mark.parametrize(
@@ -89,68 +83,3 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     [results] = tmp_path.glob("*-burst/results.json")
     assert f"results: {results}" in completed.stdout
     assert json.loads(results.read_text())["exit_code"] == 0
-
-
-@contextlib.contextmanager
-def _real_pace_run(out: Path) -> Iterator[subprocess.Popen[str]]:
-    """``harness run`` on tutorial-tabs at the tutorial's pace, once both servers are up."""
-    command = ["-m", "harness", "run", "--scenario", "tutorial-tabs", "--time-scale", "1", "--out", str(out)]
-    process = subprocess.Popen(
-        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _serving(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _serving(out), "the servers never came up"
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
-@pytest.mark.e2e
-def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
-    with _real_pace_run(tmp_path) as process:
-        time.sleep(1.5)  # into the schedule: requests are in flight
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=15)
-    assert process.returncode == ExitCode.INTERRUPTED
-    assert "Traceback" not in err and "interrupted" in err
-    [path] = tmp_path.glob("*/results.json")
-    result = read_results(path)
-    assert not result.complete
-    assert result.trials and all(t.error == "interrupted" for t in result.trials)
-    assert any(r.outcome == "interrupted" for t in result.trials for r in t.records)
-    assert any(r.outcome == "ok" for t in result.trials for r in t.records)
-    assert all(not is_running(t.pid) for t in result.trials if t.pid)
-    assert not list(tmp_path.glob("*/results.json.partial"))
-
-
-@pytest.mark.e2e
-def test_servers_end_with_a_harness_killed_outright_and_the_run_is_on_record(tmp_path: Path) -> None:
-    with _real_pace_run(tmp_path) as process:
-        pids = [int(line.split("[")[1].split("]")[0]) for line in _started_lines(tmp_path)]
-        process.kill()  # SIGKILL: the harness gets no chance to stop its servers
-        process.wait()
-    deadline = time.monotonic() + 5
-    while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(pids) == 2 and not any(is_running(pid) for pid in pids)
-    [path] = tmp_path.glob("*/results.json")
-    assert not read_results(path).complete
-
-
-def _started_lines(out: Path) -> list[str]:
-    return [
-        line
-        for log in out.glob("*/servers/*/server.log")
-        for line in log.read_text().splitlines()
-        if "Started server process [" in line
-    ]
-
-
-def _serving(out: Path) -> bool:
-    logs = list(out.glob("*/servers/*/server.log"))
-    return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)

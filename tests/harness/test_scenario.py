@@ -7,6 +7,7 @@ import pytest
 
 from harness.errors import ScenarioError
 from harness.scenario import Scenario, Schedule, load_scenario
+from harness.variant import VARIANTS
 
 VALID = """
 trials = 3
@@ -42,13 +43,13 @@ def test_a_user_file_loads_with_defaults_and_its_stem_as_name(tmp_path: Path) ->
     assert scenario.trials == 3
     assert scenario.schedule.path == "/slowusers/"
     assert scenario.seed.users == 2
-    assert scenario.expectation("unpatched") == "fails"
-    assert scenario.expectation("patched") == "clean"
+    assert scenario.expectation(VARIANTS["unpatched"]) == "fails"
+    assert scenario.expectation(VARIANTS["patched"]) == "clean"
 
 
 def test_expectations_can_be_overridden(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, VALID + '[expect]\nunpatched = "clean"\n'))
-    assert scenario.expectation("unpatched") == "clean"
+    assert scenario.expectation(VARIANTS["unpatched"]) == "clean"
 
 
 def test_to_dict_and_from_dict_round_trip() -> None:
