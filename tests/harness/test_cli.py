@@ -9,6 +9,8 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ExitCode
+from harness.results import read_results
+from tests.harness import runs
 
 
 @pytest.mark.parametrize(
@@ -83,3 +85,23 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     [results] = tmp_path.glob("*-burst/results.json")
     assert f"results: {results}" in completed.stdout
     assert json.loads(results.read_text())["exit_code"] == 0
+
+
+@pytest.mark.e2e
+def test_request_timeout_from_the_command_line_overrides_the_scenario(tmp_path: Path) -> None:
+    # /slowusers/ at the tutorial's pace sleeps 9 s and 8 s: far past the 0.3 s asked for.
+    path = tmp_path / "slow.toml"
+    path.write_text('time_scale = 1\n[seed]\nusers = 1\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n')
+    options = ["--scenario", str(path), "--variant", "patched", "--trials", "1", "--request-timeout", "0.3"]
+
+    process = runs.start(tmp_path / "out", *options)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == ExitCode.REGRESSION, err
+    [results] = (tmp_path / "out").glob("*/results.json")
+    result = read_results(results)
+    assert result.scenario.request_timeout == 0.3
+    scheduled = [r for r in result.trials[0].records if r.phase == "schedule"]
+    assert [(r.outcome, r.status) for r in scheduled] == [("timeout", None), ("timeout", None)]
+    assert all(r.completed_at is not None and 0.3 <= r.completed_at - r.sent_at < 2 for r in scheduled)
+    assert "2 of 2 requests got no answer (0 transport errors and 2 timeouts, counted apart)" in out
