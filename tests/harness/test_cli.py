@@ -23,6 +23,11 @@ from tests.harness import runs
         (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
         (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (
+            ["run", "--host", "0.0.0.0"],
+            "--host 0.0.0.0 would make the servers under test reachable from other machines",
+        ),
+        (["run", "--request-timeout", "0"], "--request-timeout: must be > 0, got 0"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
