@@ -156,7 +156,8 @@ class RunResult:
 def write_results(result: RunResult, path: Path) -> None:
     """Write atomically: a reader never sees half a file, even if the writer is killed."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    with partial.open("w", encoding="utf-8") as file:
+        json.dump(result.to_dict(), file, indent=1)  # streamed: a 2,000-request run never holds its text whole
     os.replace(partial, path)
 
 

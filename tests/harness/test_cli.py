@@ -110,3 +110,24 @@ def test_request_timeout_from_the_command_line_overrides_the_scenario(tmp_path: 
     assert [(r.outcome, r.status) for r in scheduled] == [("timeout", None), ("timeout", None)]
     assert all(r.completed_at is not None and 0.3 <= r.completed_at - r.sent_at < 2 for r in scheduled)
     assert "2 of 2 requests got no answer (0 transport errors and 2 timeouts, counted apart)" in out
+
+
+@pytest.mark.e2e
+def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) -> None:
+    processes = [runs.start(tmp_path, "--scenario", "burst", "--trials", "1") for _ in range(2)]
+    outputs = [process.communicate(timeout=180) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    printed = [line.removeprefix("results: ") for out, _ in outputs for line in out.splitlines() if "results: " in line]
+    assert len(set(printed)) == 2 and sorted(printed) == sorted(map(str, tmp_path.glob("*/results.json")))
+    trials = [(Path(path).parent, trial) for path in printed for trial in read_results(Path(path)).trials]
+    assert len(trials) == 4
+    assert len({trial.server_dir for _, trial in trials}) == 4
+    for run_dir, trial in trials:
+        server_dir = Path(trial.server_dir)
+        assert server_dir.parent.parent == run_dir and (server_dir / "app.sqlite3").is_file()
+        log = (server_dir / "server.log").read_text()
+        # The port and pid are this server's own, and it answered this run's requests and no others.
+        assert f"Uvicorn running on http://127.0.0.1:{trial.port} " in log
+        assert f"Started server process [{trial.pid}]" in log
+        assert log.count(' HTTP/1.1" ') == sum(1 for r in trial.records if r.status is not None) > 100

@@ -12,6 +12,7 @@ import pytest
 
 from harness.environment import PACKAGES
 from harness.errors import ExitCode
+from harness.journal import read_journal
 from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import read_results
 from harness.scenario import Scenario, Seed, load_scenario
@@ -179,3 +180,23 @@ def _small_burst(*, requests: int) -> Scenario:
     return replace(
         burst, trials=1, seed=Seed(users=0, items_per_user=0), schedule=replace(burst.schedule, requests=requests)
     )
+
+
+def test_a_2000_request_scenario_records_every_request_in_results_and_journal(tmp_path: Path) -> None:
+    # Its memory is measured by benchmarks/memory_2000.py, not here.
+    path = tmp_path / "waves-2000.toml"
+    path.write_text(
+        'trials = 1\ntime_scale = 0.05\n[schedule]\nkind = "waves"\nrequests = 2000\nwave_size = 200\ninterval = 1.0\n'
+    )
+    scenario = load_scenario(str(path))
+    plan = RunPlan(scenario=scenario, variants=(VARIANTS["patched"],), run_dir=make_run_dir(tmp_path, scenario))
+
+    result = execute(plan)
+
+    [trial] = result.trials
+    scheduled = [r for r in trial.records if r.phase == "schedule"]
+    assert [r.index for r in scheduled] == list(range(2000))
+    assert all(r.completed_at is not None and r.outcome != "interrupted" for r in scheduled)
+    assert result.summaries[0].requests == 2000
+    journalled = [r for r in read_journal(plan.journal_path) if r.phase == "schedule"]
+    assert sorted(journalled, key=lambda r: r.index) == scheduled
