@@ -191,14 +191,18 @@ def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> No
     for result in results:
         scheduled = [r for r in result.records if r.phase == "schedule"]
         failed = sum(1 for r in scheduled if r.outcome == "server-error")
+        unanswered = sum(1 for r in scheduled if r.outcome in ("transport-error", "timeout"))
         if result.error:
-            parts.append(f"{result.variant}: could not run ({result.error.splitlines()[0]})")
+            part = f"could not run ({result.error.splitlines()[0]})"
+        elif failed:
+            part = f"{failed} of {len(scheduled)} requests 5xx" + (f", {unanswered} unanswered" if unanswered else "")
+        elif unanswered:
+            part = f"{unanswered} of {len(scheduled)} requests unanswered"
         else:
-            parts.append(
-                f"{result.variant}: {failed} of {len(scheduled)} requests 5xx" if failed else f"{result.variant}: clean"
-            )
+            part = "clean"
         if result.server_exit_code is not None:
-            parts[-1] += f" (its server died, exit code {result.server_exit_code})"
+            part += f" (its server died, exit code {result.server_exit_code})"
+        parts.append(f"{result.variant}: {part}")
     _progress(f"trial {trial}/{trials}  " + "  ".join(parts))
 
 

@@ -125,8 +125,7 @@ async def _run_trial_side_by_side(
 
     async def one(variant: Variant) -> None:
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-        server = Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host)
-        servers[variant.name] = server
+        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host)
         finished[variant.name] = await _run_one(plan, trial, server, recorders[variant.name])
 
     async with anyio.create_task_group() as tg:

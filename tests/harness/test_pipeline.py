@@ -166,7 +166,8 @@ def test_a_server_killed_mid_trial_leaves_transport_errors_a_marked_trial_and_th
             process.communicate()
 
     assert process.returncode == ExitCode.REGRESSION, err
-    assert "trial 1/2  patched: clean (its server died, exit code -9)" in err
+    assert "trial 1/2  patched: 3 of 3 requests unanswered (its server died, exit code -9)" in err
+    assert "trial 2/2  patched: clean" in err
     [results] = out.glob("*/results.json")
     killed, second = read_results(results).trials
     assert killed.server_exit_code == -signal.SIGKILL and killed.error is None
