@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,8 @@ import pytest
 from harness.errors import ExitCode
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.journal import read_journal
-from harness.results import JOURNAL_FILE, RunResult, read_results
-from tests.harness import runs
+from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
+from tests.harness import factories, runs
 
 STOPS = [
     pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
@@ -30,6 +32,26 @@ def test_a_signal_that_arrives_inside_held_is_acted_on_after_the_block() -> None
         finished.append("the whole block")
     assert finished == ["the whole block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_the_results_are_written_waits_for_the_whole_file(tmp_path: Path) -> None:
+    trials = tuple(factories.trial("unpatched", n, ["ok", "server-error"] * 500) for n in range(1, 5))
+    result = replace(factories.make_result(), trials=trials)
+    path = tmp_path / "results.json"
+    fired: list[float] = []
+
+    def ctrl_c() -> None:
+        fired.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt), held():
+        started = time.monotonic()
+        threading.Timer(0.01, ctrl_c).start()
+        write_results(result, path)
+        finished = time.monotonic()
+    assert started < fired[0] < finished, "the signal did not arrive during the write"
+    assert read_results(path) == result
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def test_sigterm_is_a_ctrl_c_that_exits_143() -> None:
