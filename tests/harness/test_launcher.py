@@ -74,6 +74,18 @@ async def test_the_reported_port_is_the_one_the_server_itself_bound(start_server
 
 @pytest.mark.anyio
 @pytest.mark.e2e
+async def test_a_server_that_cannot_bind_is_a_launch_failure_with_uvicorn_s_reason(tmp_path: Path) -> None:
+    # With port 0 a bind can only fail for the address: 192.0.2.1 (TEST-NET-1) is on no machine.
+    server = Server(VARIANTS["patched"], tmp_path / "unbindable", time_scale=1.0, host="192.0.2.1")
+    with pytest.raises(LaunchError) as caught:
+        await server.wait_ready()
+    assert "variant 'patched' exited with code 3 before it was ready" in caught.value.message
+    assert "error while attempting to bind on address ('192.0.2.1', 0)" in caught.value.log_tail
+    assert not is_running(server.pid)
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
 async def test_a_loopback_address_other_than_127_0_0_1_is_allowed(tmp_path: Path) -> None:
     server = Server(VARIANTS["patched"], tmp_path / "other-loopback", time_scale=1.0, host="127.0.0.2")
     try:
