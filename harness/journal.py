@@ -77,7 +77,12 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
     expectations = {v.variant: v.expected for v in result.verdicts}
     summaries, verdicts, code = judge(expectations, trials)
     recovered = dataclasses.replace(
-        result, trials=tuple(trials), summaries=summaries, verdicts=verdicts, exit_code=code, complete=False
+        result,
+        trials=tuple(trials),
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=code,
+        complete=result.complete and not rebuilt,
     )
     return recovered, len(rebuilt)
 

@@ -10,11 +10,11 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ExitCode
-from harness.journal import RECOVERED, Journal, read_journal
-from harness.results import JOURNAL_FILE, read_results
+from harness.journal import RECOVERED, Journal, read_journal, recover
+from harness.results import JOURNAL_FILE, RESULTS_FILE, read_results, write_results
 from harness.runner import Recorder
 from tests.harness import runs
-from tests.harness.factories import record
+from tests.harness.factories import make_result, record
 
 
 def test_the_last_line_of_a_request_wins_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
@@ -83,3 +83,15 @@ def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_las
 def test_recover_on_a_folder_without_a_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recover", str(tmp_path)]) == ExitCode.HARNESS_ERROR
     assert f"harness: error: cannot read results file {tmp_path / 'results.json'}" in capsys.readouterr().err
+
+
+def test_recover_leaves_a_complete_run_as_it_was(tmp_path: Path) -> None:
+    result = replace(make_result(), complete=True)
+    write_results(result, tmp_path / RESULTS_FILE)
+    journal = Journal(tmp_path / JOURNAL_FILE)
+    for trial in result.trials:
+        for line in trial.records:
+            journal.append(line)
+    journal.close()
+
+    assert recover(tmp_path) == (result, 0)
