@@ -11,7 +11,9 @@ from typing import NoReturn
 
 from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
-from harness.results import TrialResult
+from harness.interrupts import sigterm_as_ctrl_c
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host
+from harness.results import JOURNAL_FILE, RESULTS_FILE, TrialResult, write_results
 from harness.scenario import DEFAULT_SCENARIO, builtin_scenarios, load_scenario
 from harness.summary import describe_schedule, format_summary
 from harness.variant import VARIANTS, get_variants
@@ -28,18 +30,19 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return ExitCode.USAGE_ERROR
-        return int(args.handler(args))
-    except HarnessError as exc:
-        print(f"harness: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+    with sigterm_as_ctrl_c() as signals:
+        try:
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help(sys.stderr)
+                return ExitCode.USAGE_ERROR
+            return int(args.handler(args))
+        except HarnessError as exc:
+            print(f"harness: error: {exc.message}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"harness: {signals.exit_code.meaning}", file=sys.stderr)
+            return signals.exit_code
 
 
 def _build_parser() -> _Parser:
@@ -80,6 +83,30 @@ def _build_parser() -> _Parser:
         "(default: the scenario's)",
     )
     run.add_argument(
+        "--request-timeout",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="give up on a request after this long and record it as a timeout (default: the scenario's)",
+    )
+    run.add_argument(
+        "--start-timeout",
+        type=_positive(float),
+        default=DEFAULT_START_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on a server that is not ready after this long (default: {DEFAULT_START_TIMEOUT:g})",
+    )
+    run.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        metavar="ADDRESS",
+        help=f"the address servers listen on; loopback only unless --allow-non-loopback (default: {DEFAULT_HOST})",
+    )
+    run.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="let --host be an address other machines can reach (the app under test has no authentication)",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT_DIR,
@@ -87,6 +114,16 @@ def _build_parser() -> _Parser:
         help=f"folder for run output; each run gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
     )
     run.set_defaults(handler=_run)
+
+    recover = commands.add_parser(
+        "recover",
+        help="rebuild the results of a run that was killed, from its journal of requests",
+        description="A harness killed outright (SIGKILL, a lost machine) cannot write its last trial. "
+        f"Every request is also in the run's {JOURNAL_FILE}: this rewrites results.json with the "
+        "unfinished trials rebuilt from it, marked incomplete, and prints the summary.",
+    )
+    recover.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's folder (where results.json is)")
+    recover.set_defaults(handler=_recover)
 
     listing = commands.add_parser("list", help="list the built-in scenarios and the variants")
     listing.set_defaults(handler=_list)
@@ -98,15 +135,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
     # `harness list` and `--help` don't load the network stack.
     from harness.pipeline import RunPlan, execute, make_run_dir
 
+    host = check_host(args.host, allow_non_loopback=args.allow_non_loopback)
     scenario = load_scenario(args.scenario)
-    overrides = {"trials": args.trials, "time_scale": args.time_scale}
+    overrides = {"trials": args.trials, "time_scale": args.time_scale, "request_timeout": args.request_timeout}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
     variants = tuple(get_variants(args.variant))
     try:
         run_dir = make_run_dir(args.out, scenario)
     except OSError as exc:
         raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
-    plan = RunPlan(scenario=scenario, variants=variants, run_dir=run_dir)
+    plan = RunPlan(scenario=scenario, variants=variants, run_dir=run_dir, host=host, start_timeout=args.start_timeout)
     _progress(
         f"running {scenario.name} ({describe_schedule(scenario)}): {scenario.trials} trials of "
         f"{', '.join(v.name for v in variants)}; output in {plan.run_dir}"
@@ -114,12 +152,24 @@ def _run(args: argparse.Namespace) -> ExitCode:
     try:
         result = execute(plan, on_trial=lambda trial, results: _report_trial(trial, scenario.trials, results))
     except KeyboardInterrupt:
-        _progress(f"interrupted: what was measured is in {plan.results_path} (marked incomplete)")
+        _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete)")
         raise
     print(format_summary(result))
     print(f"\nresults: {plan.results_path}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def _recover(args: argparse.Namespace) -> ExitCode:
+    from harness.journal import RECOVERED, recover
+
+    result, rebuilt = recover(args.run_dir)
+    write_results(result, args.run_dir / RESULTS_FILE)
+    print(format_summary(result))
+    records = sum(len(t.records) for t in result.trials if t.error == RECOVERED)
+    print(f"\nrecovered {records} request records of {rebuilt} unfinished trials from {args.run_dir / JOURNAL_FILE}")
+    print(f"results: {args.run_dir / RESULTS_FILE}")
+    return ExitCode.OK
 
 
 def _list(args: argparse.Namespace) -> ExitCode:
@@ -141,12 +191,18 @@ def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> No
     for result in results:
         scheduled = [r for r in result.records if r.phase == "schedule"]
         failed = sum(1 for r in scheduled if r.outcome == "server-error")
+        unanswered = sum(1 for r in scheduled if r.outcome in ("transport-error", "timeout"))
         if result.error:
-            parts.append(f"{result.variant}: could not run ({result.error.splitlines()[0]})")
+            part = f"could not run ({result.error.splitlines()[0]})"
+        elif failed:
+            part = f"{failed} of {len(scheduled)} requests 5xx" + (f", {unanswered} unanswered" if unanswered else "")
+        elif unanswered:
+            part = f"{unanswered} of {len(scheduled)} requests unanswered"
         else:
-            parts.append(
-                f"{result.variant}: {failed} of {len(scheduled)} requests 5xx" if failed else f"{result.variant}: clean"
-            )
+            part = "clean"
+        if result.server_exit_code is not None:
+            part += f" (its server died, exit code {result.server_exit_code})"
+        parts.append(f"{result.variant}: {part}")
     _progress(f"trial {trial}/{trials}  " + "  ".join(parts))
 
 

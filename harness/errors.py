@@ -22,6 +22,7 @@ Exit codes of ``harness``:
 3      harness error: a variant could not be started, or the run broke
 4      usage error: a bad option, an unknown scenario or variant, an invalid file
 130    interrupted (Ctrl-C); the results gathered so far are written, marked incomplete
+143    terminated (SIGTERM): the same as Ctrl-C, under the code shells give SIGTERM
 =====  ===============================================================================
 
 When verdicts disagree, the code of the first in this order wins: regression, harness
@@ -40,6 +41,7 @@ class ExitCode(enum.IntEnum):
     HARNESS_ERROR = 3
     USAGE_ERROR = 4
     INTERRUPTED = 130
+    TERMINATED = 143
 
     @property
     def meaning(self) -> str:
@@ -52,7 +54,8 @@ _MEANINGS = {
     ExitCode.SILENT: "silent reproducer: a variant expected to fail did not",
     ExitCode.HARNESS_ERROR: "harness error: a trial could not be carried out",
     ExitCode.USAGE_ERROR: "usage error",
-    ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.TERMINATED: "terminated (SIGTERM)",
 }
 
 

@@ -4,23 +4,28 @@ Each server gets its own folder (SQLite file, log, probe events), binds 127.0.0.
 port 0 and is ready when uvicorn logs ``Uvicorn running on http://127.0.0.1:PORT``: no
 port race, and the real port is read from that line. Output goes to a file, so a full
 pipe can never stall a server. :meth:`Server.stop` ends the process by escalation
-(terminate, wait, kill) and is safe to call more than once.
+(terminate, wait, kill) and is safe to call more than once, also after a Ctrl-C cut an
+earlier call short. Servers listen on loopback only unless the user asks otherwise
+(:func:`check_host`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import ipaddress
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
 
-from harness.errors import LaunchError
+from harness.errors import LaunchError, UsageError
 from harness.variant import Variant
 
 DEFAULT_HOST = "127.0.0.1"
@@ -28,7 +33,6 @@ DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 
-_READY = re.compile(rb"Uvicorn running on http://" + re.escape(DEFAULT_HOST.encode()) + rb":(\d+)")
 _POLL_INTERVAL = 0.02
 
 
@@ -41,14 +45,17 @@ class ServerState(enum.Enum):
 class Server:
     """A uvicorn process serving one variant, from start to stop."""
 
-    def __init__(self, variant: Variant, directory: Path, *, time_scale: float) -> None:
+    def __init__(self, variant: Variant, directory: Path, *, time_scale: float, host: str = DEFAULT_HOST) -> None:
         self.variant = variant
+        self.host = host
         self.directory = directory = directory.resolve()  # the server runs with it as its cwd
         self.log_path = directory / "server.log"
         self.events_path = directory / "events.jsonl"
         self.database_path = directory / "app.sqlite3"
         self.port: int | None = None
+        self._asked_to_stop = False
         self.state = ServerState.STARTING
+        self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
         directory.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -65,7 +72,7 @@ class Server:
             "harness.probe:create_app",
             "--factory",
             "--host",
-            DEFAULT_HOST,
+            host,
             "--port",
             "0",
             "--timeout-graceful-shutdown",
@@ -89,14 +96,18 @@ class Server:
 
     @property
     def base_url(self) -> str:
-        return f"http://{DEFAULT_HOST}:{self.port}"
+        return f"{self._url_base}:{self.port}"
+
+    @property
+    def _url_base(self) -> str:
+        return f"http://[{self.host}]" if ":" in self.host else f"http://{self.host}"
 
     async def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
         """Wait for uvicorn's "running on" line; raise LaunchError if it exits or stays silent."""
         problem = f"did not start within {timeout:g} s"
         with anyio.move_on_after(timeout):
             while self.process.poll() is None:
-                match = _READY.search(self.log_path.read_bytes())
+                match = self._ready.search(self.log_path.read_bytes())
                 if match:
                     self.port = int(match.group(1))
                     self.state = ServerState.RUNNING
@@ -109,16 +120,20 @@ class Server:
         )
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        if self.state is ServerState.STOPPED:
-            return
+        """Terminate, wait up to ``timeout``, kill. STOPPED is set only once the process is reaped."""
+        self.ask_to_stop()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.state = ServerState.STOPPED
-        if self.process.poll() is None:
+
+    def ask_to_stop(self) -> None:
+        """Send SIGTERM once, if the process still runs; uvicorn then shuts down gracefully."""
+        if self.process.poll() is None and not self._asked_to_stop:
+            self._asked_to_stop = True
             self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -126,6 +141,30 @@ class Server:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_all(servers: Iterable[Server], timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
+    """Stop servers together: all are asked at once, so the lot takes one timeout, not one each."""
+    servers = list(servers)
+    for server in servers:
+        server.ask_to_stop()
+    deadline = time.monotonic() + timeout
+    for server in servers:
+        server.stop(max(0.0, deadline - time.monotonic()))
+
+
+def check_host(host: str, *, allow_non_loopback: bool) -> str:
+    """The address servers are to listen on; only loopback unless the user allows more."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(f"--host: expected an IP address, got {host!r}") from None
+    if not address.is_loopback and not allow_non_loopback:
+        raise UsageError(
+            f"--host {host} would make the servers under test reachable from other machines; "
+            "add --allow-non-loopback if that is what you want"
+        )
+    return str(address)
 
 
 def _die_with_parent() -> None:

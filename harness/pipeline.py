@@ -1,9 +1,12 @@
 """The run, top to bottom: launch, run, record, decide; trial after trial.
 
 Each trial starts a fresh server per variant (the countdown and the database are
-process state) and runs the variants side by side. The results file is rewritten after
-every trial and once more when the run ends, however it ends, so an interrupted run
-keeps what it measured and says it is incomplete.
+process state) and runs the variants side by side. Every request is appended to the
+run's journal as it happens (:mod:`harness.journal`); the results file is rewritten
+after every trial and once more when the run ends, however it ends, so an interrupted
+run keeps what it measured and says it is incomplete. Stopping servers and writing the
+results hold off Ctrl-C and SIGTERM (:func:`harness.interrupts.held`), so a second
+signal cannot leave servers running or a file half written.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import anyio
 
 from harness.environment import describe_environment
 from harness.errors import LaunchError, TrialError
-from harness.launcher import Server
-from harness.results import RESULTS_FILE, RunResult, TrialResult, write_results
+from harness.interrupts import held
+from harness.journal import Journal
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, Server, stop_all
+from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import Scenario
 from harness.variant import Variant
-from harness.verdict import decide, exit_code, summarise
+from harness.verdict import judge
 
 TrialCallback = Callable[[int, Sequence[TrialResult]], None]
 
@@ -33,10 +38,16 @@ class RunPlan:
     scenario: Scenario
     variants: tuple[Variant, ...]
     run_dir: Path
+    host: str = DEFAULT_HOST
+    start_timeout: float = DEFAULT_START_TIMEOUT
 
     @property
     def results_path(self) -> Path:
         return self.run_dir / RESULTS_FILE
+
+    @property
+    def journal_path(self) -> Path:
+        return self.run_dir / JOURNAL_FILE
 
 
 def make_run_dir(out_dir: Path, scenario: Scenario) -> Path:
@@ -65,31 +76,42 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
 
     complete = False
     write_results(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
+    journal = Journal(plan.journal_path)
     try:
         for trial in range(1, plan.scenario.trials + 1):
-            recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}
-            servers: dict[str, Server] = {}
-            finished: dict[str, TrialResult] = {}
-            trial_started_at = _now()
-            try:
-                anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
-            except BaseException as exc:
-                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-                for name, server in servers.items():
-                    server.stop()
-                    finished.setdefault(name, _trial_result(server, trial, recorders[name], trial_started_at, reason))
-                trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
-                raise
-            outcome = [finished[v.name] for v in plan.variants]
-            trials.extend(outcome)
-            write_results(snapshot(complete=False), plan.results_path)
+            outcome = _trial(plan, trial, journal, trials)
+            with held():
+                write_results(snapshot(complete=False), plan.results_path)
             if on_trial:
                 on_trial(trial, outcome)
         complete = True
     finally:
-        result = snapshot(complete=complete)
-        write_results(result, plan.results_path)
+        with held():
+            journal.close()
+            result = snapshot(complete=complete)
+            write_results(result, plan.results_path)
     return result
+
+
+def _trial(plan: RunPlan, trial: int, journal: Journal, trials: list[TrialResult]) -> list[TrialResult]:
+    """One trial of every variant, added to ``trials``; a trial cut short is added as far as it got."""
+    recorders = {v.name: Recorder(variant=v.name, trial=trial, on_change=journal.append) for v in plan.variants}
+    servers: dict[str, Server] = {}
+    finished: dict[str, TrialResult] = {}
+    started_at = _now()
+    try:
+        anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
+    except BaseException as exc:
+        with held():
+            stop_all(servers.values())
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
+            for name, server in servers.items():
+                finished.setdefault(name, _trial_result(server, trial, recorders[name], started_at, reason))
+            trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
+        raise
+    outcome = [finished[v.name] for v in plan.variants]
+    trials.extend(outcome)
+    return outcome
 
 
 async def _run_trial_side_by_side(
@@ -103,31 +125,41 @@ async def _run_trial_side_by_side(
 
     async def one(variant: Variant) -> None:
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale)
-        finished[variant.name] = await _run_one(plan.scenario, trial, server, recorders[variant.name])
+        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host)
+        finished[variant.name] = await _run_one(plan, trial, server, recorders[variant.name])
 
     async with anyio.create_task_group() as tg:
         for variant in plan.variants:
             tg.start_soon(one, variant)
 
 
-async def _run_one(scenario: Scenario, trial: int, server: Server, recorder: Recorder) -> TrialResult:
+async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder) -> TrialResult:
     started_at = _now()
     error = None
+    server_exit_code = None
     try:
-        await server.wait_ready()
-        async with make_client(server.base_url, scenario) as client:
-            await run_trial(client, scenario, recorder)
+        await server.wait_ready(plan.start_timeout)
+        async with make_client(server.base_url, plan.scenario) as client:
+            await run_trial(client, plan.scenario, recorder)
+        server_exit_code = server.process.poll()  # it died under the schedule (a crash, a SIGKILL)
     except LaunchError as exc:
         error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
     except TrialError as exc:
         error = exc.message
+        server_exit_code = server.process.poll()
     finally:
         server.stop()
-    return _trial_result(server, trial, recorder, started_at, error)
+    return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
 
 
-def _trial_result(server: Server, trial: int, recorder: Recorder, started_at: str, error: str | None) -> TrialResult:
+def _trial_result(
+    server: Server,
+    trial: int,
+    recorder: Recorder,
+    started_at: str,
+    error: str | None,
+    server_exit_code: int | None = None,
+) -> TrialResult:
     records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
     return TrialResult(
         variant=server.variant.name,
@@ -139,6 +171,7 @@ def _trial_result(server: Server, trial: int, recorder: Recorder, started_at: st
         records=tuple(records),
         unmatched_exceptions=tuple(unmatched),
         error=error,
+        server_exit_code=server_exit_code,
     )
 
 
@@ -151,8 +184,7 @@ def _assemble(
     *,
     complete: bool,
 ) -> RunResult:
-    summaries = tuple(summarise(v.name, trials) for v in plan.variants)
-    verdicts = tuple(decide(s, plan.scenario.expectation(s.variant)) for s in summaries)
+    summaries, verdicts, code = judge({v.name: plan.scenario.expectation(v) for v in plan.variants}, trials)
     return RunResult(
         scenario=plan.scenario,
         variants=tuple(v.name for v in plan.variants),
@@ -163,7 +195,7 @@ def _assemble(
         trials=tuple(trials),
         summaries=summaries,
         verdicts=verdicts,
-        exit_code=exit_code(verdicts),
+        exit_code=code,
     )
 
 

@@ -7,22 +7,27 @@ dates are ISO 8601 in UTC.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
 SCHEMA_VERSION = 1
-RESULTS_FILE = "results.json"  # its name in a run's folder
+RESULTS_FILE = "results.json"  # in each run's folder, the document of record
+JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
+
+_T = TypeVar("_T")
 
 Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
@@ -77,6 +82,7 @@ class TrialResult:
     records: tuple[RequestRecord, ...]
     unmatched_exceptions: tuple[ServerException, ...] = ()
     error: str | None = None
+    server_exit_code: int | None = None  # set when the server exited before the harness stopped it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,21 +151,31 @@ class RunResult:
             raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
         fields = {key: value for key, value in data.items() if key != "schema_version"}
         try:
-            return typing.cast(RunResult, _build(cls, fields))
+            return rebuild(cls, fields)
         except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
             raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
 
 
 def write_results(result: RunResult, path: Path) -> None:
-    write_atomically(path, json.dumps(result.to_dict(), indent=1))
+    with atomic_writer(path) as file:
+        json.dump(result.to_dict(), file, indent=1)  # streamed: a 2,000-request run never holds its text whole
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """A reader never sees half a file, even if the writer is killed; two writers never share a temp file."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[str]]:
+    """A file to write ``path`` through: a reader never sees half of it, even if the writer is killed.
+
+    Each writer gets its own temporary file, so two runs refreshing one index never mix.
+    """
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
     ) as partial:
-        partial.write(text)
+        try:
+            yield partial
+        except BaseException:
+            partial.close()
+            os.unlink(partial.name)
+            raise
     os.replace(partial.name, path)
 
 
@@ -175,8 +191,12 @@ def read_results(path: Path) -> RunResult:
     return RunResult.from_dict(data)
 
 
-def _build(annotation: Any, value: Any) -> Any:
+def rebuild(annotation: type[_T], value: Any) -> _T:
     """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it."""
+    return typing.cast(_T, _build(annotation, value))
+
+
+def _build(annotation: Any, value: Any) -> Any:
     if annotation is Scenario:
         return Scenario.from_dict(value)
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,13 @@ DEFAULT_SEED_ATTEMPTS = 5
 class Recorder:
     """The requests of one variant's trial; times are seconds from the schedule's start."""
 
-    def __init__(self, *, variant: str, trial: int) -> None:
+    def __init__(self, *, variant: str, trial: int, on_change: Callable[[RequestRecord], None] | None = None) -> None:
         self.variant = variant
         self.trial = trial
         self.origin = time.perf_counter()
         self._pending: dict[str, RequestRecord] = {}
         self._done: list[RequestRecord] = []
+        self._on_change = on_change
 
     def clock(self) -> float:
         return time.perf_counter() - self.origin
@@ -47,10 +48,12 @@ class Recorder:
         self._done = [
             replace(r, sent_at=r.sent_at - shift, completed_at=_minus(r.completed_at, shift)) for r in self._done
         ]
+        for record in self._done:
+            self._changed(record)
 
     def begin(self, *, phase: Phase, index: int, method: str, path: str, planned_offset: float | None) -> str:
         request_id = f"{self.variant}-t{self.trial}-{phase}-{index}"
-        self._pending[request_id] = RequestRecord(
+        self._pending[request_id] = record = RequestRecord(
             variant=self.variant,
             trial=self.trial,
             phase=phase,
@@ -64,11 +67,19 @@ class Recorder:
             status=None,
             outcome="interrupted",
         )
+        self._changed(record)
         return request_id
 
     def finish(self, request_id: str, *, status: int | None, outcome: Outcome, error: str | None = None) -> None:
         record = self._pending.pop(request_id)
-        self._done.append(replace(record, completed_at=self.clock(), status=status, outcome=outcome, error=error))
+        self._done.append(
+            done := replace(record, completed_at=self.clock(), status=status, outcome=outcome, error=error)
+        )
+        self._changed(done)
+
+    def _changed(self, record: RequestRecord) -> None:
+        if self._on_change:
+            self._on_change(record)
 
     def records(self) -> list[RequestRecord]:
         """Everything so far, unfinished requests included, seed first, then by index."""

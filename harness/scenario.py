@@ -3,11 +3,16 @@
 A scenario is a TOML file; the built-ins live in the ``scenarios`` package and load by
 name. Times in ``[schedule]`` are in the app's seconds, like the countdown of
 ``/slowusers/``: ``time_scale`` shrinks both, so a scaled run keeps the tutorial's shape.
+
+Every complaint about a file is one line, ``FILE:LINE: [table] key: problem``, as
+compilers write them; the line is the key's (or its table's, for a missing key), found by
+a scan of the text, and left out when the key is not written on a line of its own.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
 from harness.errors import ScenarioError
-from harness.variant import VARIANTS, Expectation
+from harness.variant import VARIANTS, Expectation, Variant
 
 __all__ = ["Expectation", "Scenario", "Schedule", "ScheduleKind", "Seed", "builtin_scenarios", "load_scenario"]
 
@@ -66,8 +71,8 @@ class Scenario:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     expect: dict[str, Expectation] = field(default_factory=dict)
 
-    def expectation(self, variant: str) -> Expectation:
-        return self.expect.get(variant, VARIANTS[variant].expect)
+    def expectation(self, variant: Variant) -> Expectation:
+        return self.expect.get(variant.name, variant.expect)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,12 +114,13 @@ def _load_text(text: str, *, origin: str) -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{origin}: invalid TOML: {exc}") from None
-    return _parse(data, origin=origin, default_name=Path(origin).stem)
+        line = re.search(r"at line (\d+)", str(exc))
+        raise ScenarioError(f"{origin}{':' + line.group(1) if line else ''}: invalid TOML: {exc}") from None
+    return _parse(data, origin=origin, default_name=Path(origin).stem, text=text)
 
 
-def _parse(data: dict[str, Any], *, origin: str, default_name: str) -> Scenario:
-    top = _Table(data, origin=origin)
+def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = "") -> Scenario:
+    top = _Table(data, origin=origin, source=text)
     top.only({"name", "description", "trials", "time_scale", "request_timeout", "seed", "schedule", "expect"})
     schedule = top.table("schedule", required=True)
     schedule.only({"kind", "requests", "interval", "wave_size", "path"})
@@ -126,8 +132,11 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str) -> Scenario:
     seed.only({"users", "items_per_user"})
     expect = top.table("expect")
     expect.only(set(VARIANTS), what="variant")
+    name = top.text("name", default_name)
+    if not _FOLDER_SAFE.fullmatch(name):
+        top.fail("name", f"names the run's folder: letters, digits, '.', '_', '-' and spaces only, got {name!r}")
     return Scenario(
-        name=top.text("name", default_name),
+        name=name,
         description=top.text("description", ""),
         schedule=Schedule(
             kind=kind,
@@ -148,16 +157,18 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str) -> Scenario:
 
 
 class _Table:
-    """One table of a scenario document; every complaint names the origin, table and key."""
+    """One table of a scenario document; every complaint names the origin, line, table and key."""
 
-    def __init__(self, data: dict[str, Any], *, origin: str, name: str = "") -> None:
+    def __init__(self, data: dict[str, Any], *, origin: str, name: str = "", source: str = "") -> None:
         self.data = data
         self.origin = origin
         self.name = name
+        self.source = source  # the file's text, to find lines in
 
     def fail(self, key: str, problem: str) -> NoReturn:
         where = f"[{self.name}] {key}" if self.name else key
-        raise ScenarioError(f"{self.origin}: {where}: {problem}")
+        line = _line_of(self.source, self.name, key)
+        raise ScenarioError(f"{self.origin}{f':{line}' if line else ''}: {where}: {problem}")
 
     def only(self, known: set[str], *, what: str = "key") -> None:
         for key in self.data:
@@ -168,7 +179,7 @@ class _Table:
         value = self._get(key, {}, required)
         if not isinstance(value, dict):
             self.fail(key, f"expected a table, got {_describe(value)}")
-        return _Table(value, origin=self.origin, name=key)
+        return _Table(value, origin=self.origin, name=key, source=self.source)
 
     def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
         value = self._get(key, default, required)
@@ -207,6 +218,27 @@ class _Table:
                 self.fail(key, "missing")
             return default
         return self.data[key]
+
+
+_FOLDER_SAFE = re.compile(r"[\w.\- ]{1,100}")
+_HEADER = re.compile(r"""\s*\[\s*["']?([^"'\[\]]+?)["']?\s*\]\s*(#.*)?""")
+
+
+def _line_of(text: str, table: str, key: str) -> int | None:
+    """The line of ``key = ...`` in ``[table]`` (a top-level table's own header counts), else of ``[table]``."""
+    assignment = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""")
+    current, header_line = "", None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.fullmatch(line)
+        if header:
+            current = header.group(1)
+            if current == table:
+                header_line = number
+            elif not table and current == key:
+                return number
+        elif current == table and assignment.match(line):
+            return number
+    return header_line
 
 
 def _describe(value: Any) -> str:

@@ -45,6 +45,10 @@ def format_summary(result: RunResult) -> str:
         lines.append(
             f"  ({s.variant}: {s.seed_server_errors} of {s.seed_requests} seed requests returned 5xx and were retried)"
         )
+    died = [t for t in result.trials if t.server_exit_code is not None]
+    if died:
+        lines += ["", "servers that died during their trial (their unanswered requests count as transport errors):"]
+        lines += [f"  {t.variant} trial {t.trial}: exit code {t.server_exit_code}" for t in died]
     errors = [t for t in result.trials if t.error]
     if errors:
         lines += ["", "trials that could not be carried out:"]

@@ -11,7 +11,7 @@ failed): the harness then cannot say what it would have done.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from harness.errors import ExitCode
 from harness.results import (
@@ -30,6 +30,15 @@ _EXIT_PRIORITY = (
     ("error", ExitCode.HARNESS_ERROR),
     ("silent", ExitCode.SILENT),
 )
+
+
+def judge(
+    expectations: Mapping[str, Expectation], trials: Sequence[TrialResult]
+) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
+    """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code."""
+    summaries = tuple(summarise(variant, trials) for variant in expectations)
+    verdicts = tuple(decide(summary, expectations[summary.variant]) for summary in summaries)
+    return summaries, verdicts, exit_code(verdicts)
 
 
 def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:

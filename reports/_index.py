@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ResultsError
-from harness.results import RESULTS_FILE, RunResult, read_results, write_atomically
-from reports._render import render
+from harness.results import RESULTS_FILE, RunResult, read_results
+from reports._render import render, write_page
 from reports._report import REPORT_FILE
 
 INDEX_FILE = "index.html"
@@ -25,18 +25,14 @@ def write_index(out_dir: Path) -> Path:
     """(Re)write ``out_dir/index.html`` from the runs' results files found under ``out_dir``."""
     entries = [_entry(path) for path in out_dir.glob(f"*/{RESULTS_FILE}")]
     entries.sort(key=lambda e: (e.result.started_at if e.result else "", e.folder), reverse=True)
-    path = out_dir / INDEX_FILE
-    write_atomically(
-        path,
-        render(
-            "index.html.j2",
-            title=f"harness runs in {out_dir}",
-            entries=entries,
-            report_file=REPORT_FILE,
-            results_file=RESULTS_FILE,
-        ),
+    html = render(
+        "index.html.j2",
+        title=f"harness runs in {out_dir}",
+        entries=entries,
+        report_file=REPORT_FILE,
+        results_file=RESULTS_FILE,
     )
-    return path
+    return write_page(out_dir / INDEX_FILE, html)
 
 
 def _entry(results: Path) -> _Entry:

@@ -1,11 +1,14 @@
-"""The one Jinja environment of the reports, autoescaping on."""
+"""The one Jinja environment of the reports, autoescaping on, and how a page reaches disk."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from harness.results import atomic_writer
 
 
 @functools.cache
@@ -21,3 +24,9 @@ def _environment() -> jinja2.Environment:
 
 def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
+
+
+def write_page(path: Path, html: str) -> Path:
+    with atomic_writer(path) as file:
+        file.write(html)
+    return path

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ExitCode
-from harness.results import RunResult, VariantSummary, Verdict, write_atomically
+from harness.results import RunResult, VariantSummary, Verdict
 from harness.summary import describe_schedule
-from reports._render import render
+from reports._render import render, write_page
 from reports._timeline import GUTTER, WIDTH, trial_timelines
 
 REPORT_FILE = "report.html"
@@ -70,8 +70,7 @@ def render_report(result: RunResult) -> str:
 
 def write_report(result: RunResult, path: Path) -> Path:
     """Render ``result`` to ``path`` (atomically) and return the path."""
-    write_atomically(path, render_report(result))
-    return path
+    return write_page(path, render_report(result))
 
 
 def _headline(verdicts: tuple[Verdict, ...]) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.results import Outcome, Phase, RequestRecord, ServerException, TrialResult
+from harness.errors import ExitCode
+from harness.results import Outcome, Phase, RequestRecord, RunResult, ServerException, TrialResult
+from harness.scenario import load_scenario
+from harness.verdict import decide, summarise
 
 CONNECTION_OPENED = ServerException(
     request_id="",
@@ -51,4 +54,21 @@ def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | No
         port=1,
         records=tuple(record(variant, number, i, o) for i, o in enumerate(outcomes)),
         error=error,
+    )
+
+
+def make_result() -> RunResult:
+    trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
+    summaries = tuple(summarise(name, trials) for name in ("unpatched", "patched"))
+    return RunResult(
+        scenario=load_scenario("burst"),
+        variants=("unpatched", "patched"),
+        started_at="2026-11-21T00:00:00.000+00:00",
+        duration=1.5,
+        complete=False,
+        environment={"python": "3.11.7"},
+        trials=trials,
+        summaries=summaries,
+        verdicts=tuple(decide(s, e) for s, e in zip(summaries, ("fails", "clean"), strict=True)),
+        exit_code=ExitCode.OK,
     )

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +10,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results
-from tests.conftest import is_running
+from tests.harness import runs
 
 
 @pytest.mark.parametrize(
@@ -27,6 +23,11 @@ from tests.conftest import is_running
         (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
         (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (
+            ["run", "--host", "0.0.0.0"],
+            "--host 0.0.0.0 would make the servers under test reachable from other machines",
+        ),
+        (["run", "--request-timeout", "0"], "--request-timeout: must be > 0, got 0"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
@@ -48,7 +49,7 @@ def test_an_invalid_scenario_file_names_file_and_field(capsys: pytest.CaptureFix
     path = tmp_path / "mine.toml"
     path.write_text("[schedule]\nkind = 'burst'\nrequests = -3\n")
     assert main(["run", "--scenario", str(path), "--out", str(tmp_path)]) == ExitCode.USAGE_ERROR
-    assert f"{path}: [schedule] requests: expected a whole number >= 1, got -3" in capsys.readouterr().err
+    assert f"{path}:3: [schedule] requests: expected a whole number >= 1, got -3" in capsys.readouterr().err
 
 
 def test_no_command_prints_help_and_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,66 +92,42 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     assert json.loads(results.read_text())["exit_code"] == 0
 
 
-@contextlib.contextmanager
-def _real_pace_run(out: Path) -> Iterator[subprocess.Popen[str]]:
-    """``harness run`` on tutorial-tabs at the tutorial's pace, once both servers are up."""
-    command = ["-m", "harness", "run", "--scenario", "tutorial-tabs", "--time-scale", "1", "--out", str(out)]
-    process = subprocess.Popen(
-        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _serving(out) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert _serving(out), "the servers never came up"
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+@pytest.mark.e2e
+def test_request_timeout_from_the_command_line_overrides_the_scenario(tmp_path: Path) -> None:
+    # /slowusers/ at the tutorial's pace sleeps 9 s and 8 s: far past the 0.3 s asked for.
+    path = tmp_path / "slow.toml"
+    path.write_text('time_scale = 1\n[seed]\nusers = 1\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n')
+    options = ["--scenario", str(path), "--variant", "patched", "--trials", "1", "--request-timeout", "0.3"]
+
+    process = runs.start(tmp_path / "out", *options)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == ExitCode.REGRESSION, err
+    [results] = (tmp_path / "out").glob("*/results.json")
+    result = read_results(results)
+    assert result.scenario.request_timeout == 0.3
+    scheduled = [r for r in result.trials[0].records if r.phase == "schedule"]
+    assert [(r.outcome, r.status) for r in scheduled] == [("timeout", None), ("timeout", None)]
+    assert all(r.completed_at is not None and 0.3 <= r.completed_at - r.sent_at < 2 for r in scheduled)
+    assert "2 of 2 requests got no answer (0 transport errors and 2 timeouts, counted apart)" in out
 
 
 @pytest.mark.e2e
-def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
-    with _real_pace_run(tmp_path) as process:
-        time.sleep(1.5)  # into the schedule: requests are in flight
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=15)
-    assert process.returncode == ExitCode.INTERRUPTED
-    assert "Traceback" not in err and "interrupted" in err
-    [path] = tmp_path.glob("*/results.json")
-    result = read_results(path)
-    assert not result.complete
-    assert result.trials and all(t.error == "interrupted" for t in result.trials)
-    assert any(r.outcome == "interrupted" for t in result.trials for r in t.records)
-    assert any(r.outcome == "ok" for t in result.trials for r in t.records)
-    assert all(not is_running(t.pid) for t in result.trials if t.pid)
-    assert not list(tmp_path.glob("*/*.partial"))
+def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) -> None:
+    processes = [runs.start(tmp_path, "--scenario", "burst", "--trials", "1") for _ in range(2)]
+    outputs = [process.communicate(timeout=180) for process in processes]
 
-
-@pytest.mark.e2e
-def test_servers_end_with_a_harness_killed_outright_and_the_run_is_on_record(tmp_path: Path) -> None:
-    with _real_pace_run(tmp_path) as process:
-        pids = [int(line.split("[")[1].split("]")[0]) for line in _started_lines(tmp_path)]
-        process.kill()  # SIGKILL: the harness gets no chance to stop its servers
-        process.wait()
-    deadline = time.monotonic() + 5
-    while any(is_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(pids) == 2 and not any(is_running(pid) for pid in pids)
-    [path] = tmp_path.glob("*/results.json")
-    assert not read_results(path).complete
-
-
-def _started_lines(out: Path) -> list[str]:
-    return [
-        line
-        for log in out.glob("*/servers/*/server.log")
-        for line in log.read_text().splitlines()
-        if "Started server process [" in line
-    ]
-
-
-def _serving(out: Path) -> bool:
-    logs = list(out.glob("*/servers/*/server.log"))
-    return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    printed = [line.removeprefix("results: ") for out, _ in outputs for line in out.splitlines() if "results: " in line]
+    assert len(set(printed)) == 2 and sorted(printed) == sorted(map(str, tmp_path.glob("*/results.json")))
+    trials = [(Path(path).parent, trial) for path in printed for trial in read_results(Path(path)).trials]
+    assert len(trials) == 4
+    assert len({trial.server_dir for _, trial in trials}) == 4
+    for run_dir, trial in trials:
+        server_dir = Path(trial.server_dir)
+        assert server_dir.parent.parent == run_dir and (server_dir / "app.sqlite3").is_file()
+        log = (server_dir / "server.log").read_text()
+        # The port and pid are this server's own, and it answered this run's requests and no others.
+        assert f"Uvicorn running on http://127.0.0.1:{trial.port} " in log
+        assert f"Started server process [{trial.pid}]" in log
+        assert log.count(' HTTP/1.1" ') == sum(1 for r in trial.records if r.status is not None) > 100

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
+import anyio
 import pytest
 
-from harness.errors import LaunchError
-from harness.launcher import Server, ServerState
-from harness.variant import Variant
+from harness.errors import LaunchError, UsageError
+from harness.launcher import Server, ServerState, check_host
+from harness.variant import VARIANTS, Variant
 from tests.conftest import StartServer, is_running
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-
+@pytest.mark.anyio
+@pytest.mark.e2e
 async def test_a_server_binds_loopback_on_its_own_port_and_stops(start_server: StartServer) -> None:
     first = await start_server("unpatched")
     second = await start_server("patched")
@@ -24,6 +27,8 @@ async def test_a_server_binds_loopback_on_its_own_port_and_stops(start_server: S
     assert not is_running(first.pid)
 
 
+@pytest.mark.anyio
+@pytest.mark.e2e
 async def test_a_variant_that_cannot_import_fails_with_its_name_and_log(tmp_path: Path) -> None:
     broken = Variant(name="broken", app="app_variants.no_such_module:app", description="", expect="fails")
     server = Server(broken, tmp_path / "broken", time_scale=1.0)
@@ -34,6 +39,8 @@ async def test_a_variant_that_cannot_import_fails_with_its_name_and_log(tmp_path
     assert not is_running(server.pid)
 
 
+@pytest.mark.anyio
+@pytest.mark.e2e
 async def test_a_server_that_never_gets_ready_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     server = Server(
         Variant(name="patched", app="app_variants.patched:app", description="", expect="clean"),
@@ -43,3 +50,81 @@ async def test_a_server_that_never_gets_ready_is_stopped_at_the_timeout(tmp_path
     with pytest.raises(LaunchError, match=r"did not start within 0\.01 s"):
         await server.wait_ready(timeout=0.01)
     assert not is_running(server.pid)
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+async def test_the_reported_port_is_the_one_the_server_itself_bound(start_server: StartServer) -> None:
+    # uvicorn binds port 0 and the kernel picks the port in that same call: there is no
+    # moment between choosing a port and binding it for another process to take it. What
+    # could still go wrong is reading another server's port; four started at once, each
+    # must report a port that its own process listens on.
+    servers: list[Server] = []
+
+    async def start(variant: str) -> None:
+        servers.append(await start_server(variant))
+
+    async with anyio.create_task_group() as tg:
+        for variant in ("unpatched", "patched", "unpatched", "patched"):
+            tg.start_soon(start, variant)
+    for server in servers:
+        assert server.port is not None and _listening_ports(server.pid) == {server.port}
+    assert len({server.port for server in servers}) == 4
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+async def test_a_server_that_cannot_bind_is_a_launch_failure_with_uvicorn_s_reason(tmp_path: Path) -> None:
+    # With port 0 a bind can only fail for the address: 192.0.2.1 (TEST-NET-1) is on no machine.
+    server = Server(VARIANTS["patched"], tmp_path / "unbindable", time_scale=1.0, host="192.0.2.1")
+    with pytest.raises(LaunchError) as caught:
+        await server.wait_ready()
+    assert "variant 'patched' exited with code 3 before it was ready" in caught.value.message
+    assert "error while attempting to bind on address ('192.0.2.1', 0)" in caught.value.log_tail
+    assert not is_running(server.pid)
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+async def test_a_loopback_address_other_than_127_0_0_1_is_allowed(tmp_path: Path) -> None:
+    server = Server(VARIANTS["patched"], tmp_path / "other-loopback", time_scale=1.0, host="127.0.0.2")
+    try:
+        await server.wait_ready()
+        assert server.base_url.startswith("http://127.0.0.2:")
+        assert _listening_ports(server.pid) == {server.port}
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "8.8.8.8"])
+def test_an_address_others_can_reach_is_refused_unless_allowed(host: str) -> None:
+    with pytest.raises(UsageError, match="--allow-non-loopback"):
+        check_host(host, allow_non_loopback=False)
+    assert check_host(host, allow_non_loopback=True) == host
+
+
+@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", "127.0.0.1"), ("127.1.2.3", "127.1.2.3"), ("::1", "::1")])
+def test_loopback_addresses_need_no_permission(host: str, expected: str) -> None:
+    assert check_host(host, allow_non_loopback=False) == expected
+
+
+def test_a_host_name_is_refused_because_it_might_not_resolve_to_loopback() -> None:
+    with pytest.raises(UsageError, match="expected an IP address, got 'localhost'"):
+        check_host("localhost", allow_non_loopback=False)
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports on which the process ``pid`` has a listening socket, from /proc."""
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                sockets.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

@@ -5,28 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ExitCode, ResultsError
+from harness.errors import ResultsError
 from harness.results import SCHEMA_VERSION, RunResult, read_results, write_results
-from harness.scenario import load_scenario
-from harness.verdict import decide, summarise
-from tests.harness.factories import trial
-
-
-def make_result() -> RunResult:
-    trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries = tuple(summarise(name, trials) for name in ("unpatched", "patched"))
-    return RunResult(
-        scenario=load_scenario("burst"),
-        variants=("unpatched", "patched"),
-        started_at="2026-11-21T00:00:00.000+00:00",
-        duration=1.5,
-        complete=False,
-        environment={"python": "3.11.7"},
-        trials=trials,
-        summaries=summaries,
-        verdicts=tuple(decide(s, e) for s, e in zip(summaries, ("fails", "clean"), strict=True)),
-        exit_code=ExitCode.OK,
-    )
+from tests.harness.factories import make_result
 
 
 def test_results_round_trip_through_json(tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.errors import ScenarioError
 from harness.scenario import Scenario, Schedule, load_scenario
+from harness.variant import VARIANTS
 
 VALID = """
 trials = 3
@@ -42,13 +46,13 @@ def test_a_user_file_loads_with_defaults_and_its_stem_as_name(tmp_path: Path) ->
     assert scenario.trials == 3
     assert scenario.schedule.path == "/slowusers/"
     assert scenario.seed.users == 2
-    assert scenario.expectation("unpatched") == "fails"
-    assert scenario.expectation("patched") == "clean"
+    assert scenario.expectation(VARIANTS["unpatched"]) == "fails"
+    assert scenario.expectation(VARIANTS["patched"]) == "clean"
 
 
 def test_expectations_can_be_overridden(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, VALID + '[expect]\nunpatched = "clean"\n'))
-    assert scenario.expectation("unpatched") == "clean"
+    assert scenario.expectation(VARIANTS["unpatched"]) == "clean"
 
 
 def test_to_dict_and_from_dict_round_trip() -> None:
@@ -57,36 +61,45 @@ def test_to_dict_and_from_dict_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "line", "message"),
     [
-        ("trials = 3\n", "schedule: missing"),
-        (VALID + "trails = 2\n", "unknown key"),
-        (VALID.replace("trials = 3", "trials = 0"), "trials: expected a whole number >= 1, got 0"),
-        (VALID.replace("trials = 3", "trials = -2"), "got -2"),
-        (VALID.replace("trials = 3", 'trials = "3"'), "trials: expected a whole number >= 1, got '3'"),
-        (VALID.replace("trials = 3", "trials = true"), "got True"),
-        (VALID.replace("time_scale = 0.1", "time_scale = 0"), "time_scale: expected a number > 0"),
-        (VALID.replace("time_scale = 0.1", "time_scale = nan"), "time_scale: expected a number > 0"),
-        (VALID.replace('"staggered"', '"random"'), "[schedule] kind: expected one of"),
-        (VALID.replace("requests = 4", "requests = 4.5"), "[schedule] requests"),
-        (VALID + '[expect]\nsideways = "fails"\n', "[expect] sideways: unknown variant"),
-        (VALID + '[expect]\npatched = "broken"\n', "[expect] patched: expected one of 'fails', 'clean'"),
-        ("seed = 3\n" + VALID, "seed: expected a table"),
-        (VALID.replace("interval = 1.0", 'interval = 1.0\npath = "slowusers"'), "must start with '/'"),
-        (VALID.replace('kind = "staggered"', 'kind = "waves"'), "[schedule] wave_size: missing"),
+        ("trials = 3\n", None, "schedule: missing"),
+        (VALID + "trails = 2\n", 8, "trails: unknown key"),  # under [schedule], where it lands in TOML
+        ("trails = 2\n" + VALID, 1, "trails: unknown key"),
+        (VALID + "[extra]\nx = 1\n", 8, "extra: unknown key"),
+        ('host = "0.0.0.0"\n' + VALID, 1, "host: unknown key"),  # servers listen on loopback; see --host
+        (VALID.replace("trials = 3", "trials = 0"), 2, "trials: expected a whole number >= 1, got 0"),
+        (VALID.replace("trials = 3", "trials = -2"), 2, "got -2"),
+        (VALID.replace("trials = 3", 'trials = "3"'), 2, "trials: expected a whole number >= 1, got '3'"),
+        (VALID.replace("trials = 3", "trials = true"), 2, "got True"),
+        (VALID.replace("time_scale = 0.1", "time_scale = 0"), 3, "time_scale: expected a number > 0"),
+        (VALID.replace("time_scale = 0.1", "time_scale = nan"), 3, "time_scale: expected a number > 0"),
+        (VALID.replace('"staggered"', '"random"'), 5, "[schedule] kind: expected one of"),
+        (VALID.replace("requests = 4", "requests = 4.5"), 6, "[schedule] requests"),
+        (VALID.replace("requests = 4", "requests = 0"), 6, "[schedule] requests: expected a whole number >= 1, got 0"),
+        (VALID + "[seed]\nusers = -1\n", 9, "[seed] users: expected a whole number >= 0, got -1"),
+        (VALID + '[expect]\nsideways = "fails"\n', 9, "[expect] sideways: unknown variant"),
+        (VALID + '[expect]\npatched = "broken"\n', 9, "[expect] patched: expected one of 'fails', 'clean'"),
+        ("seed = 3\n" + VALID, 1, "seed: expected a table"),
+        (VALID.replace("interval = 1.0", 'interval = 1.0\npath = "slowusers"'), 8, "must start with '/'"),
+        (VALID.replace('kind = "staggered"', 'kind = "waves"'), 4, "[schedule] wave_size: missing"),
+        ('name = "../../elsewhere"\n' + VALID, 1, "name: names the run's folder"),
+        ('schedule = { kind = "burst", requests = -1 }\n', None, "[schedule] requests: expected a whole number"),
     ],
 )
-def test_invalid_files_name_the_file_and_the_field(tmp_path: Path, text: str, message: str) -> None:
+def test_invalid_files_name_the_file_the_line_and_the_field(
+    tmp_path: Path, text: str, line: int | None, message: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ScenarioError) as caught:
         load_scenario(path)
-    assert caught.value.message.startswith(path)
+    assert caught.value.message.startswith(f"{path}:{line}: " if line else f"{path}: ")
     assert message in caught.value.message
 
 
 def test_invalid_toml_reports_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "trials = 3\n[schedule\n")
-    with pytest.raises(ScenarioError, match=r"invalid TOML: .*line 2"):
+    with pytest.raises(ScenarioError, match=r"mine\.toml:2: invalid TOML: .*line 2"):
         load_scenario(path)
 
 
@@ -108,3 +121,109 @@ def test_builtins_load_by_name_from_any_directory(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     assert os.getcwd() == str(tmp_path)
     assert load_scenario("burst").schedule.kind == "burst"
+
+
+# Values of every TOML type, valid and not, for any field.
+_ANY = st.recursive(
+    st.one_of(
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(),
+        st.text(max_size=12),
+        st.sampled_from(["burst", "waves", "staggered", "fails", "clean", "/slowusers/", "slowusers"]),
+    ),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _field(good: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Mostly a good value, one time in eight anything at all: enough documents stay valid."""
+    return st.integers(0, 7).flatmap(lambda roll: _ANY if roll == 0 else good)
+
+
+# Documents near a valid scenario: every field may be missing, right, or anything at all.
+_DOCUMENTS = st.fixed_dictionaries(
+    {
+        "schedule": _field(
+            st.fixed_dictionaries(
+                {
+                    "kind": _field(st.sampled_from(["staggered", "burst", "waves"])),
+                    "requests": _field(st.integers(0, 50)),
+                },
+                optional={
+                    "interval": _field(st.floats(0, 2)),
+                    "wave_size": _field(st.integers(1, 10)),
+                    "path": _field(st.sampled_from(["/slowusers/", "/users/", "users"])),
+                },
+            )
+        ),
+    },
+    optional={
+        "name": _field(st.text(max_size=12)),
+        "description": _field(st.text(max_size=12)),
+        "trials": _field(st.integers(0, 5)),
+        "time_scale": _field(st.floats(0, 2)),
+        "request_timeout": _field(st.floats(0, 30)),
+        "seed": _field(
+            st.dictionaries(st.sampled_from(["users", "items_per_user", "admins"]), _field(st.integers(-1, 3)))
+        ),
+        "expect": _field(
+            st.dictionaries(st.sampled_from(["unpatched", "patched", "sideways"]), _field(st.just("fails")))
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=_DOCUMENTS)
+def test_fuzzed_documents_load_as_valid_scenarios_or_fail_with_a_scenario_error(
+    tmp_path: Path, document: dict[str, object]
+) -> None:
+    _assert_loads_or_scenario_error(write(tmp_path, _to_toml(document)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from(list("[]{}=\"'.,=#\n \t-_01239aekqrstux")) | st.characters(), max_size=80))
+def test_fuzzed_text_loads_as_a_valid_scenario_or_fails_with_a_scenario_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    _assert_loads_or_scenario_error(str(path))
+
+
+def _assert_loads_or_scenario_error(path: str) -> None:
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        assert exc.message.startswith(path) and "\n" not in exc.message
+        return
+    assert scenario.trials >= 1 and scenario.schedule.requests >= 1 and scenario.time_scale > 0
+    assert scenario.request_timeout > 0 and scenario.schedule.path.startswith("/")
+    assert Scenario.from_dict(scenario.to_dict()) == scenario
+
+
+def _to_toml(document: dict[str, object]) -> str:
+    """TOML for a document: plain keys first, then one [table] per table."""
+    plain = [f"{_key(k)} = {_value(v)}" for k, v in document.items() if not isinstance(v, dict)]
+    tables = [
+        "\n".join([f"[{_key(k)}]", *(f"{_key(kk)} = {_value(vv)}" for kk, vv in v.items())])
+        for k, v in document.items()
+        if isinstance(v, dict)
+    ]
+    return "\n".join([*plain, *tables]) + "\n"
+
+
+def _key(key: str) -> str:
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # nan, inf and -inf are TOML too
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value, ensure_ascii=False)  # JSON's \\u escapes of surrogate pairs are not TOML

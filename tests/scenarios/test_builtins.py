@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from harness.scenario import builtin_scenarios
+from harness.variant import VARIANTS
 
 
 def test_the_three_builtins_are_shipped_and_valid() -> None:
@@ -9,8 +10,8 @@ def test_the_three_builtins_are_shipped_and_valid() -> None:
     for name, scenario in scenarios.items():
         assert scenario.name == name
         assert scenario.description
-        assert scenario.expectation("unpatched") == "fails"
-        assert scenario.expectation("patched") == "clean"
+        assert scenario.expectation(VARIANTS["unpatched"]) == "fails"
+        assert scenario.expectation(VARIANTS["patched"]) == "clean"
 
 
 def test_tutorial_tabs_is_the_tutorials_recipe_scaled_to_about_a_second() -> None:

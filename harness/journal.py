@@ -1,0 +1,120 @@
+"""``records.jsonl``: each request record appended the moment it changes, so none is lost.
+
+``results.json`` is the document of record, rewritten whole after each trial. The journal
+is its safety net for a harness that dies without a chance to write (SIGKILL, a power
+cut): every request is appended when it is sent and again when its outcome is known, one
+flushed JSON line each, and :func:`recover` rebuilds the unfinished trials from it. The
+last line of a request wins; a line cut short by the kill is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ResultsError
+from harness.results import (
+    JOURNAL_FILE,
+    RESULTS_FILE,
+    RequestRecord,
+    RunResult,
+    TrialResult,
+    read_results,
+    rebuild,
+)
+from harness.runner import attach_exceptions, read_events
+from harness.verdict import judge
+
+RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
+
+
+class Journal:
+    """An append-only, line-flushed file of request records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("a", encoding="utf-8")
+
+    def append(self, record: RequestRecord) -> None:
+        self._file.write(json.dumps(_without_exceptions(record)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_journal(path: Path) -> list[RequestRecord]:
+    """The latest state of every request in the journal, in the order first seen."""
+    latest: dict[str, RequestRecord] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            record = rebuild(RequestRecord, json.loads(line))
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short when the harness was killed
+        latest[record.request_id] = record
+    return list(latest.values())
+
+
+def recover(run_dir: Path) -> tuple[RunResult, int]:
+    """The run's results with its unfinished trials rebuilt from the journal; and how many were rebuilt."""
+    result = read_results(run_dir / RESULTS_FILE)
+    done = {(t.variant, t.trial) for t in result.trials}
+    unfinished: dict[tuple[str, int], list[RequestRecord]] = {}
+    for record in read_journal(run_dir / JOURNAL_FILE):
+        if (record.variant, record.trial) not in done:
+            unfinished.setdefault((record.variant, record.trial), []).append(record)
+    if any(variant not in result.variants for variant, _ in unfinished):
+        raise ResultsError(f"{run_dir / JOURNAL_FILE} names variants that {run_dir / RESULTS_FILE} does not run")
+    rebuilt = [_rebuild_trial(run_dir, variant, trial, records) for (variant, trial), records in unfinished.items()]
+    trials = sorted([*result.trials, *rebuilt], key=lambda t: (t.trial, result.variants.index(t.variant)))
+    expectations = {v.variant: v.expected for v in result.verdicts}
+    summaries, verdicts, code = judge(expectations, trials)
+    recovered = dataclasses.replace(
+        result,
+        trials=tuple(trials),
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=code,
+        complete=result.complete and not rebuilt,
+    )
+    return recovered, len(rebuilt)
+
+
+def _rebuild_trial(run_dir: Path, variant: str, trial: int, records: list[RequestRecord]) -> TrialResult:
+    server_dir = run_dir / "servers" / f"{variant}-trial{trial}"
+    joined, unmatched = attach_exceptions(
+        sorted(records, key=lambda r: (r.phase != "seed", r.index)), read_events(server_dir / "events.jsonl")
+    )
+    return TrialResult(
+        variant=variant,
+        trial=trial,
+        started_at=_created(server_dir),
+        server_dir=str(server_dir),
+        pid=None,
+        port=None,
+        records=tuple(joined),
+        unmatched_exceptions=tuple(unmatched),
+        error=RECOVERED,
+    )
+
+
+def _created(directory: Path) -> str:
+    """When the trial's server folder was made, which is when the trial started ("" if it never was)."""
+    try:
+        return datetime.fromtimestamp(directory.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
+    except FileNotFoundError:
+        return ""
+
+
+def _without_exceptions(record: RequestRecord) -> dict[str, Any]:
+    # Exceptions are joined from the server's own events.jsonl when the trial ends.
+    data = dataclasses.asdict(record)
+    del data["exceptions"]
+    return data

@@ -1,0 +1,52 @@
+"""Test-only ASGI apps that fail the ways a build under test can; launched as variants.
+
+uvicorn imports them inside the server process, so a test puts the repository on the
+server's ``PYTHONPATH`` (:func:`variant`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import pytest
+
+from harness.variant import Expectation, Variant
+from tests.harness.runs import REPO
+
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def variant(name: str, monkeypatch: pytest.MonkeyPatch, *, expect: Expectation = "clean") -> Variant:
+    """The app ``name`` of this module (or ``broken_import``) as a variant the launcher can start."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    module = "tests.harness.broken_import" if name == "broken_import" else __name__
+    attribute = "app" if name == "broken_import" else name
+    return Variant(name=name, app=f"{module}:{attribute}", description=f"test app {name}", expect=expect)
+
+
+async def crashes_at_startup(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    """Fails its lifespan startup, as an app whose database is unreachable does; uvicorn exits."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "cannot reach the database (test app)"})
+
+
+async def never_ready(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    """Never finishes its lifespan startup: uvicorn never starts listening."""
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.Event().wait()
+
+
+async def hangs(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    """Starts, then never answers a request."""
+    if scope["type"] == "lifespan":
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await asyncio.Event().wait()

@@ -1,0 +1,68 @@
+"""Drive ``harness run`` the way a shell does, and read what it leaves on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from tests.conftest import is_running
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The tutorial's ten tabs at its real pace: a trial takes about 10 s, so a test has time to act.
+REAL_PACE = ("--scenario", "tutorial-tabs", "--time-scale", "1")
+
+
+def start(out: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--out", str(out), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+@contextlib.contextmanager
+def running(out: Path, *options: str, servers: int = 2) -> Iterator[subprocess.Popen[str]]:
+    """``harness run`` with these options, handed over once ``servers`` servers are serving."""
+    process = start(out, *options)
+    try:
+        wait_until(lambda: len(serving(out)) >= servers, 60, "the servers never came up")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+
+
+def serving(out: Path) -> list[Path]:
+    """The server folders whose uvicorn reported it is listening."""
+    return [log.parent for log in sorted(out.glob("*/servers/*/server.log")) if "Uvicorn running" in log.read_text()]
+
+
+def server_pid(server_dir: Path) -> int:
+    """The pid uvicorn logged for itself."""
+    for line in (server_dir / "server.log").read_text().splitlines():
+        if "Started server process [" in line:
+            return int(line.split("[")[1].split("]")[0])
+    raise AssertionError(f"no pid in {server_dir / 'server.log'}")
+
+
+def wait_gone(pids: list[int], timeout: float) -> float:
+    """Seconds until none of ``pids`` runs; fails after ``timeout``."""
+    start = time.monotonic()
+    wait_until(lambda: not any(is_running(pid) for pid in pids), timeout, f"servers still running after {timeout} s")
+    return time.monotonic() - start

@@ -1,0 +1,136 @@
+"""Ctrl-C and SIGTERM, sent for real, to the harness in-process and as a user's shell runs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ExitCode
+from harness.interrupts import held, sigterm_as_ctrl_c
+from harness.journal import read_journal
+from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
+from tests.harness import factories, runs
+
+STOPS = [
+    pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
+    pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
+]
+
+
+def test_a_signal_that_arrives_inside_held_is_acted_on_after_the_block() -> None:
+    finished = []
+    with pytest.raises(KeyboardInterrupt), held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # without held, KeyboardInterrupt would be raised in here
+        finished.append("the whole block")
+    assert finished == ["the whole block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_the_results_are_written_waits_for_the_whole_file(tmp_path: Path) -> None:
+    trials = tuple(factories.trial("unpatched", n, ["ok", "server-error"] * 500) for n in range(1, 5))
+    result = replace(factories.make_result(), trials=trials)
+    path = tmp_path / "results.json"
+    fired: list[float] = []
+
+    def ctrl_c() -> None:
+        fired.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt), held():
+        started = time.monotonic()
+        threading.Timer(0.01, ctrl_c).start()
+        write_results(result, path)
+        finished = time.monotonic()
+    assert started < fired[0] < finished, "the signal did not arrive during the write"
+    assert read_results(path) == result
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_sigterm_is_a_ctrl_c_that_exits_143() -> None:
+    with sigterm_as_ctrl_c() as signals:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert signals.exit_code is ExitCode.TERMINATED
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("stop", "code"), STOPS)
+def test_a_signal_during_the_schedule_stops_servers_within_5_s_and_keeps_the_requests(
+    tmp_path: Path, stop: signal.Signals, code: ExitCode
+) -> None:
+    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+        pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
+        time.sleep(1.5)  # into the schedule: requests are in flight
+        process.send_signal(stop)
+        assert runs.wait_gone(pids, 5) < 5
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == code
+    assert "Traceback" not in err and f"harness: {code.meaning}" in err
+    result = _the_incomplete_run(tmp_path)
+    assert result.trials and all(t.error == "interrupted" for t in result.trials)
+    for trial in result.trials:  # seeded, then tabs sent that sleep 9 s, 8 s, ...: none could finish
+        assert any(r.phase == "seed" and r.outcome == "ok" for r in trial.records)
+        assert {r.outcome for r in trial.records if r.phase == "schedule"} == {"interrupted"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("stop", "code"), STOPS)
+def test_a_signal_during_seeding_stops_servers_and_keeps_the_seed_requests(
+    tmp_path: Path, stop: signal.Signals, code: ExitCode
+) -> None:
+    scenario = tmp_path / "long-seed.toml"
+    scenario.write_text('[seed]\nusers = 500\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n')
+    with runs.running(tmp_path / "out", "--scenario", str(scenario)) as process:
+        servers = runs.serving(tmp_path / "out")
+        runs.wait_until(
+            lambda: all("POST /users/" in (d / "server.log").read_text() for d in servers), 30, "seeding never began"
+        )
+        process.send_signal(stop)
+        assert runs.wait_gone([runs.server_pid(d) for d in servers], 5) < 5
+        process.communicate(timeout=15)
+    assert process.returncode == code
+    result = _the_incomplete_run(tmp_path / "out")
+    assert len(result.trials) == 2
+    for trial in result.trials:
+        assert trial.error == "interrupted"
+        assert any(r.outcome == "ok" for r in trial.records)
+        assert {r.phase for r in trial.records} == {"seed"}, "seeding was over before the signal came"
+
+
+@pytest.mark.e2e
+def test_ctrl_c_pressed_again_and_again_during_teardown_leaves_a_whole_file_and_no_server(tmp_path: Path) -> None:
+    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+        pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
+        time.sleep(1.5)
+        # uvicorn takes up to 2 s to let in-flight requests finish: these land during teardown.
+        for _ in range(6):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == ExitCode.INTERRUPTED
+    assert "Traceback" not in err
+    assert runs.wait_gone(pids, 0.5) < 0.5
+    result = _the_incomplete_run(tmp_path)
+    assert len(result.trials) == 2 and all(t.error == "interrupted" for t in result.trials)
+
+
+def _the_incomplete_run(out: Path) -> RunResult:
+    """The run's results, checked as every interrupted run must leave them."""
+    [path] = out.glob("*/results.json")
+    assert not list(out.glob("*/*.partial"))
+    result = read_results(path)
+    assert not result.complete
+    journal = {r.request_id: r for r in read_journal(path.parent / JOURNAL_FILE)}
+    recorded = [dataclasses.replace(r, exceptions=()) for t in result.trials for r in t.records]
+    assert recorded and [journal[r.request_id] for r in recorded] == recorded
+    return result

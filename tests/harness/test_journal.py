@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ExitCode
+from harness.journal import RECOVERED, Journal, read_journal, recover
+from harness.results import JOURNAL_FILE, RESULTS_FILE, read_results, write_results
+from harness.runner import Recorder
+from tests.harness import runs
+from tests.harness.factories import make_result, record
+
+
+def test_the_last_line_of_a_request_wins_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_FILE
+    journal = Journal(path)
+    sent, answered, other = record("patched", 1, 0, "interrupted"), record("patched", 1, 0), record("patched", 1, 1)
+    for line in (sent, other, answered):
+        journal.append(replace(line, exceptions=()))
+    journal.close()
+    with path.open("a") as torn:
+        torn.write('{"variant": "patched", "trial": 1, "pha')  # the harness was killed mid-line
+
+    assert read_journal(path) == [answered, other]
+
+
+def test_the_recorder_journals_each_request_when_sent_when_answered_and_when_the_schedule_starts() -> None:
+    lines = []
+    recorder = Recorder(variant="patched", trial=1, on_change=lines.append)
+    seed = recorder.begin(phase="seed", index=0, method="POST", path="/users/", planned_offset=None)
+    recorder.finish(seed, status=200, outcome="ok")
+    recorder.start_schedule()
+    recorder.begin(phase="schedule", index=0, method="GET", path="/slowusers/", planned_offset=0.0)
+
+    assert [(r.phase, r.outcome) for r in lines] == [
+        ("seed", "interrupted"),
+        ("seed", "ok"),
+        ("seed", "ok"),  # again, with times from the schedule's start
+        ("schedule", "interrupted"),
+    ]
+    assert lines[2] == recorder.records()[0] and lines[2].sent_at < 0
+
+
+@pytest.mark.e2e
+def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_last_trial(tmp_path: Path) -> None:
+    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+        servers = runs.serving(tmp_path)
+        pids = [runs.server_pid(directory) for directory in servers]
+        time.sleep(1.5)  # seeded, and the first tabs are in flight
+        process.kill()  # SIGKILL: the harness gets no chance to stop its servers or write
+        process.wait()
+        assert runs.wait_gone(pids, 5) < 5
+    [run_dir] = [path.parent for path in tmp_path.glob("*/results.json")]
+    assert read_results(run_dir / "results.json").trials == ()
+    journalled = read_journal(run_dir / JOURNAL_FILE)
+    assert {r.phase for r in journalled} == {"seed", "schedule"}
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "recover", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
+
+    assert completed.returncode == ExitCode.OK, completed.stderr
+    assert f"recovered {len(journalled)} request records of 2 unfinished trials" in completed.stdout
+    assert "INCOMPLETE RUN" in completed.stdout
+    result = read_results(run_dir / "results.json")
+    assert not result.complete
+    assert [(t.variant, t.trial, t.error) for t in result.trials] == [
+        ("unpatched", 1, RECOVERED),
+        ("patched", 1, RECOVERED),
+    ]
+    assert sorted(r.request_id for t in result.trials for r in t.records) == sorted(r.request_id for r in journalled)
+    assert [s.interrupted for s in result.summaries] == [
+        sum(1 for r in journalled if r.variant == v and r.phase == "schedule") for v in ("unpatched", "patched")
+    ]
+
+
+def test_recover_on_a_folder_without_a_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recover", str(tmp_path)]) == ExitCode.HARNESS_ERROR
+    assert f"harness: error: cannot read results file {tmp_path / 'results.json'}" in capsys.readouterr().err
+
+
+def test_recover_leaves_a_complete_run_as_it_was(tmp_path: Path) -> None:
+    result = replace(make_result(), complete=True)
+    write_results(result, tmp_path / RESULTS_FILE)
+    journal = Journal(tmp_path / JOURNAL_FILE)
+    for trial in result.trials:
+        for line in trial.records:
+            journal.append(line)
+    journal.close()
+
+    assert recover(tmp_path) == (result, 0)
