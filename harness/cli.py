@@ -12,7 +12,14 @@ from typing import NoReturn
 from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
 from harness.results import TrialResult
-from harness.scenario import DEFAULT_SCENARIO, builtin_scenarios, load_scenario
+from harness.scenario import (
+    DEFAULT_JOBS,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_SCENARIO,
+    builtin_scenarios,
+    load_scenario,
+)
 from harness.summary import describe_schedule, format_summary
 from harness.variant import VARIANTS, get_variants
 
@@ -80,6 +87,32 @@ def _build_parser() -> _Parser:
         "(default: the scenario's)",
     )
     run.add_argument(
+        "--jobs",
+        type=_positive(int),
+        metavar="N",
+        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}; see the README for what "
+        "a 2-core machine sustains)",
+    )
+    run.add_argument(
+        "--confidence",
+        type=_fraction,
+        metavar="C",
+        help="instead of a fixed number of trials, run until every verdict is decided at this level, "
+        "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
+    )
+    run.add_argument(
+        "--max-trials",
+        type=_positive(int),
+        metavar="N",
+        help=f"with --confidence: the most trials per variant (default: {DEFAULT_MAX_TRIALS})",
+    )
+    run.add_argument(
+        "--max-seconds",
+        type=_positive(float),
+        metavar="S",
+        help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT_DIR,
@@ -98,6 +131,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     # `harness list` and `--help` don't load the network stack.
     from harness.pipeline import RunPlan, execute, make_run_dir
 
+    _check_confidence_options(args)
     scenario = load_scenario(args.scenario)
     overrides = {"trials": args.trials, "time_scale": args.time_scale}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
@@ -106,13 +140,30 @@ def _run(args: argparse.Namespace) -> ExitCode:
         run_dir = make_run_dir(args.out, scenario)
     except OSError as exc:
         raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
-    plan = RunPlan(scenario=scenario, variants=variants, run_dir=run_dir)
+    plan = RunPlan(
+        scenario=scenario,
+        variants=variants,
+        run_dir=run_dir,
+        jobs=args.jobs or DEFAULT_JOBS,
+        confidence=args.confidence,
+        max_trials=args.max_trials or DEFAULT_MAX_TRIALS,
+        max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
+    )
+    if plan.confidence is None:
+        how_many = f"{scenario.trials} trials"
+        of_trials = f"/{scenario.trials}"
+    else:
+        how_many = (
+            f"trials until every verdict is decided at {plan.confidence:.0%} confidence "
+            f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
+        )
+        of_trials = f" (at most {plan.max_trials})"
     _progress(
-        f"running {scenario.name} ({describe_schedule(scenario)}): {scenario.trials} trials of "
-        f"{', '.join(v.name for v in variants)}; output in {plan.run_dir}"
+        f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of "
+        f"{', '.join(v.name for v in variants)}, {plan.jobs} at a time; output in {plan.run_dir}"
     )
     try:
-        result = execute(plan, on_trial=lambda trial, results: _report_trial(trial, scenario.trials, results))
+        result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
     except KeyboardInterrupt:
         _progress(f"interrupted: what was measured is in {plan.results_path} (marked incomplete)")
         raise
@@ -136,7 +187,16 @@ def _list(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> None:
+def _check_confidence_options(args: argparse.Namespace) -> None:
+    if args.confidence is None:
+        bound = "--max-trials" if args.max_trials is not None else "--max-seconds" if args.max_seconds else None
+        if bound:
+            raise UsageError(f"{bound} bounds a --confidence run; give --confidence too (see 'harness run --help')")
+    elif args.trials is not None:
+        raise UsageError("--trials and --confidence exclude each other: --confidence decides how many trials to run")
+
+
+def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:
     parts = []
     for result in results:
         scheduled = [r for r in result.records if r.phase == "schedule"]
@@ -147,7 +207,7 @@ def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> No
             parts.append(
                 f"{result.variant}: {failed} of {len(scheduled)} requests 5xx" if failed else f"{result.variant}: clean"
             )
-    _progress(f"trial {trial}/{trials}  " + "  ".join(parts))
+    _progress(f"trial {trial}  " + "  ".join(parts))
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -161,6 +221,16 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.99, got {text}")
+    return value
 
 
 def _progress(message: str) -> None:

@@ -1,8 +1,10 @@
-"""The run, top to bottom: launch, run, record, decide; trial after trial.
+"""The run, top to bottom: launch, run, record, decide; round after round of trials.
 
 Each trial starts a fresh server per variant (the countdown and the database are
-process state) and runs the variants side by side. The results file is rewritten after
-every trial and once more when the run ends, however it ends, so an interrupted run
+process state) and runs the variants side by side; a round runs ``jobs`` trials side by
+side. A run does the scenario's number of trials, or with ``confidence`` goes on until
+every verdict is decided or a limit is reached. The results file is rewritten after
+every round and once more when the run ends, however it ends, so an interrupted run
 keeps what it measured and says it is incomplete.
 """
 
@@ -21,9 +23,9 @@ from harness.errors import LaunchError, TrialError
 from harness.launcher import Server
 from harness.results import RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
-from harness.scenario import Scenario
+from harness.scenario import DEFAULT_JOBS, DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.variant import Variant
-from harness.verdict import decide, exit_code, summarise
+from harness.verdict import assess
 
 RESULTS_FILE = "results.json"
 
@@ -35,6 +37,14 @@ class RunPlan:
     scenario: Scenario
     variants: tuple[Variant, ...]
     run_dir: Path
+    jobs: int = DEFAULT_JOBS
+    confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
+    max_trials: int = DEFAULT_MAX_TRIALS
+    max_seconds: float = DEFAULT_MAX_SECONDS
+
+    @property
+    def trial_limit(self) -> int:
+        return self.scenario.trials if self.confidence is None else self.max_trials
 
     @property
     def results_path(self) -> Path:
@@ -68,25 +78,28 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     complete = False
     write_results(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     try:
-        for trial in range(1, plan.scenario.trials + 1):
-            recorders = {v.name: Recorder(variant=v.name, trial=trial) for v in plan.variants}
-            servers: dict[str, Server] = {}
-            finished: dict[str, TrialResult] = {}
-            trial_started_at = _now()
+        done = 0
+        while _more_trials(plan, done, snapshot(complete=False), started):
+            numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
+            recorders = {(n, v.name): Recorder(variant=v.name, trial=n) for n in numbers for v in plan.variants}
+            servers: dict[tuple[int, str], Server] = {}
+            finished: dict[tuple[int, str], TrialResult] = {}
+            round_started_at = _now()
             try:
-                anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
+                anyio.run(_run_round, plan, numbers, recorders, servers, finished)
             except BaseException as exc:
                 reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-                for name, server in servers.items():
+                for key, server in servers.items():
                     server.stop()
-                    finished.setdefault(name, _trial_result(server, trial, recorders[name], trial_started_at, reason))
-                trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
+                    finished.setdefault(key, _trial_result(server, key[0], recorders[key], round_started_at, reason))
+                trials.extend(finished[key] for key in recorders if key in finished)
                 raise
-            outcome = [finished[v.name] for v in plan.variants]
-            trials.extend(outcome)
+            trials.extend(finished[key] for key in recorders)
             write_results(snapshot(complete=False), plan.results_path)
             if on_trial:
-                on_trial(trial, outcome)
+                for n in numbers:
+                    on_trial(n, [finished[n, v.name] for v in plan.variants])
+            done = numbers[-1]
         complete = True
     finally:
         result = snapshot(complete=complete)
@@ -94,23 +107,34 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     return result
 
 
-async def _run_trial_side_by_side(
-    plan: RunPlan,
-    trial: int,
-    recorders: dict[str, Recorder],
-    servers: dict[str, Server],
-    finished: dict[str, TrialResult],
-) -> None:
-    """One trial: a fresh server per variant, all at once; fills ``servers`` and ``finished`` as it goes."""
+def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) -> bool:
+    """Whether to start another round: until the trial count, or until every verdict is decided."""
+    if done >= plan.trial_limit:
+        return False
+    if plan.confidence is None or done == 0:
+        return True
+    in_time = time.monotonic() - started < plan.max_seconds
+    return in_time and any(verdict.kind == "undecided" for verdict in so_far.verdicts)
 
-    async def one(variant: Variant) -> None:
+
+async def _run_round(
+    plan: RunPlan,
+    numbers: range,
+    recorders: dict[tuple[int, str], Recorder],
+    servers: dict[tuple[int, str], Server],
+    finished: dict[tuple[int, str], TrialResult],
+) -> None:
+    """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
+
+    async def one(trial: int, variant: Variant) -> None:
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale)
-        finished[variant.name] = await _run_one(plan.scenario, trial, server, recorders[variant.name])
+        server = servers[trial, variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale)
+        finished[trial, variant.name] = await _run_one(plan.scenario, trial, server, recorders[trial, variant.name])
 
     async with anyio.create_task_group() as tg:
-        for variant in plan.variants:
-            tg.start_soon(one, variant)
+        for trial in numbers:
+            for variant in plan.variants:
+                tg.start_soon(one, trial, variant)
 
 
 async def _run_one(scenario: Scenario, trial: int, server: Server, recorder: Recorder) -> TrialResult:
@@ -125,7 +149,9 @@ async def _run_one(scenario: Scenario, trial: int, server: Server, recorder: Rec
     except TrialError as exc:
         error = exc.message
     finally:
-        server.stop()
+        # In a thread: waiting for this server to exit must not stall the other servers' requests.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop)
     return _trial_result(server, trial, recorder, started_at, error)
 
 
@@ -153,11 +179,11 @@ def _assemble(
     *,
     complete: bool,
 ) -> RunResult:
-    summaries = tuple(summarise(v.name, trials) for v in plan.variants)
-    verdicts = tuple(decide(s, plan.scenario.expectation(s.variant)) for s in summaries)
+    names = [v.name for v in plan.variants]
+    summaries, verdicts, code = assess(plan.scenario, names, trials, confidence=plan.confidence)
     return RunResult(
         scenario=plan.scenario,
-        variants=tuple(v.name for v in plan.variants),
+        variants=tuple(names),
         started_at=started_at,
         duration=round(time.monotonic() - started, 3),
         complete=complete,
@@ -165,7 +191,9 @@ def _assemble(
         trials=tuple(trials),
         summaries=summaries,
         verdicts=verdicts,
-        exit_code=exit_code(verdicts),
+        exit_code=code,
+        jobs=plan.jobs,
+        confidence=plan.confidence,
     )
 
 

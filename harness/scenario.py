@@ -23,6 +23,10 @@ ScheduleKind = Literal["staggered", "burst", "waves"]
 
 DEFAULT_SCENARIO = "burst"
 DEFAULT_TRIALS = 5
+# How a run may grow: trials side by side, and the bounds of a --confidence run.
+DEFAULT_JOBS = 1
+DEFAULT_MAX_TRIALS = 100
+DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"

@@ -27,6 +27,11 @@ from tests.conftest import is_running
         (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
         (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run", "--jobs", "0"], "--jobs: must be > 0, got 0"),
+        (["run", "--confidence", "1"], "--confidence: must be between 0 and 1, e.g. 0.99, got 1"),
+        (["run", "--max-trials", "50"], "--max-trials bounds a --confidence run; give --confidence too"),
+        (["run", "--max-seconds", "60"], "--max-seconds bounds a --confidence run"),
+        (["run", "--confidence", "0.9", "--trials", "3"], "--trials and --confidence exclude each other"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
@@ -154,3 +159,56 @@ def _started_lines(out: Path) -> list[str]:
 def _serving(out: Path) -> bool:
     logs = list(out.glob("*/servers/*/server.log"))
     return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)
+
+
+def _harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.e2e
+def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
+    completed = _harness(
+        "run", "--scenario", "burst", "--confidence", "0.9", "--max-trials", "40", "--jobs", "2", "--out", tmp_path
+    )
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    [path] = tmp_path.glob("*-burst/results.json")
+    result = read_results(path)
+    trials = len(result.trials) // 2
+    # Every unpatched burst trial fails on this stack; 0.9 then takes 7 clean trials, rounded
+    # up to the round of 2; an unpatched trial without a 5xx would take a few more.
+    assert 8 <= trials < 40
+    assert (result.confidence, result.jobs) == (0.9, 2)
+    unpatched, patched = result.verdicts
+    assert unpatched.kind == patched.kind == "met"
+    assert patched.power is not None and patched.power.trials == trials
+    assert "decided at 90% confidence" in patched.reason
+    assert "held to 90% confidence: every verdict decided" in completed.stdout
+    assert f"trial {trials} (at most 40)" in completed.stderr
+
+
+@pytest.mark.e2e
+def test_confidence_without_a_reference_ends_undecided_at_the_trial_limit(tmp_path: Path) -> None:
+    completed = _harness(
+        "run",
+        "--scenario",
+        "burst",
+        "--variant",
+        "patched",
+        "--confidence",
+        "0.9",
+        "--max-trials",
+        "2",
+        "--out",
+        tmp_path,
+    )
+    assert completed.returncode == ExitCode.UNDECIDED, completed.stdout + completed.stderr
+    assert "held to 90% confidence: not decided within the limits: patched" in completed.stdout
+    assert "exit code 5: undecided" in completed.stdout
+    [path] = tmp_path.glob("*-burst/results.json")
+    assert len(read_results(path).trials) == 2
