@@ -90,8 +90,8 @@ def _build_parser() -> _Parser:
         "--jobs",
         type=_positive(int),
         metavar="N",
-        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}; see the README for what "
-        "a 2-core machine sustains)",
+        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
+        "more distorts timings, see the README)",
     )
     run.add_argument(
         "--confidence",
