@@ -68,6 +68,7 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     result = pytester.runpytest("-n", "2", "good.toml", "swapped.toml", "--junitxml=junit.xml", "--harness-out=out")
 
     result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines_random(
         [
             "*regression: expected clean, observed fails",
