@@ -25,7 +25,7 @@ from harness.results import RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_JOBS, DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.variant import Variant
-from harness.verdict import assess
+from harness.verdict import judge
 
 RESULTS_FILE = "results.json"
 
@@ -179,11 +179,11 @@ def _assemble(
     *,
     complete: bool,
 ) -> RunResult:
-    names = [v.name for v in plan.variants]
-    summaries, verdicts, code = assess(plan.scenario, names, trials, confidence=plan.confidence)
+    expectations = {v.name: plan.scenario.expectation(v.name) for v in plan.variants}
+    summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence)
     return RunResult(
         scenario=plan.scenario,
-        variants=tuple(names),
+        variants=tuple(expectations),
         started_at=started_at,
         duration=round(time.monotonic() - started, 3),
         complete=complete,

@@ -197,14 +197,14 @@ def merge_results(parts: list[RunResult]) -> RunResult:
     """One result of a scenario's runs of single variants: every trial, verdicts judged together."""
     from harness.results import RunResult
     from harness.variant import VARIANTS
-    from harness.verdict import assess
+    from harness.verdict import judge
 
     scenario = parts[0].scenario
     present = {name for part in parts for name in part.variants}
     variants = tuple(name for name in VARIANTS if name in present)
     order = {name: position for position, name in enumerate(variants)}
     trials = sorted((t for part in parts for t in part.trials), key=lambda t: (t.trial, order[t.variant]))
-    summaries, verdicts, code = assess(scenario, variants, trials)
+    summaries, verdicts, code = judge({name: scenario.expectation(name) for name in variants}, trials)
     start = min(datetime.fromisoformat(part.started_at) for part in parts)
     end = max(datetime.fromisoformat(part.started_at).timestamp() + part.duration for part in parts)
     return RunResult(

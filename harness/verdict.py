@@ -17,7 +17,7 @@ measured in the same run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import VERDICT_EXIT_CODES, ExitCode
@@ -32,7 +32,6 @@ from harness.results import (
     Verdict,
     VerdictKind,
 )
-from harness.scenario import Scenario
 from harness.stats import clean_is_decided, detection_power, wilson_interval
 from harness.variant import Expectation
 
@@ -80,12 +79,15 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
     return tuple(sorted(counts, key=lambda c: -c.count))
 
 
-def assess(
-    scenario: Scenario, variants: Sequence[str], trials: Sequence[TrialResult], *, confidence: float | None = None
+def judge(
+    expectations: Mapping[str, Expectation], trials: Sequence[TrialResult], *, confidence: float | None = None
 ) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
-    """Summaries, verdicts and exit code of a run's trials; the reference is every variant expected to fail."""
-    summaries = tuple(summarise(name, trials) for name in variants)
-    broken = [s for s in summaries if scenario.expectation(s.variant) == "fails"]
+    """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code.
+
+    The reference a clean variant's power is measured against is every variant expected to fail, pooled.
+    """
+    summaries = tuple(summarise(variant, trials) for variant in expectations)
+    broken = [s for s in summaries if expectations[s.variant] == "fails"]
     reference = (
         Reference(
             variants=tuple(s.variant for s in broken),
@@ -94,9 +96,7 @@ def assess(
         if broken
         else None
     )
-    verdicts = tuple(
-        decide(s, scenario.expectation(s.variant), reference=reference, confidence=confidence) for s in summaries
-    )
+    verdicts = tuple(decide(s, expectations[s.variant], reference=reference, confidence=confidence) for s in summaries)
     return summaries, verdicts, exit_code(verdicts)
 
 

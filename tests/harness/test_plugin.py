@@ -7,7 +7,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.errors import ExitCode
-from harness.results import read_results
+from harness.plugin import merge_results
+from harness.results import Outcome, RunResult, read_results
+from harness.scenario import load_scenario
+from harness.verdict import judge
+from tests.harness.factories import trial
 
 _BURST = """
 name = "{name}"
@@ -55,6 +59,45 @@ def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pyt
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*bad.toml: [[]schedule] requests: expected a whole number >= 1, got -3*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None:
+    scenario = load_scenario("burst")
+
+    def part(variant: str, outcomes: list[Outcome], started_at: str, duration: float) -> RunResult:
+        trials = tuple(trial(variant, n, [outcome]) for n, outcome in enumerate(outcomes, 1))
+        summaries, verdicts, code = judge({variant: scenario.expectation(variant)}, trials)
+        return RunResult(
+            scenario=scenario,
+            variants=(variant,),
+            started_at=started_at,
+            duration=duration,
+            complete=True,
+            environment={"python": "3.11.7"},
+            trials=trials,
+            summaries=summaries,
+            verdicts=verdicts,
+            exit_code=code,
+        )
+
+    patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0)
+    unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0)
+
+    merged = merge_results([patched, unpatched])
+
+    assert merged.variants == ("unpatched", "patched")
+    assert [(t.trial, t.variant) for t in merged.trials] == [
+        (1, "unpatched"),
+        (1, "patched"),
+        (2, "unpatched"),
+        (2, "patched"),
+    ]
+    assert (merged.started_at, merged.duration) == ("2026-11-22T00:00:00.000+00:00", 4.0)
+    assert patched.verdicts[0].power is None  # alone, the clean run has nothing to be measured against
+    power = merged.verdicts[1].power
+    assert power is not None and (power.reference_rate.count, power.reference_rate.total) == (1, 2)
+    assert power.at_estimate == pytest.approx(0.75)
+    assert merged.exit_code is ExitCode.OK
 
 
 @pytest.mark.e2e

@@ -8,13 +8,13 @@ import pytest
 from harness.errors import ExitCode, ResultsError
 from harness.results import SCHEMA_VERSION, RunResult, read_results, write_results
 from harness.scenario import load_scenario
-from harness.verdict import assess
+from harness.verdict import judge
 from tests.harness.factories import trial
 
 
 def make_result() -> RunResult:
     trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries, verdicts, _ = assess(load_scenario("burst"), ("unpatched", "patched"), trials)
+    summaries, verdicts, _ = judge({"unpatched": "fails", "patched": "clean"}, trials)
     return RunResult(
         scenario=load_scenario("burst"),
         variants=("unpatched", "patched"),

@@ -6,8 +6,8 @@ import pytest
 
 from harness.errors import ExitCode
 from harness.results import TrialResult, Verdict
-from harness.scenario import load_scenario
-from harness.verdict import assess, decide, exit_code, summarise
+from harness.variant import Expectation
+from harness.verdict import decide, exit_code, judge, summarise
 from tests.harness.factories import record, trial
 
 
@@ -93,6 +93,9 @@ def test_a_variant_with_no_trial_at_all_is_an_error_not_a_crash() -> None:
     assert (verdict.kind, verdict.reason) == ("error", "patched: no trial was run")
 
 
+_BOTH: dict[str, Expectation] = {"unpatched": "fails", "patched": "clean"}
+
+
 def _run(unpatched: list[bool], patched: list[bool]) -> list[TrialResult]:
     """Trials of both variants: True for a trial with a 5xx."""
     return [
@@ -111,7 +114,7 @@ def test_rates_carry_their_wilson_intervals() -> None:
 
 
 def test_a_clean_variant_states_its_power_against_the_broken_one_of_the_same_run() -> None:
-    _, verdicts, code = assess(load_scenario("burst"), ["unpatched", "patched"], _run([True, False, True], [False] * 3))
+    _, verdicts, code = judge(_BOTH, _run([True, False, True], [False] * 3))
     unpatched, patched = verdicts
     assert "first failure in trial 1" in unpatched.reason
     assert "failure rate per trial 67% (95% CI 21%-94%)" in unpatched.reason
@@ -126,27 +129,26 @@ def test_a_clean_variant_states_its_power_against_the_broken_one_of_the_same_run
 
 
 def test_a_clean_variant_alone_has_no_measured_power() -> None:
-    _, [patched], _ = assess(load_scenario("burst"), ["patched"], _run([], [False]))
+    _, [patched], _ = judge({"patched": "clean"}, _run([], [False]))
     assert patched.power is None and patched.kind == "met"
     assert "what these trials could catch is unknown" in patched.reason
 
 
 def test_with_confidence_too_few_clean_trials_are_undecided_and_enough_are_met() -> None:
-    scenario = load_scenario("burst")
-    _, verdicts, code = assess(scenario, ["unpatched", "patched"], _run([True] * 10, [False] * 10), confidence=0.99)
+    _, verdicts, code = judge(_BOTH, _run([True] * 10, [False] * 10), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "undecided"] and code is ExitCode.UNDECIDED
     assert "not decided at 99% confidence" in verdicts[1].reason
-    _, verdicts, code = assess(scenario, ["unpatched", "patched"], _run([True] * 11, [False] * 11), confidence=0.99)
+    _, verdicts, code = judge(_BOTH, _run([True] * 11, [False] * 11), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "met"] and code is ExitCode.OK
     assert "decided at 99% confidence" in verdicts[1].reason and verdicts[1].confidence == 0.99
 
 
 def test_with_confidence_a_reproducer_without_failure_is_undecided_not_silent() -> None:
-    _, [unpatched], code = assess(load_scenario("burst"), ["unpatched"], _run([False] * 4, []), confidence=0.9)
+    _, [unpatched], code = judge({"unpatched": "fails"}, _run([False] * 4, []), confidence=0.9)
     assert unpatched.kind == "undecided" and code is ExitCode.UNDECIDED
     assert "per-trial failure rate is at most 49%, 95%" in unpatched.reason  # Wilson upper bound of 0/4
 
 
 def test_a_failure_decides_at_once_whatever_the_confidence() -> None:
-    _, verdicts, code = assess(load_scenario("burst"), ["unpatched", "patched"], _run([True], [True]), confidence=0.99)
+    _, verdicts, code = judge(_BOTH, _run([True], [True]), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "regression"] and code is ExitCode.REGRESSION
