@@ -193,22 +193,14 @@ def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: P
 
 
 @pytest.mark.e2e
-def test_confidence_without_a_reference_ends_undecided_at_the_trial_limit(tmp_path: Path) -> None:
-    completed = _harness(
-        "run",
-        "--scenario",
-        "burst",
-        "--variant",
-        "patched",
-        "--confidence",
-        "0.9",
-        "--max-trials",
-        "2",
-        "--out",
-        tmp_path,
-    )
+@pytest.mark.parametrize(("limit", "trials"), [(["--max-trials", "2"], 2), (["--max-seconds", "0.1"], 1)])
+def test_confidence_without_a_reference_ends_undecided_at_its_limit(
+    tmp_path: Path, limit: list[str], trials: int
+) -> None:
+    command = ["run", "--scenario", "burst", "--variant", "patched", "--confidence", "0.9", *limit]
+    completed = _harness(*command, "--out", tmp_path)
     assert completed.returncode == ExitCode.UNDECIDED, completed.stdout + completed.stderr
     assert "held to 90% confidence: not decided within the limits: patched" in completed.stdout
     assert "exit code 5: undecided" in completed.stdout
     [path] = tmp_path.glob("*-burst/results.json")
-    assert len(read_results(path).trials) == 2
+    assert len(read_results(path).trials) == trials
