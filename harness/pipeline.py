@@ -81,24 +81,11 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         done = 0
         while _more_trials(plan, done, snapshot(complete=False), started):
             numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
-            recorders = {(n, v.name): Recorder(variant=v.name, trial=n) for n in numbers for v in plan.variants}
-            servers: dict[tuple[int, str], Server] = {}
-            finished: dict[tuple[int, str], TrialResult] = {}
-            round_started_at = _now()
-            try:
-                anyio.run(_run_round, plan, numbers, recorders, servers, finished)
-            except BaseException as exc:
-                reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-                for key, server in servers.items():
-                    server.stop()
-                    finished.setdefault(key, _trial_result(server, key[0], recorders[key], round_started_at, reason))
-                trials.extend(finished[key] for key in recorders if key in finished)
-                raise
-            trials.extend(finished[key] for key in recorders)
+            outcome = _round(plan, numbers, trials)
             write_results(snapshot(complete=False), plan.results_path)
             if on_trial:
-                for n in numbers:
-                    on_trial(n, [finished[n, v.name] for v in plan.variants])
+                for trial in numbers:
+                    on_trial(trial, outcome[trial])
             done = numbers[-1]
         complete = True
     finally:
@@ -117,7 +104,26 @@ def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) ->
     return in_time and any(verdict.kind == "undecided" for verdict in so_far.verdicts)
 
 
-async def _run_round(
+def _round(plan: RunPlan, numbers: range, trials: list[TrialResult]) -> dict[int, list[TrialResult]]:
+    """Trials ``numbers`` of every variant, added to ``trials``; a trial cut short is added as far as it got."""
+    recorders = {(n, v.name): Recorder(variant=v.name, trial=n) for n in numbers for v in plan.variants}
+    servers: dict[tuple[int, str], Server] = {}
+    finished: dict[tuple[int, str], TrialResult] = {}
+    started_at = _now()
+    try:
+        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished)
+    except BaseException as exc:
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
+        for key, server in servers.items():
+            server.stop()
+            finished.setdefault(key, _trial_result(server, key[0], recorders[key], started_at, reason))
+        trials.extend(finished[key] for key in recorders if key in finished)
+        raise
+    trials.extend(finished[key] for key in recorders)
+    return {n: [finished[n, v.name] for v in plan.variants] for n in numbers}
+
+
+async def _run_side_by_side(
     plan: RunPlan,
     numbers: range,
     recorders: dict[tuple[int, str], Recorder],
