@@ -97,17 +97,18 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _real_pace_run(out: Path) -> Iterator[subprocess.Popen[str]]:
-    """``harness run`` on tutorial-tabs at the tutorial's pace, once both servers are up."""
+def _real_pace_run(out: Path, jobs: int = 1) -> Iterator[subprocess.Popen[str]]:
+    """``harness run`` on tutorial-tabs at the tutorial's pace, once all its servers are up."""
     command = ["-m", "harness", "run", "--scenario", "tutorial-tabs", "--time-scale", "1", "--out", str(out)]
+    command += ["--jobs", str(jobs)]
     process = subprocess.Popen(
         [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 60
-        while not _serving(out) and time.monotonic() < deadline:
+        while not _serving(out, 2 * jobs) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _serving(out), "the servers never came up"
+        assert _serving(out, 2 * jobs), "the servers never came up"
         yield process
     finally:
         if process.poll() is None:
@@ -116,8 +117,9 @@ def _real_pace_run(out: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 @pytest.mark.e2e
-def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -> None:
-    with _real_pace_run(tmp_path) as process:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path, jobs: int) -> None:
+    with _real_pace_run(tmp_path, jobs) as process:
         time.sleep(1.5)  # into the schedule: requests are in flight
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=15)
@@ -126,7 +128,7 @@ def test_ctrl_c_stops_every_server_and_keeps_what_was_measured(tmp_path: Path) -
     [path] = tmp_path.glob("*/results.json")
     result = read_results(path)
     assert not result.complete
-    assert result.trials and all(t.error == "interrupted" for t in result.trials)
+    assert len(result.trials) == 2 * jobs and all(t.error == "interrupted" for t in result.trials)
     assert any(r.outcome == "interrupted" for t in result.trials for r in t.records)
     assert any(r.outcome == "ok" for t in result.trials for r in t.records)
     assert all(not is_running(t.pid) for t in result.trials if t.pid)
@@ -156,9 +158,9 @@ def _started_lines(out: Path) -> list[str]:
     ]
 
 
-def _serving(out: Path) -> bool:
+def _serving(out: Path, servers: int = 2) -> bool:
     logs = list(out.glob("*/servers/*/server.log"))
-    return len(logs) == 2 and all("Uvicorn running" in log.read_text() for log in logs)
+    return len(logs) == servers and all("Uvicorn running" in log.read_text() for log in logs)
 
 
 def _harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
