@@ -23,7 +23,7 @@ from harness.errors import LaunchError, TrialError
 from harness.launcher import Server
 from harness.results import RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
-from harness.scenario import DEFAULT_JOBS, DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
+from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -37,7 +37,7 @@ class RunPlan:
     scenario: Scenario
     variants: tuple[Variant, ...]
     run_dir: Path
-    jobs: int = DEFAULT_JOBS
+    jobs: int = 1  # the CLI's default is DEFAULT_JOBS; the pytest plugin leaves parallelism to xdist
     confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
     max_trials: int = DEFAULT_MAX_TRIALS
     max_seconds: float = DEFAULT_MAX_SECONDS
