@@ -158,15 +158,17 @@ def decide(
             reason += f"; {trials - failed} of {trials} trials saw no failure at all, so one trial alone can miss it"
         reason += f"; first failure in trial {summary.first_failed_trial}; {_rates(summary)}"
     elif expected == "fails":
-        kind = "silent"
         reason = (
-            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx: "
-            f"the reproducer went silent on this stack and schedule (its per-trial failure rate is at most "
-            f"{summary.trial_failure_rate.high:.0%}, 95%)"
+            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx "
+            f"(its per-trial failure rate is at most {summary.trial_failure_rate.high:.0%}, 95%)"
         )
-        if confidence is not None:
-            kind = "undecided"
-            reason += f"; at {confidence:.0%} confidence a rare failure cannot be told from none: undecided"
+        if confidence is None:
+            kind, reason = "silent", f"{reason}: the reproducer went silent on this stack and schedule"
+        else:
+            kind, reason = (
+                "undecided",
+                f"{reason}; at {confidence:.0%} confidence a rare failure cannot be told from none",
+            )
     elif failed:
         kind, reason = "regression", f"{name} was expected to be clean but {failures}; {_rates(summary)}"
     elif unanswered:

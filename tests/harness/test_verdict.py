@@ -147,6 +147,7 @@ def test_with_confidence_a_reproducer_without_failure_is_undecided_not_silent() 
     _, [unpatched], code = judge({"unpatched": "fails"}, _run([False] * 4, []), confidence=0.9)
     assert unpatched.kind == "undecided" and code is ExitCode.UNDECIDED
     assert "per-trial failure rate is at most 49%, 95%" in unpatched.reason  # Wilson upper bound of 0/4
+    assert "went silent" not in unpatched.reason and "a rare failure cannot be told from none" in unpatched.reason
 
 
 def test_a_failure_decides_at_once_whatever_the_confidence() -> None:
