@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
+
+BUILTIN_SCENARIOS = sorted(str(path) for path in Path("scenarios").glob("*.toml"))
 
 
 @nox.session
@@ -13,6 +17,13 @@ def tests(session: nox.Session) -> None:
     """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session(default=False)
+def scenarios(session: nox.Session) -> None:
+    """Run every built-in scenario as pytest items in parallel; merged results in harness-out/."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "auto", *BUILTIN_SCENARIOS, "--harness-out", "harness-out", *session.posargs)
 
 
 @nox.session(default=False)

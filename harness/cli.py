@@ -14,7 +14,14 @@ from harness.errors import ExitCode, HarnessError, UsageError
 from harness.interrupts import sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host
 from harness.results import JOURNAL_FILE, RESULTS_FILE, TrialResult, write_results
-from harness.scenario import DEFAULT_SCENARIO, builtin_scenarios, load_scenario
+from harness.scenario import (
+    DEFAULT_JOBS,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_SCENARIO,
+    builtin_scenarios,
+    load_scenario,
+)
 from harness.summary import describe_schedule, format_summary
 from harness.variant import VARIANTS, get_variants
 
@@ -107,6 +114,32 @@ def _build_parser() -> _Parser:
         help="let --host be an address other machines can reach (the app under test has no authentication)",
     )
     run.add_argument(
+        "--jobs",
+        type=_positive(int),
+        metavar="N",
+        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
+        "more distorts timings, see the README)",
+    )
+    run.add_argument(
+        "--confidence",
+        type=_fraction,
+        metavar="C",
+        help="instead of a fixed number of trials, run until every verdict is decided at this level, "
+        "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
+    )
+    run.add_argument(
+        "--max-trials",
+        type=_positive(int),
+        metavar="N",
+        help=f"with --confidence: the most trials per variant (default: {DEFAULT_MAX_TRIALS})",
+    )
+    run.add_argument(
+        "--max-seconds",
+        type=_positive(float),
+        metavar="S",
+        help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT_DIR,
@@ -136,6 +169,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     from harness.pipeline import RunPlan, execute, make_run_dir
 
     host = check_host(args.host, allow_non_loopback=args.allow_non_loopback)
+    _check_confidence_options(args)
     scenario = load_scenario(args.scenario)
     overrides = {"trials": args.trials, "time_scale": args.time_scale, "request_timeout": args.request_timeout}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
@@ -144,13 +178,32 @@ def _run(args: argparse.Namespace) -> ExitCode:
         run_dir = make_run_dir(args.out, scenario)
     except OSError as exc:
         raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
-    plan = RunPlan(scenario=scenario, variants=variants, run_dir=run_dir, host=host, start_timeout=args.start_timeout)
+    plan = RunPlan(
+        scenario=scenario,
+        variants=variants,
+        run_dir=run_dir,
+        host=host,
+        start_timeout=args.start_timeout,
+        jobs=args.jobs or DEFAULT_JOBS,
+        confidence=args.confidence,
+        max_trials=args.max_trials or DEFAULT_MAX_TRIALS,
+        max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
+    )
+    if plan.confidence is None:
+        how_many = f"{scenario.trials} trials"
+        of_trials = f"/{scenario.trials}"
+    else:
+        how_many = (
+            f"trials until every verdict is decided at {plan.confidence:.0%} confidence "
+            f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
+        )
+        of_trials = f" (at most {plan.max_trials})"
     _progress(
-        f"running {scenario.name} ({describe_schedule(scenario)}): {scenario.trials} trials of "
-        f"{', '.join(v.name for v in variants)}; output in {plan.run_dir}"
+        f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of "
+        f"{', '.join(v.name for v in variants)}, {plan.jobs} at a time; output in {plan.run_dir}"
     )
     try:
-        result = execute(plan, on_trial=lambda trial, results: _report_trial(trial, scenario.trials, results))
+        result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
     except KeyboardInterrupt:
         _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete)")
         raise
@@ -186,7 +239,16 @@ def _list(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> None:
+def _check_confidence_options(args: argparse.Namespace) -> None:
+    if args.confidence is None:
+        bound = "--max-trials" if args.max_trials is not None else "--max-seconds" if args.max_seconds else None
+        if bound:
+            raise UsageError(f"{bound} bounds a --confidence run; give --confidence too (see 'harness run --help')")
+    elif args.trials is not None:
+        raise UsageError("--trials and --confidence exclude each other: --confidence decides how many trials to run")
+
+
+def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:
     parts = []
     for result in results:
         scheduled = [r for r in result.records if r.phase == "schedule"]
@@ -203,7 +265,7 @@ def _report_trial(trial: int, trials: int, results: Sequence[TrialResult]) -> No
         if result.server_exit_code is not None:
             part += f" (its server died, exit code {result.server_exit_code})"
         parts.append(f"{result.variant}: {part}")
-    _progress(f"trial {trial}/{trials}  " + "  ".join(parts))
+    _progress(f"trial {trial}  " + "  ".join(parts))
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
@@ -217,6 +279,16 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
         return value
 
     return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.99, got {text}")
+    return value
 
 
 def _progress(message: str) -> None:

@@ -21,12 +21,14 @@ Exit codes of ``harness``:
 2      silent reproducer: a variant expected to fail did not fail in any trial
 3      harness error: a variant could not be started, or the run broke
 4      usage error: a bad option, an unknown scenario or variant, an invalid file
+5      undecided: with --confidence, a variant was not decided at that level within
+       --max-trials or --max-seconds (nothing contradicted its expectation either)
 130    interrupted (Ctrl-C); the results gathered so far are written, marked incomplete
 143    terminated (SIGTERM): the same as Ctrl-C, under the code shells give SIGTERM
 =====  ===============================================================================
 
 When verdicts disagree, the code of the first in this order wins: regression, harness
-error, silent reproducer, success.
+error, silent reproducer, undecided, success.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ExitCode(enum.IntEnum):
     SILENT = 2
     HARNESS_ERROR = 3
     USAGE_ERROR = 4
+    UNDECIDED = 5
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -48,12 +51,21 @@ class ExitCode(enum.IntEnum):
         return _MEANINGS[self]
 
 
+# A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
+VERDICT_EXIT_CODES = {
+    "regression": ExitCode.REGRESSION,
+    "error": ExitCode.HARNESS_ERROR,
+    "silent": ExitCode.SILENT,
+    "undecided": ExitCode.UNDECIDED,
+}
+
 _MEANINGS = {
     ExitCode.OK: "every variant met its expectation",
     ExitCode.REGRESSION: "regression: a variant expected to be clean failed",
     ExitCode.SILENT: "silent reproducer: a variant expected to fail did not",
     ExitCode.HARNESS_ERROR: "harness error: a trial could not be carried out",
     ExitCode.USAGE_ERROR: "usage error",
+    ExitCode.UNDECIDED: "undecided: the confidence asked for was not reached within the limits",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.TERMINATED: "terminated (SIGTERM)",
 }

@@ -1,10 +1,12 @@
-"""The run, top to bottom: launch, run, record, decide; trial after trial.
+"""The run, top to bottom: launch, run, record, decide; round after round of trials.
 
 Each trial starts a fresh server per variant (the countdown and the database are
-process state) and runs the variants side by side. Every request is appended to the
-run's journal as it happens (:mod:`harness.journal`); the results file is rewritten
-after every trial and once more when the run ends, however it ends, so an interrupted
-run keeps what it measured and says it is incomplete. Stopping servers and writing the
+process state) and runs the variants side by side; a round runs ``jobs`` trials side by
+side. A run does the scenario's number of trials, or with ``confidence`` goes on until
+every verdict is decided or a limit is reached. Every request is appended to the run's
+journal as it happens (:mod:`harness.journal`); the results file is rewritten after
+every round and once more when the run ends, however it ends, so an interrupted run
+keeps what it measured and says it is incomplete. Stopping servers and writing the
 results hold off Ctrl-C and SIGTERM (:func:`harness.interrupts.held`), so a second
 signal cannot leave servers running or a file half written.
 """
@@ -26,7 +28,7 @@ from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, Server, stop_all
 from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
-from harness.scenario import Scenario
+from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -40,6 +42,14 @@ class RunPlan:
     run_dir: Path
     host: str = DEFAULT_HOST
     start_timeout: float = DEFAULT_START_TIMEOUT
+    jobs: int = 1  # the CLI's default is DEFAULT_JOBS; the pytest plugin leaves parallelism to xdist
+    confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
+    max_trials: int = DEFAULT_MAX_TRIALS
+    max_seconds: float = DEFAULT_MAX_SECONDS
+
+    @property
+    def trial_limit(self) -> int:
+        return self.scenario.trials if self.confidence is None else self.max_trials
 
     @property
     def results_path(self) -> Path:
@@ -78,12 +88,16 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     write_results(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     journal = Journal(plan.journal_path)
     try:
-        for trial in range(1, plan.scenario.trials + 1):
-            outcome = _trial(plan, trial, journal, trials)
+        done = 0
+        while _more_trials(plan, done, snapshot(complete=False), started):
+            numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
+            outcome = _round(plan, numbers, journal, trials)
             with held():
                 write_results(snapshot(complete=False), plan.results_path)
             if on_trial:
-                on_trial(trial, outcome)
+                for trial in numbers:
+                    on_trial(trial, outcome[trial])
+            done = numbers[-1]
         complete = True
     finally:
         with held():
@@ -93,44 +107,58 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     return result
 
 
-def _trial(plan: RunPlan, trial: int, journal: Journal, trials: list[TrialResult]) -> list[TrialResult]:
-    """One trial of every variant, added to ``trials``; a trial cut short is added as far as it got."""
-    recorders = {v.name: Recorder(variant=v.name, trial=trial, on_change=journal.append) for v in plan.variants}
-    servers: dict[str, Server] = {}
-    finished: dict[str, TrialResult] = {}
+def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) -> bool:
+    """Whether to start another round: until the trial count, or until every verdict is decided."""
+    if done >= plan.trial_limit:
+        return False
+    if plan.confidence is None or done == 0:
+        return True
+    in_time = time.monotonic() - started < plan.max_seconds
+    return in_time and any(verdict.kind == "undecided" for verdict in so_far.verdicts)
+
+
+def _round(plan: RunPlan, numbers: range, journal: Journal, trials: list[TrialResult]) -> dict[int, list[TrialResult]]:
+    """Trials ``numbers`` of every variant, added to ``trials``; a trial cut short is added as far as it got."""
+    recorders = {
+        (n, v.name): Recorder(variant=v.name, trial=n, on_change=journal.append) for n in numbers for v in plan.variants
+    }
+    servers: dict[tuple[int, str], Server] = {}
+    finished: dict[tuple[int, str], TrialResult] = {}
     started_at = _now()
     try:
-        anyio.run(_run_trial_side_by_side, plan, trial, recorders, servers, finished)
+        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished)
     except BaseException as exc:
         with held():
             stop_all(servers.values())
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-            for name, server in servers.items():
-                finished.setdefault(name, _trial_result(server, trial, recorders[name], started_at, reason))
-            trials.extend(finished[v.name] for v in plan.variants if v.name in finished)
+            for key, server in servers.items():
+                finished.setdefault(key, _trial_result(server, key[0], recorders[key], started_at, reason))
+            trials.extend(finished[key] for key in recorders if key in finished)
         raise
-    outcome = [finished[v.name] for v in plan.variants]
-    trials.extend(outcome)
-    return outcome
+    trials.extend(finished[key] for key in recorders)
+    return {n: [finished[n, v.name] for v in plan.variants] for n in numbers}
 
 
-async def _run_trial_side_by_side(
+async def _run_side_by_side(
     plan: RunPlan,
-    trial: int,
-    recorders: dict[str, Recorder],
-    servers: dict[str, Server],
-    finished: dict[str, TrialResult],
+    numbers: range,
+    recorders: dict[tuple[int, str], Recorder],
+    servers: dict[tuple[int, str], Server],
+    finished: dict[tuple[int, str], TrialResult],
 ) -> None:
-    """One trial: a fresh server per variant, all at once; fills ``servers`` and ``finished`` as it goes."""
+    """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
 
-    async def one(variant: Variant) -> None:
+    async def one(trial: int, variant: Variant) -> None:
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-        server = servers[variant.name] = Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host)
-        finished[variant.name] = await _run_one(plan, trial, server, recorders[variant.name])
+        server = servers[trial, variant.name] = Server(
+            variant, directory, time_scale=plan.scenario.time_scale, host=plan.host
+        )
+        finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name])
 
     async with anyio.create_task_group() as tg:
-        for variant in plan.variants:
-            tg.start_soon(one, variant)
+        for trial in numbers:
+            for variant in plan.variants:
+                tg.start_soon(one, trial, variant)
 
 
 async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder) -> TrialResult:
@@ -148,7 +176,9 @@ async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder
         error = exc.message
         server_exit_code = server.process.poll()
     finally:
-        server.stop()
+        # In a thread: waiting for this server to exit must not stall the other servers' requests.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(server.stop)
     return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
 
 
@@ -184,10 +214,11 @@ def _assemble(
     *,
     complete: bool,
 ) -> RunResult:
-    summaries, verdicts, code = judge({v.name: plan.scenario.expectation(v) for v in plan.variants}, trials)
+    expectations = {v.name: plan.scenario.expectation(v) for v in plan.variants}
+    summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence)
     return RunResult(
         scenario=plan.scenario,
-        variants=tuple(v.name for v in plan.variants),
+        variants=tuple(expectations),
         started_at=started_at,
         duration=round(time.monotonic() - started, 3),
         complete=complete,
@@ -196,6 +227,8 @@ def _assemble(
         summaries=summaries,
         verdicts=verdicts,
         exit_code=code,
+        jobs=plan.jobs,
+        confidence=plan.confidence,
     )
 
 

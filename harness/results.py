@@ -23,7 +23,7 @@ from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: failure rates, power, confidence, jobs
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
 
@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
 Observed = Literal["fails", "degraded", "clean", "error"]
-VerdictKind = Literal["met", "regression", "silent", "error"]
+VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +97,35 @@ class ExceptionCount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rate:
+    """``count`` of ``total`` with the Wilson 95% interval of the rate."""
+
+    count: int
+    total: int
+    low: float
+    high: float
+
+    @property
+    def estimate(self) -> float | None:
+        return self.count / self.total if self.total else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Power:
+    """How likely a clean variant's trials were to catch a build as broken as the reference.
+
+    ``at_estimate`` uses the reference's measured per-trial failure rate, ``at_low`` the low
+    end of its 95% interval.
+    """
+
+    reference: tuple[str, ...]
+    reference_rate: Rate
+    trials: int
+    at_estimate: float
+    at_low: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class VariantSummary:
     """Counts for one variant over all its trials; requests are the schedule's."""
 
@@ -115,6 +144,8 @@ class VariantSummary:
     seed_server_errors: int
     first_failed_trial: int | None
     exceptions: tuple[ExceptionCount, ...]
+    trial_failure_rate: Rate
+    request_failure_rate: Rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +157,8 @@ class Verdict:
     observed: Observed
     kind: VerdictKind
     reason: str
+    power: Power | None = None
+    confidence: float | None = None  # the level asked for with --confidence; None: a fixed number of trials
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +173,8 @@ class RunResult:
     summaries: tuple[VariantSummary, ...]
     verdicts: tuple[Verdict, ...]
     exit_code: ExitCode
+    jobs: int = 1
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
@@ -147,6 +182,11 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         version = data.get("schema_version")
+        if isinstance(version, int) and version < SCHEMA_VERSION:
+            raise ResultsError(
+                f"results schema version {version} was written by an older harness; this one reads version "
+                f"{SCHEMA_VERSION} (run the scenario again for a new file)"
+            )
         if version != SCHEMA_VERSION:
             raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
         fields = {key: value for key, value in data.items() if key != "schema_version"}

@@ -12,6 +12,7 @@ a scan of the text, and left out when the key is not written on a line of its ow
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,13 @@ ScheduleKind = Literal["staggered", "burst", "waves"]
 
 DEFAULT_SCENARIO = "burst"
 DEFAULT_TRIALS = 5
+# How a run may grow: trials side by side, and the bounds of a --confidence run. One trial
+# per two cores: a trial of burst keeps two servers and the client busy, and on 2 cores a
+# second trial beside it tripled how late requests left (benchmarks/jobs.py, README).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+DEFAULT_JOBS = max(1, _CORES // 2)
+DEFAULT_MAX_TRIALS = 100
+DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from harness.results import RunResult, VariantSummary
+from harness.results import Rate, RunResult, VariantSummary
 from harness.scenario import Scenario
 
-_COLUMNS = ("variant", "expected", "failed trials", "requests", "2xx", "4xx", "5xx", "transport", "timeouts", "verdict")
+_COLUMNS = (
+    "variant",
+    "expected",
+    "failed trials",
+    "per trial (95% CI)",
+    "requests",
+    "2xx",
+    "4xx",
+    "5xx",
+    "per request (95% CI)",
+    "transport",
+    "timeouts",
+    "verdict",
+)
 
 
 def describe_schedule(scenario: Scenario) -> str:
@@ -31,6 +44,12 @@ def format_summary(result: RunResult) -> str:
     lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
     if not result.complete:
         lines.append("INCOMPLETE RUN: the figures below cover only the trials that ran")
+    if result.confidence is not None:
+        undecided = [v.variant for v in result.verdicts if v.kind == "undecided"]
+        lines.append(
+            f"held to {result.confidence:.0%} confidence: "
+            + (f"not decided within the limits: {', '.join(undecided)}" if undecided else "every verdict decided")
+        )
     lines += [
         *("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows),
         "",
@@ -62,11 +81,19 @@ def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
         summary.variant,
         expected,
         f"{summary.failed_trials}/{summary.trials}",
+        _rate(summary.trial_failure_rate),
         str(summary.requests),
         str(summary.ok),
         str(summary.client_errors),
         str(summary.server_errors),
+        _rate(summary.request_failure_rate),
         str(summary.transport_errors),
         str(summary.timeouts),
         kind,
     )
+
+
+def _rate(rate: Rate) -> str:
+    if rate.estimate is None:
+        return "-"
+    return f"{rate.estimate:.0%} ({rate.low:.0%}-{rate.high:.0%})"

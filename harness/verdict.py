@@ -7,38 +7,33 @@ reproducer reproducing, and does not count as clean either. Seed requests are se
 not the experiment: the harness retries them and counts them apart. A variant *errors*
 when any of its trials could not be carried out (its server did not start, seeding
 failed): the harness then cannot say what it would have done.
+
+Each verdict states how sure it is (:mod:`harness.stats`): failure rates per trial and
+per request with their 95% intervals, the trial of the first failure, and for a clean
+variant the power of its clean trials against the variants expected to fail, as
+measured in the same run.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from harness.errors import ExitCode
+from harness.errors import VERDICT_EXIT_CODES, ExitCode
 from harness.results import (
     ExceptionCount,
     Observed,
+    Power,
+    Rate,
     RequestRecord,
     TrialResult,
     VariantSummary,
     Verdict,
     VerdictKind,
 )
+from harness.stats import clean_is_decided, detection_power, wilson_interval
 from harness.variant import Expectation
-
-_EXIT_PRIORITY = (
-    ("regression", ExitCode.REGRESSION),
-    ("error", ExitCode.HARNESS_ERROR),
-    ("silent", ExitCode.SILENT),
-)
-
-
-def judge(
-    expectations: Mapping[str, Expectation], trials: Sequence[TrialResult]
-) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
-    """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code."""
-    summaries = tuple(summarise(variant, trials) for variant in expectations)
-    verdicts = tuple(decide(summary, expectations[summary.variant]) for summary in summaries)
-    return summaries, verdicts, exit_code(verdicts)
 
 
 def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:
@@ -66,6 +61,8 @@ def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:
         seed_server_errors=sum(1 for r in seed if r.outcome == "server-error"),
         first_failed_trial=min(failed, default=None),
         exceptions=group_exceptions(r for trial in own for r in trial.records),
+        trial_failure_rate=rate(len(failed), sum(1 for trial in own if trial.error is None)),
+        request_failure_rate=rate(count("server-error"), len(schedule)),
     )
 
 
@@ -82,16 +79,68 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
     return tuple(sorted(counts, key=lambda c: -c.count))
 
 
-def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
-    """Hold one variant's summary to what the scenario expects of it."""
+def judge(
+    expectations: Mapping[str, Expectation], trials: Sequence[TrialResult], *, confidence: float | None = None
+) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
+    """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code.
+
+    The reference a clean variant's power is measured against is every variant expected to fail, pooled.
+    """
+    summaries = tuple(summarise(variant, trials) for variant in expectations)
+    broken = [s for s in summaries if expectations[s.variant] == "fails"]
+    reference = (
+        Reference(
+            variants=tuple(s.variant for s in broken),
+            rate=rate(sum(s.failed_trials for s in broken), sum(s.trials - s.error_trials for s in broken)),
+        )
+        if broken
+        else None
+    )
+    verdicts = tuple(decide(s, expectations[s.variant], reference=reference, confidence=confidence) for s in summaries)
+    return summaries, verdicts, exit_code(verdicts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reference:
+    """The variants expected to fail, pooled: what a clean variant's power is measured against."""
+
+    variants: tuple[str, ...]
+    rate: Rate
+
+
+def rate(count: int, total: int) -> Rate:
+    low, high = wilson_interval(count, total)
+    return Rate(count=count, total=total, low=low, high=high)
+
+
+def decide(
+    summary: VariantSummary,
+    expected: Expectation,
+    *,
+    reference: Reference | None = None,
+    confidence: float | None = None,
+) -> Verdict:
+    """Hold one variant's summary to what the scenario expects of it.
+
+    With ``confidence``, a variant expected to fail that has not failed, and a clean variant
+    whose trials do not yet decide it (:func:`harness.stats.clean_is_decided`), are
+    "undecided" instead of silent or met.
+    """
     name, trials, failed = summary.variant, summary.trials, summary.failed_trials
     if not trials:
         return Verdict(
-            variant=name, expected=expected, observed="error", kind="error", reason=f"{name}: no trial was run"
+            variant=name,
+            expected=expected,
+            observed="error",
+            kind="error",
+            reason=f"{name}: no trial was run",
+            confidence=confidence,
         )
     if summary.error_trials:
         reason = f"{name}: {summary.error_trials} of {trials} trials could not be run; see the trial errors"
-        return Verdict(variant=name, expected=expected, observed="error", kind="error", reason=reason)
+        return Verdict(
+            variant=name, expected=expected, observed="error", kind="error", reason=reason, confidence=confidence
+        )
     unanswered = summary.transport_errors + summary.timeouts
     observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
     failures = (
@@ -101,32 +150,96 @@ def decide(summary: VariantSummary, expected: Expectation) -> Verdict:
     if summary.exceptions:
         top = summary.exceptions[0]
         failures += f"; most common: {_short_type(top.type)}: {top.message} ({top.count}x)"
+    power = _power(reference, trials) if expected == "clean" and not failed and not unanswered else None
     kind: VerdictKind
     if expected == "fails" and failed:
         kind, reason = "met", f"{name} failed as expected: {failures}"
         if failed < trials:
             reason += f"; {trials - failed} of {trials} trials saw no failure at all, so one trial alone can miss it"
+        reason += f"; first failure in trial {summary.first_failed_trial}; {_rates(summary)}"
     elif expected == "fails":
-        kind = "silent"
         reason = (
-            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx: "
-            "the reproducer went silent on this stack and schedule"
+            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx "
+            f"(its per-trial failure rate is at most {summary.trial_failure_rate.high:.0%}, 95%)"
         )
+        if confidence is None:
+            kind, reason = "silent", f"{reason}: the reproducer went silent on this stack and schedule"
+        else:
+            kind, reason = (
+                "undecided",
+                f"{reason}; at {confidence:.0%} confidence a rare failure cannot be told from none",
+            )
     elif failed:
-        kind, reason = "regression", f"{name} was expected to be clean but {failures}"
+        kind, reason = "regression", f"{name} was expected to be clean but {failures}; {_rates(summary)}"
     elif unanswered:
         kind = "regression"
         reason = f"{name} was expected to be clean but {unanswered} of {summary.requests} requests got no answer"
     else:
         kind, reason = "met", f"{name} was clean as expected: {summary.requests} requests in {trials} trials, no 5xx"
+        reason += f"; {_describe_power(power)}"
+        if confidence is not None:
+            decided = reference is not None and clean_is_decided(
+                reference_failed=reference.rate.count,
+                reference_trials=reference.rate.total,
+                trials=trials,
+                confidence=confidence,
+            )
+            kind = "met" if decided else "undecided"
+            reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
     if unanswered:
         reason += f" ({summary.transport_errors} transport errors and {summary.timeouts} timeouts, counted apart)"
-    return Verdict(variant=name, expected=expected, observed=observed, kind=kind, reason=reason)
+    return Verdict(
+        variant=name,
+        expected=expected,
+        observed=observed,
+        kind=kind,
+        reason=reason,
+        power=power,
+        confidence=confidence,
+    )
 
 
 def exit_code(verdicts: Sequence[Verdict]) -> ExitCode:
     kinds = {verdict.kind for verdict in verdicts}
-    return next((code for kind, code in _EXIT_PRIORITY if kind in kinds), ExitCode.OK)
+    return next((code for kind, code in VERDICT_EXIT_CODES.items() if kind in kinds), ExitCode.OK)
+
+
+def _power(reference: Reference | None, trials: int) -> Power | None:
+    if reference is None or reference.rate.estimate is None:
+        return None
+    return Power(
+        reference=reference.variants,
+        reference_rate=reference.rate,
+        trials=trials,
+        at_estimate=detection_power(reference.rate.estimate, trials),
+        at_low=detection_power(reference.rate.low, trials),
+    )
+
+
+def _describe_power(power: Power | None) -> str:
+    if power is None:
+        return "no variant expected to fail was measured in this run, so what these trials could catch is unknown"
+    measured = power.reference_rate
+    return (
+        f"a build as broken as {', '.join(power.reference)} ({measured.count} of {measured.total} trials failed) "
+        f"would have failed at least one of {power.trials} trials with chance {_floor_percent(power.at_estimate)} "
+        f"({_floor_percent(power.at_low)} at the low end of its 95% interval)"
+    )
+
+
+def _rates(summary: VariantSummary) -> str:
+    trial, request = summary.trial_failure_rate, summary.request_failure_rate
+    return f"failure rate per trial {_interval(trial)}, per request {_interval(request)}"
+
+
+def _interval(measured: Rate) -> str:
+    estimate = measured.estimate or 0.0
+    return f"{estimate:.0%} (95% CI {measured.low:.0%}-{measured.high:.0%})"
+
+
+def _floor_percent(value: float) -> str:
+    """A chance rounded down to 0.1%: 99.96% must not read as a certain 100.0%."""
+    return f"{math.floor(value * 1000) / 10:.1f}%"
 
 
 def _failed(trial: TrialResult) -> bool:

@@ -9,6 +9,8 @@ import pytest
 from harness.launcher import Server
 from harness.variant import VARIANTS
 
+pytest_plugins = ("pytester",)
+
 StartServer = Callable[..., Awaitable[Server]]
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from harness.errors import ExitCode
 from harness.results import Outcome, Phase, RequestRecord, RunResult, ServerException, TrialResult
 from harness.scenario import load_scenario
-from harness.verdict import decide, summarise
+from harness.verdict import judge
 
 CONNECTION_OPENED = ServerException(
     request_id="",
@@ -59,7 +59,7 @@ def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | No
 
 def make_result() -> RunResult:
     trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries = tuple(summarise(name, trials) for name in ("unpatched", "patched"))
+    summaries, verdicts, _ = judge({"unpatched": "fails", "patched": "clean"}, trials)
     return RunResult(
         scenario=load_scenario("burst"),
         variants=("unpatched", "patched"),
@@ -69,6 +69,6 @@ def make_result() -> RunResult:
         environment={"python": "3.11.7"},
         trials=trials,
         summaries=summaries,
-        verdicts=tuple(decide(s, e) for s, e in zip(summaries, ("fails", "clean"), strict=True)),
+        verdicts=verdicts,
         exit_code=ExitCode.OK,
     )

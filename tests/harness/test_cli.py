@@ -28,6 +28,11 @@ from tests.harness import runs
             "--host 0.0.0.0 would make the servers under test reachable from other machines",
         ),
         (["run", "--request-timeout", "0"], "--request-timeout: must be > 0, got 0"),
+        (["run", "--jobs", "0"], "--jobs: must be > 0, got 0"),
+        (["run", "--confidence", "1"], "--confidence: must be between 0 and 1, e.g. 0.99, got 1"),
+        (["run", "--max-trials", "50"], "--max-trials bounds a --confidence run; give --confidence too"),
+        (["run", "--max-seconds", "60"], "--max-seconds bounds a --confidence run"),
+        (["run", "--confidence", "0.9", "--trials", "3"], "--trials and --confidence exclude each other"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
@@ -131,3 +136,48 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
         assert f"Uvicorn running on http://127.0.0.1:{trial.port} " in log
         assert f"Started server process [{trial.pid}]" in log
         assert log.count(' HTTP/1.1" ') == sum(1 for r in trial.records if r.status is not None) > 100
+
+
+def _harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.e2e
+def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
+    completed = _harness(
+        "run", "--scenario", "burst", "--confidence", "0.9", "--max-trials", "40", "--jobs", "2", "--out", tmp_path
+    )
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    [path] = tmp_path.glob("*-burst/results.json")
+    result = read_results(path)
+    trials = len(result.trials) // 2
+    # Every unpatched burst trial fails on this stack; 0.9 then takes 7 clean trials, rounded
+    # up to the round of 2; an unpatched trial without a 5xx would take a few more.
+    assert 8 <= trials < 40
+    assert (result.confidence, result.jobs) == (0.9, 2)
+    unpatched, patched = result.verdicts
+    assert unpatched.kind == patched.kind == "met"
+    assert patched.power is not None and patched.power.trials == trials
+    assert "decided at 90% confidence" in patched.reason
+    assert "held to 90% confidence: every verdict decided" in completed.stdout
+    assert f"trial {trials} (at most 40)" in completed.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("limit", "trials"), [(["--max-trials", "2"], 2), (["--max-seconds", "0.1"], 1)])
+def test_confidence_without_a_reference_ends_undecided_at_its_limit(
+    tmp_path: Path, limit: list[str], trials: int
+) -> None:
+    command = ["run", "--scenario", "burst", "--variant", "patched", "--confidence", "0.9", *limit]
+    completed = _harness(*command, "--out", tmp_path)
+    assert completed.returncode == ExitCode.UNDECIDED, completed.stdout + completed.stderr
+    assert "held to 90% confidence: not decided within the limits: patched" in completed.stdout
+    assert "exit code 5: undecided" in completed.stdout
+    [path] = tmp_path.glob("*-burst/results.json")
+    assert len(read_results(path).trials) == trials

@@ -19,6 +19,24 @@ def test_results_round_trip_through_json(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
+def test_a_file_of_the_first_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**make_result().to_dict(), "schema_version": 1}, default=list))
+    with pytest.raises(ResultsError, match=r"version 1 was written by an older harness.*run the scenario again"):
+        read_results(path)
+
+
+def test_the_statistics_survive_the_round_trip(tmp_path: Path) -> None:
+    result = make_result()
+    path = tmp_path / "results.json"
+    write_results(result, path)
+    unpatched, _ = read_results(path).summaries
+    assert (unpatched.trial_failure_rate.count, unpatched.trial_failure_rate.total) == (1, 1)
+    assert unpatched.request_failure_rate.estimate == pytest.approx(1 / 3)
+    power = read_results(path).verdicts[1].power
+    assert power is not None and power.reference == ("unpatched",) and power.at_estimate == 1.0
+
+
 def test_another_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(json.dumps({**make_result().to_dict(), "schema_version": 99}, default=list))
@@ -46,5 +64,5 @@ def test_a_document_missing_fields_is_a_results_error() -> None:
 def test_a_document_with_a_broken_scenario_is_a_results_error() -> None:
     data = make_result().to_dict()
     data["scenario"]["trials"] = 0
-    with pytest.raises(ResultsError, match=r"does not match schema 1: scenario: trials"):
+    with pytest.raises(ResultsError, match=rf"does not match schema {SCHEMA_VERSION}: scenario: trials"):
         RunResult.from_dict(data)

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from harness.errors import ExitCode
-from harness.results import Verdict
-from harness.verdict import decide, exit_code, summarise
+from harness.results import TrialResult, Verdict
+from harness.variant import Expectation
+from harness.verdict import decide, exit_code, judge, summarise
 from tests.harness.factories import record, trial
 
 
@@ -73,6 +76,8 @@ def test_exit_code_priority_is_regression_then_error_then_silent() -> None:
     assert exit_code([_verdict("silent"), _verdict("met")]) is ExitCode.SILENT
     assert exit_code([_verdict("silent"), _verdict("error")]) is ExitCode.HARNESS_ERROR
     assert exit_code([_verdict("error"), _verdict("regression"), _verdict("silent")]) is ExitCode.REGRESSION
+    assert exit_code([_verdict("undecided"), _verdict("met")]) is ExitCode.UNDECIDED
+    assert exit_code([_verdict("undecided"), _verdict("silent")]) is ExitCode.SILENT
 
 
 def test_a_reproducer_that_misses_some_trials_says_so() -> None:
@@ -86,3 +91,65 @@ def test_a_reproducer_that_misses_some_trials_says_so() -> None:
 def test_a_variant_with_no_trial_at_all_is_an_error_not_a_crash() -> None:
     verdict = decide(summarise("patched", []), "clean")
     assert (verdict.kind, verdict.reason) == ("error", "patched: no trial was run")
+
+
+_BOTH: dict[str, Expectation] = {"unpatched": "fails", "patched": "clean"}
+
+
+def _run(unpatched: list[bool], patched: list[bool]) -> list[TrialResult]:
+    """Trials of both variants: True for a trial with a 5xx."""
+    return [
+        trial(name, n, ["server-error" if failed else "ok", "ok"])
+        for name, outcomes in (("unpatched", unpatched), ("patched", patched))
+        for n, failed in enumerate(outcomes, 1)
+    ]
+
+
+def test_rates_carry_their_wilson_intervals() -> None:
+    summary = summarise("unpatched", _run([True] * 5 + [False] * 5, []))
+    rate = summary.trial_failure_rate
+    assert (rate.count, rate.total) == (5, 10)
+    assert (rate.low, rate.high) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    assert (summary.request_failure_rate.count, summary.request_failure_rate.total) == (5, 20)
+
+
+def test_a_clean_variant_states_its_power_against_the_broken_one_of_the_same_run() -> None:
+    _, verdicts, code = judge(_BOTH, _run([True, False, True], [False] * 3))
+    unpatched, patched = verdicts
+    assert "first failure in trial 1" in unpatched.reason
+    assert "failure rate per trial 67% (95% CI 21%-94%)" in unpatched.reason
+    assert patched.power is not None
+    assert patched.power.at_estimate == pytest.approx(1 - (1 / 3) ** 3)  # 0.963
+    assert patched.power.at_low == pytest.approx(1 - (1 - patched.power.reference_rate.low) ** 3)
+    assert "a build as broken as unpatched (2 of 3 trials failed) would have failed at least one of 3 trials" in (
+        patched.reason
+    )
+    assert "with chance 96.2%" in patched.reason
+    assert code is ExitCode.OK
+
+
+def test_a_clean_variant_alone_has_no_measured_power() -> None:
+    _, [patched], _ = judge({"patched": "clean"}, _run([], [False]))
+    assert patched.power is None and patched.kind == "met"
+    assert "what these trials could catch is unknown" in patched.reason
+
+
+def test_with_confidence_too_few_clean_trials_are_undecided_and_enough_are_met() -> None:
+    _, verdicts, code = judge(_BOTH, _run([True] * 10, [False] * 10), confidence=0.99)
+    assert [v.kind for v in verdicts] == ["met", "undecided"] and code is ExitCode.UNDECIDED
+    assert "not decided at 99% confidence" in verdicts[1].reason
+    _, verdicts, code = judge(_BOTH, _run([True] * 11, [False] * 11), confidence=0.99)
+    assert [v.kind for v in verdicts] == ["met", "met"] and code is ExitCode.OK
+    assert "decided at 99% confidence" in verdicts[1].reason and verdicts[1].confidence == 0.99
+
+
+def test_with_confidence_a_reproducer_without_failure_is_undecided_not_silent() -> None:
+    _, [unpatched], code = judge({"unpatched": "fails"}, _run([False] * 4, []), confidence=0.9)
+    assert unpatched.kind == "undecided" and code is ExitCode.UNDECIDED
+    assert "per-trial failure rate is at most 49%, 95%" in unpatched.reason  # Wilson upper bound of 0/4
+    assert "went silent" not in unpatched.reason and "a rare failure cannot be told from none" in unpatched.reason
+
+
+def test_a_failure_decides_at_once_whatever_the_confidence() -> None:
+    _, verdicts, code = judge(_BOTH, _run([True], [True]), confidence=0.99)
+    assert [v.kind for v in verdicts] == ["met", "regression"] and code is ExitCode.REGRESSION

@@ -1,0 +1,243 @@
+"""The pytest plugin: scenarios as test items, ``pytest -n auto burst scenarios/mine.toml``.
+
+A scenario is collected when it is named on the command line, by built-in name or as a
+TOML file; a test run that names nothing of the kind (the project's own ``testpaths``)
+collects no scenario and writes nothing. Each scenario and variant is one item,
+``burst[patched]``: it runs the scenario's trials of that variant on its own servers
+(own ports, own databases, so xdist workers never share one) and passes when the variant
+meets its expectation; a failing item's message is the verdict in words.
+
+At the end of the session the controller merges the items' results, per scenario, into
+one results file with every variant's trials, and there the verdicts carry the
+statistics that need both variants (the power of the clean one's trials)::
+
+    <--harness-out>/<date>-<time>-pytest/
+      burst/results.json             # merged: every variant, every trial
+      burst/patched/results.json     # one item's run, its servers/ beside it
+
+Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario runs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from harness.results import RunResult, Verdict
+    from harness.scenario import Scenario
+
+DEFAULT_OUT_DIR = Path("harness-out")
+MERGED_FILE = "results.json"
+
+_NAMED = pytest.StashKey[set[Path]]()
+_SESSION_DIR = pytest.StashKey[Path]()
+_MERGED = pytest.StashKey[list[Path]]()
+_WORKER_INPUT = "harness_session_dir"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "concurrency regression harness (scenarios named on the command line)")
+    group.addoption(
+        "--harness-out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        metavar="DIR",
+        help=f"folder for the session's results; each session gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
+    )
+    group.addoption(
+        "--harness-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="trials per variant for every scenario (default: each scenario's own)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_NAMED] = set()
+    config.stash[_MERGED] = []
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None:
+        config.stash[_SESSION_DIR] = Path(worker_input[_WORKER_INPUT])
+    else:
+        config.stash[_SESSION_DIR] = _new_session_dir(config.getoption("harness_out"))
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return  # testpaths or the current folder: the user named no scenario
+    from harness.scenario import builtin_scenarios
+
+    here = config.invocation_params.dir
+    builtins = None
+    for position, arg in enumerate(config.args):
+        path = here / arg.split("::")[0]
+        if not path.exists():
+            builtins = builtins if builtins is not None else builtin_scenarios()
+            if arg in builtins:
+                path = _builtin_path(arg)
+                config.args[position] = str(path)
+        if path.suffix == ".toml":
+            config.stash[_NAMED].add(path.resolve())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker puts its items' runs under the controller's session folder."""
+    node.workerinput[_WORKER_INPUT] = str(node.config.stash[_SESSION_DIR])
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix != ".toml" or file_path.resolve() not in parent.config.stash[_NAMED]:
+        return None
+    if file_path.is_relative_to(parent.config.rootpath):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    # A built-in or a file outside the rootdir: its name alone, not "::burst[patched]".
+    return ScenarioFile.from_parent(parent, path=file_path, nodeid=file_path.name)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # the controller merges, once every worker is done
+    session_dir = config.stash[_SESSION_DIR]
+    if session_dir.is_dir():
+        config.stash[_MERGED].extend(merge_session(session_dir))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    merged = config.stash.get(_MERGED, [])
+    if not merged:
+        return
+    from harness.results import read_results
+
+    terminalreporter.section("harness")
+    for path in merged:
+        result = read_results(path)
+        terminalreporter.write_line(f"{result.scenario.name}: {path}")
+        for verdict in result.verdicts:
+            terminalreporter.write_line(f"  {verdict.kind:<10} {verdict.reason}")
+
+
+class ScenarioFile(pytest.File):
+    """A scenario TOML file: one item per variant."""
+
+    def collect(self) -> list[pytest.Item]:
+        from dataclasses import replace
+
+        from harness.errors import ScenarioError
+        from harness.scenario import load_scenario
+        from harness.variant import VARIANTS
+
+        try:
+            scenario = load_scenario(str(self.path))
+        except ScenarioError as exc:
+            raise self.CollectError(exc.message) from None
+        trials = self.config.getoption("harness_trials")
+        if trials is not None:
+            if trials < 1:
+                raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
+            scenario = replace(scenario, trials=trials)
+        return [
+            ScenarioItem.from_parent(self, name=f"{scenario.name}[{name}]", scenario=scenario, variant=name)
+            for name in VARIANTS
+        ]
+
+
+class ScenarioFailed(Exception):
+    """A variant did not meet its expectation; the message is the verdict."""
+
+
+class ScenarioItem(pytest.Item):
+    """One variant of one scenario: its trials, its verdict."""
+
+    def __init__(self, *, scenario: Scenario, variant: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.variant = variant
+
+    def runtest(self) -> None:
+        from harness.pipeline import RunPlan, execute
+        from harness.variant import VARIANTS
+
+        run_dir = self.config.stash[_SESSION_DIR] / self.scenario.name / self.variant
+        run_dir.mkdir(parents=True, exist_ok=True)
+        plan = RunPlan(scenario=self.scenario, variants=(VARIANTS[self.variant],), run_dir=run_dir)
+        [verdict] = execute(plan).verdicts
+        self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
+        self.user_properties.append(("results", str(plan.results_path)))
+        if verdict.kind != "met":
+            raise ScenarioFailed(_failure_message(verdict, plan.results_path))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+def merge_session(session_dir: Path) -> list[Path]:
+    """Merge each scenario's item runs under ``session_dir`` into one results file; return their paths."""
+    from harness.results import read_results, write_results
+
+    merged = []
+    for scenario_dir in sorted(p for p in session_dir.iterdir() if p.is_dir()):
+        parts = [read_results(path) for path in sorted(scenario_dir.glob(f"*/{MERGED_FILE}"))]
+        if parts:
+            path = scenario_dir / MERGED_FILE
+            write_results(merge_results(parts), path)
+            merged.append(path)
+    return merged
+
+
+def merge_results(parts: list[RunResult]) -> RunResult:
+    """One result of a scenario's runs of single variants: every trial, verdicts judged together."""
+    from harness.results import RunResult
+    from harness.variant import VARIANTS
+    from harness.verdict import judge
+
+    scenario = parts[0].scenario
+    present = {name for part in parts for name in part.variants}
+    variants = tuple(name for name in VARIANTS if name in present)
+    order = {name: position for position, name in enumerate(variants)}
+    trials = sorted((t for part in parts for t in part.trials), key=lambda t: (t.trial, order[t.variant]))
+    summaries, verdicts, code = judge({name: scenario.expectation(VARIANTS[name]) for name in variants}, trials)
+    start = min(datetime.fromisoformat(part.started_at) for part in parts)
+    end = max(datetime.fromisoformat(part.started_at).timestamp() + part.duration for part in parts)
+    return RunResult(
+        scenario=scenario,
+        variants=variants,
+        started_at=start.isoformat(timespec="milliseconds"),
+        duration=round(end - start.timestamp(), 3),
+        complete=all(part.complete for part in parts),
+        environment=parts[0].environment,
+        trials=tuple(trials),
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=code,
+    )
+
+
+def _failure_message(verdict: Verdict, results: Path) -> str:
+    expected = {"fails": "expected to fail", "clean": "expected clean"}[verdict.expected]
+    return f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
+
+
+def _builtin_path(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("scenarios").joinpath(f"{name}.toml")))
+
+
+def _new_session_dir(out_dir: Path) -> Path:
+    """A folder name no other session uses; created only when a scenario runs."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    candidate = out_dir / f"{stamp}-pytest"
+    attempt = 0
+    while candidate.exists():
+        attempt += 1
+        candidate = out_dir / f"{stamp}-pytest-{attempt}"
+    return candidate.resolve()

@@ -1,0 +1,148 @@
+"""The pytest plugin, run by pytester as a user runs it: ids, pass and fail, merged results."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.errors import ExitCode
+from harness.plugin import merge_results
+from harness.results import Outcome, RunResult, read_results
+from harness.scenario import load_scenario
+from harness.variant import VARIANTS
+from harness.verdict import judge
+from tests.harness.factories import trial
+
+_BURST = """
+name = "{name}"
+trials = {trials}
+time_scale = 0.05
+[schedule]
+kind = "burst"
+requests = 100
+"""
+
+
+def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", mine=_BURST.format(name="my-burst", trials=1))
+    result = pytester.runpytest("--collect-only", "-q", "burst", "tutorial-tabs", "mine.toml")
+    result.stdout.fnmatch_lines(
+        [
+            "burst.toml::burst[[]unpatched]",
+            "burst.toml::burst[[]patched]",
+            "tutorial-tabs.toml::tutorial-tabs[[]unpatched]",
+            "tutorial-tabs.toml::tutorial-tabs[[]patched]",
+            "mine.toml::my-burst[[]unpatched]",
+            "mine.toml::my-burst[[]patched]",
+            "6 tests collected*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert not (pytester.path / "harness-out").exists()
+
+
+def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    pytester.mkdir("scenarios").joinpath("burst.toml").write_text(_BURST.format(name="burst", trials=1))
+    pytester.mkdir("tests").joinpath("test_own.py").write_text("def test_own():\n    pass\n")
+    result = pytester.runpytest("-n", "2")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "harness-out").exists()
+    # Nor does naming the project's folders pick up its TOML files: only named files count.
+    result = pytester.runpytest("--collect-only", "-q", ".")
+    result.stdout.fnmatch_lines(["tests/test_own.py::test_own", "1 test collected*"])
+
+
+def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", bad="[schedule]\nkind = 'burst'\nrequests = -3\n")
+    result = pytester.runpytest("bad.toml")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*bad.toml:3: [[]schedule] requests: expected a whole number >= 1, got -3*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None:
+    scenario = load_scenario("burst")
+
+    def part(variant: str, outcomes: list[Outcome], started_at: str, duration: float) -> RunResult:
+        trials = tuple(trial(variant, n, [outcome]) for n, outcome in enumerate(outcomes, 1))
+        summaries, verdicts, code = judge({variant: scenario.expectation(VARIANTS[variant])}, trials)
+        return RunResult(
+            scenario=scenario,
+            variants=(variant,),
+            started_at=started_at,
+            duration=duration,
+            complete=True,
+            environment={"python": "3.11.7"},
+            trials=trials,
+            summaries=summaries,
+            verdicts=verdicts,
+            exit_code=code,
+        )
+
+    patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0)
+    unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0)
+
+    merged = merge_results([patched, unpatched])
+
+    assert merged.variants == ("unpatched", "patched")
+    assert [(t.trial, t.variant) for t in merged.trials] == [
+        (1, "unpatched"),
+        (1, "patched"),
+        (2, "unpatched"),
+        (2, "patched"),
+    ]
+    assert (merged.started_at, merged.duration) == ("2026-11-22T00:00:00.000+00:00", 4.0)
+    assert patched.verdicts[0].power is None  # alone, the clean run has nothing to be measured against
+    power = merged.verdicts[1].power
+    assert power is not None and (power.reference_rate.count, power.reference_rate.total) == (1, 2)
+    assert power.at_estimate == pytest.approx(0.75)
+    assert merged.exit_code is ExitCode.OK
+
+
+@pytest.mark.e2e
+def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_results_file(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".toml", good=_BURST.format(name="good", trials=2))
+    swapped = _BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
+    pytester.makefile(".toml", swapped=swapped)
+
+    result = pytester.runpytest("-n", "2", "good.toml", "swapped.toml", "--junitxml=junit.xml", "--harness-out=out")
+
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines_random(
+        [
+            "*regression: expected clean, observed fails",
+            "unpatched was expected to be clean but * requests returned 5xx, in 1 of 1 trials (100%);"
+            " most common: OperationalError: Connection already opened.*",
+            "*silent: expected to fail, observed clean",
+            "FAILED swapped.toml::swapped[[]unpatched] - regression*",
+            "FAILED swapped.toml::swapped[[]patched] - silent*",
+        ]
+    )
+    [session] = (pytester.path / "out").iterdir()
+    good = read_results(session / "good" / "results.json")
+    assert good.variants == ("unpatched", "patched") and good.complete
+    assert [(t.trial, t.variant) for t in good.trials] == [
+        (1, "unpatched"),
+        (1, "patched"),
+        (2, "unpatched"),
+        (2, "patched"),
+    ]
+    assert [v.kind for v in good.verdicts] == ["met", "met"] and good.exit_code is ExitCode.OK
+    power = good.verdicts[1].power
+    assert power is not None and power.reference == ("unpatched",) and power.trials == 2
+    assert good.summaries[0].first_failed_trial == 1
+    assert read_results(session / "swapped" / "results.json").exit_code is ExitCode.REGRESSION
+    result.stdout.fnmatch_lines(
+        [f"good: {session / 'good' / 'results.json'}", "  met * patched was clean as expected*"]
+    )
+
+    cases = {case.get("name"): case for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert set(cases) == {"good[unpatched]", "good[patched]", "swapped[unpatched]", "swapped[patched]"}
+    failure = cases["swapped[unpatched]"].find("failure")
+    assert failure is not None and "Connection already opened." in failure.get("message", "")
+    assert cases["good[patched]"].find("failure") is None
