@@ -14,14 +14,15 @@ BUILTIN_SCENARIOS = sorted(str(path) for path in Path("scenarios").glob("*.toml"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1)."""
+    """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1, Chromium for the report)."""
+    session.run("tools/install-chromium", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session(default=False)
 def scenarios(session: nox.Session) -> None:
-    """Run every built-in scenario as pytest items in parallel; merged results in harness-out/."""
+    """Run every built-in scenario as pytest items in parallel; merged results and reports in harness-out/."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *BUILTIN_SCENARIOS, "--harness-out", "harness-out", *session.posargs)
 

@@ -11,9 +11,9 @@ from typing import NoReturn
 
 from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
-from harness.interrupts import sigterm_as_ctrl_c
+from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host
-from harness.results import JOURNAL_FILE, RESULTS_FILE, TrialResult, write_results
+from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TrialResult, read_results, write_results
 from harness.scenario import (
     DEFAULT_JOBS,
     DEFAULT_MAX_SECONDS,
@@ -158,6 +158,21 @@ def _build_parser() -> _Parser:
     recover.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's folder (where results.json is)")
     recover.set_defaults(handler=_recover)
 
+    report = commands.add_parser(
+        "report",
+        help="render a saved results file into a self-contained HTML report",
+        description="Render RESULTS.json (of a finished or cut-short run) into one HTML file that works offline.",
+    )
+    report.add_argument("results", type=Path, metavar="RESULTS.json", help="a results file written by harness run")
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write the report (default: report.html beside the results file)",
+    )
+    report.set_defaults(handler=_report)
+
     listing = commands.add_parser("list", help="list the built-in scenarios and the variants")
     listing.set_defaults(handler=_list)
     return parser
@@ -205,12 +220,37 @@ def _run(args: argparse.Namespace) -> ExitCode:
     try:
         result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
     except KeyboardInterrupt:
-        _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete)")
+        report = _publish(read_results(plan.results_path), plan.results_path)
+        _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete); report: {report}")
         raise
+    report = _publish(result, plan.results_path)
     print(format_summary(result))
-    print(f"\nresults: {plan.results_path}")
+    print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def _publish(result: RunResult, results_path: Path) -> Path:
+    from reports import publish
+
+    with held():  # a Ctrl-C now waits for whole pages, as it does for the results file
+        return publish(result, results_path)
+
+
+def _report(args: argparse.Namespace) -> ExitCode:
+    from reports import REPORT_FILE, write_report
+
+    result = read_results(args.results)
+    output = args.output or args.results.with_name(REPORT_FILE)
+    try:
+        with held():
+            write_report(result, output)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
+    print(f"report: {output}")
+    if not result.complete:
+        print("(the run is incomplete: the report shows what was saved and says so)")
+    return ExitCode.OK
 
 
 def _recover(args: argparse.Namespace) -> ExitCode:
@@ -218,10 +258,11 @@ def _recover(args: argparse.Namespace) -> ExitCode:
 
     result, rebuilt = recover(args.run_dir)
     write_results(result, args.run_dir / RESULTS_FILE)
+    report = _publish(result, args.run_dir / RESULTS_FILE)
     print(format_summary(result))
     records = sum(len(t.records) for t in result.trials if t.error == RECOVERED)
     print(f"\nrecovered {records} request records of {rebuilt} unfinished trials from {args.run_dir / JOURNAL_FILE}")
-    print(f"results: {args.run_dir / RESULTS_FILE}")
+    print(f"results: {args.run_dir / RESULTS_FILE}\nreport:  {report}")
     return ExitCode.OK
 
 

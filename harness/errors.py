@@ -6,9 +6,9 @@ Exception tree (each kind carries its exit code)::
     ├── TrialError           3  one trial of one variant could not be carried out
     │   ├── LaunchError      3  its server did not start (reason and log tail)
     │   └── SeedError        3  its seed data could not be created through the API
-    ├── ResultsError         3  a results file cannot be read
     └── UsageError           4  the user asked for something that cannot be done
-        └── ScenarioError    4  a scenario is unknown, unreadable or invalid (file, field)
+        ├── ScenarioError    4  a scenario is unknown, unreadable or invalid (file, field)
+        └── ResultsError     4  a results file or run folder named by the user cannot be read
 
 A TrialError is recorded in the results and the run goes on with the other variants and
 trials; the variant's verdict is then "error".
@@ -98,10 +98,6 @@ class SeedError(TrialError):
     """The seed data could not be created, even after retries."""
 
 
-class ResultsError(HarnessError):
-    """A results file that is missing, not JSON, or of another schema version."""
-
-
 class UsageError(HarnessError):
     """Bad options or names given by the user."""
 
@@ -110,3 +106,7 @@ class UsageError(HarnessError):
 
 class ScenarioError(UsageError):
     """A scenario that cannot be found, read or validated."""
+
+
+class ResultsError(UsageError):
+    """A results file that is missing, not JSON, or of another schema version."""

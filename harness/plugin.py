@@ -111,6 +111,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not merged:
         return
     from harness.results import read_results
+    from reports import INDEX_FILE, REPORT_FILE
 
     terminalreporter.section("harness")
     for path in merged:
@@ -118,6 +119,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"{result.scenario.name}: {path}")
         for verdict in result.verdicts:
             terminalreporter.write_line(f"  {verdict.kind:<10} {verdict.reason}")
+        terminalreporter.write_line(f"  report: {path.with_name(REPORT_FILE)}")
+    terminalreporter.write_line(f"every scenario of this session: {merged[0].parent.parent / INDEX_FILE}")
 
 
 class ScenarioFile(pytest.File):
@@ -182,13 +185,16 @@ class ScenarioItem(pytest.Item):
 def merge_session(session_dir: Path) -> list[Path]:
     """Merge each scenario's item runs under ``session_dir`` into one results file; return their paths."""
     from harness.results import read_results, write_results
+    from reports import publish
 
     merged = []
     for scenario_dir in sorted(p for p in session_dir.iterdir() if p.is_dir()):
         parts = [read_results(path) for path in sorted(scenario_dir.glob(f"*/{MERGED_FILE}"))]
         if parts:
             path = scenario_dir / MERGED_FILE
-            write_results(merge_results(parts), path)
+            result = merge_results(parts)
+            write_results(result, path)
+            publish(result, path)  # its report beside it, and the session's index of scenarios
             merged.append(path)
     return merged
 

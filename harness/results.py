@@ -210,6 +210,7 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
     ) as partial:
+        os.chmod(partial.name, 0o666 & ~_umask())  # as open() would make it; a temp file is private
         try:
             yield partial
         except BaseException:
@@ -217,6 +218,12 @@ def atomic_writer(path: Path) -> Iterator[IO[str]]:
             os.unlink(partial.name)
             raise
     os.replace(partial.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_results(path: Path) -> RunResult:

@@ -81,19 +81,20 @@ def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
         summary.variant,
         expected,
         f"{summary.failed_trials}/{summary.trials}",
-        _rate(summary.trial_failure_rate),
+        format_rate(summary.trial_failure_rate),
         str(summary.requests),
         str(summary.ok),
         str(summary.client_errors),
         str(summary.server_errors),
-        _rate(summary.request_failure_rate),
+        format_rate(summary.request_failure_rate),
         str(summary.transport_errors),
         str(summary.timeouts),
         kind,
     )
 
 
-def _rate(rate: Rate) -> str:
+def format_rate(rate: Rate) -> str:
+    """A failure rate and its 95% interval, as the summary and the report show it."""
     if rate.estimate is None:
         return "-"
     return f"{rate.estimate:.0%} ({rate.low:.0%}-{rate.high:.0%})"

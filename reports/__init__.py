@@ -6,7 +6,17 @@ that comes from a server or a scenario file is escaped.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.results import RunResult
 from reports._index import INDEX_FILE, write_index
 from reports._report import REPORT_FILE, render_report, write_report
 
-__all__ = ["INDEX_FILE", "REPORT_FILE", "render_report", "write_index", "write_report"]
+__all__ = ["INDEX_FILE", "REPORT_FILE", "publish", "render_report", "write_index", "write_report"]
+
+
+def publish(result: RunResult, results_path: Path) -> Path:
+    """Write the run's report beside its results file, refresh the index of the folder above; return the report."""
+    report = write_report(result, results_path.with_name(REPORT_FILE))
+    write_index(results_path.parent.parent)
+    return report

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.errors import ExitCode
 from harness.results import RunResult, VariantSummary, Verdict
-from harness.summary import describe_schedule
+from harness.summary import describe_schedule, format_rate
 from reports._render import render, write_page
 from reports._timeline import GUTTER, WIDTH, trial_timelines
 
@@ -19,6 +19,7 @@ _KIND_WORDS = {
     "regression": "regression",
     "silent": "silent reproducer",
     "error": "could not run",
+    "undecided": "undecided",
 }
 _OUTCOME_WORDS = {
     "ok": "2xx",
@@ -28,7 +29,7 @@ _OUTCOME_WORDS = {
     "timeout": "timeout",
     "interrupted": "interrupted",
 }
-_BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent"}
+_BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent", ExitCode.UNDECIDED: "undecided"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +52,7 @@ def render_report(result: RunResult) -> str:
         result=result,
         title=f"{result.scenario.name}: {result.exit_code.meaning}",
         verdicts=[(verdict, summaries[verdict.variant]) for verdict in result.verdicts],
-        rates={name: _rates(summary) for name, summary in summaries.items()},
+        format_rate=format_rate,
         headline=_headline(result.verdicts),
         banner=_BANNERS.get(result.exit_code, "error"),
         kind_words=_KIND_WORDS,
@@ -78,16 +79,6 @@ def _headline(verdicts: tuple[Verdict, ...]) -> str:
     if not broken:
         return "Every variant did what was expected of it."
     return "; ".join(f"{_KIND_WORDS[v.kind].upper()}: {v.variant}" for v in broken)
-
-
-def _rates(summary: VariantSummary) -> dict[str, str]:
-    def share(part: int, whole: int) -> str:
-        return f"{part / whole:.1%}" if whole else "n/a"
-
-    return {
-        "per_request": share(summary.server_errors, summary.requests),
-        "per_trial": share(summary.failed_trials, summary.trials),
-    }
 
 
 def _group_exceptions(summaries: tuple[VariantSummary, ...]) -> list[_ExceptionGroup]:

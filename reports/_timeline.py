@@ -41,6 +41,7 @@ class Lane:
     failed: int
     requests: int
     error: str | None
+    server_exit_code: int | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +89,7 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
             failed=sum(1 for r in schedule if r.outcome == "server-error"),
             requests=len(schedule),
             error=result.error,
+            server_exit_code=result.server_exit_code,
         )
         for result, schedule in zip(results, schedules, strict=True)
     )

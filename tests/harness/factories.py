@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.errors import ExitCode
 from harness.results import Outcome, Phase, RequestRecord, RunResult, ServerException, TrialResult
 from harness.scenario import load_scenario
 from harness.verdict import judge
@@ -57,18 +56,22 @@ def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | No
     )
 
 
-def make_result() -> RunResult:
-    trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries, verdicts, _ = judge({"unpatched": "fails", "patched": "clean"}, trials)
+def make_result(
+    trials: tuple[TrialResult, ...] | None = None, *, complete: bool = False, scenario: str = "burst"
+) -> RunResult:
+    """A result judged as the pipeline judges it; by default one cut-short trial of each variant."""
+    if trials is None:
+        trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
+    summaries, verdicts, code = judge({"unpatched": "fails", "patched": "clean"}, trials)
     return RunResult(
-        scenario=load_scenario("burst"),
+        scenario=load_scenario(scenario),
         variants=("unpatched", "patched"),
         started_at="2026-11-21T00:00:00.000+00:00",
         duration=1.5,
-        complete=False,
+        complete=complete,
         environment={"python": "3.11.7"},
         trials=trials,
         summaries=summaries,
         verdicts=verdicts,
-        exit_code=ExitCode.OK,
+        exit_code=code,
     )

@@ -9,8 +9,9 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ExitCode
-from harness.results import read_results
+from harness.results import read_results, write_results
 from tests.harness import runs
+from tests.harness.factories import make_result
 
 
 @pytest.mark.parametrize(
@@ -95,6 +96,39 @@ def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     [results] = tmp_path.glob("*-burst/results.json")
     assert f"results: {results}" in completed.stdout
     assert json.loads(results.read_text())["exit_code"] == 0
+    report = results.with_name("report.html")
+    assert f"report:  {report}" in completed.stdout
+    assert "Every variant did what was expected of it." in report.read_text()
+    assert f'href="{results.parent.name}/report.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results.json"
+    write_results(make_result(), results)  # a run that was cut short
+    output = tmp_path / "elsewhere" / "page.html"
+    output.parent.mkdir()
+
+    assert main(["report", str(results), "-o", str(output)]) == ExitCode.OK
+    assert f"report: {output}" in capsys.readouterr().out
+    assert "This run is incomplete" in output.read_text()
+    assert main(["report", str(results)]) == ExitCode.OK
+    assert results.with_name("report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "cannot read results file"), ("{not json", "not a JSON results file"), ("[]", "not a JSON results file")],
+)
+def test_harness_report_on_a_bad_results_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    results = tmp_path / "results.json"
+    if content is not None:
+        results.write_text(content)
+    assert main(["report", str(results)]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "report.html").exists()
 
 
 @pytest.mark.e2e

@@ -133,4 +133,7 @@ def _the_incomplete_run(out: Path) -> RunResult:
     journal = {r.request_id: r for r in read_journal(path.parent / JOURNAL_FILE)}
     recorded = [dataclasses.replace(r, exceptions=()) for t in result.trials for r in t.records]
     assert recorded and [journal[r.request_id] for r in recorded] == recorded
+    report = path.with_name("report.html").read_text()  # rendered from what was saved
+    assert 'id="incomplete"' in report and "This run is incomplete" in report
+    assert path.parent.name in (out / "index.html").read_text()
     return result

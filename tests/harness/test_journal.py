@@ -81,7 +81,7 @@ def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_las
 
 
 def test_recover_on_a_folder_without_a_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["recover", str(tmp_path)]) == ExitCode.HARNESS_ERROR
+    assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
     assert f"harness: error: cannot read results file {tmp_path / 'results.json'}" in capsys.readouterr().err
 
 

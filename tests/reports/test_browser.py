@@ -1,0 +1,105 @@
+"""The report in a real browser: Debian's Chromium, driven by Playwright (its own browser download can't work here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from harness.results import Outcome, ServerException, read_results
+from reports import write_report
+from tests.harness.factories import make_result, trial
+
+CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags, Chromium keeps trying hosts this sandbox cannot reach.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}: run tools/install-chromium (Debian's chromium package)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    yield page
+    page.close()
+
+
+def _open(page: Page, path: Path) -> tuple[list[str], list[str]]:
+    """Load a page; return the console errors and every URL it asked for."""
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return errors, requests
+
+
+@pytest.mark.e2e
+def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(tmp_path: Path, page: Page) -> None:
+    command = [sys.executable, "-m", "harness", "run", "--scenario", "burst", "--trials", "2", "--out", str(tmp_path)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert completed.returncode == 0, completed.stderr
+    [report] = tmp_path.glob("*/report.html")
+    assert f"report:  {report}" in completed.stdout
+    result = read_results(report.with_name("results.json"))
+
+    errors, requests = _open(page, report)
+    page.screenshot(path=tmp_path / "report.png", full_page=True)
+
+    assert errors == []
+    assert requests == [report.as_uri()]  # nothing fetched from anywhere else
+    assert page.locator("#verdict").inner_text().startswith("Every variant did what was expected of it.")
+    unpatched = page.locator('.card[data-variant="unpatched"]').inner_text()
+    failed = result.summaries[0].server_errors
+    assert f"{failed} of {result.summaries[0].requests} requests" in unpatched
+    assert "Connection already opened." in unpatched
+    for t in result.trials:
+        lane = page.locator(f'details[data-trial="{t.trial}"] .lane[data-variant="{t.variant}"] g.req')
+        assert lane.count() == sum(1 for r in t.records if r.phase == "schedule")
+    failed_bars = page.locator('details[data-trial="1"] .lane[data-variant="unpatched"] rect.o-server-error')
+    assert failed_bars.count() == sum(1 for r in result.trials[0].records if r.outcome == "server-error")
+    assert page.locator('.lane[data-variant="patched"] rect.o-server-error').count() == 0
+
+    failed_bars.first.click()
+    details = page.locator('details[data-trial="1"] .lane[data-variant="unpatched"] .details').inner_text()
+    assert "HTTP 500 after" in details and "peewee.OperationalError: Connection already opened." in details
+
+
+@pytest.mark.e2e
+def test_markup_in_an_exception_message_does_not_run_in_the_browser(tmp_path: Path, page: Page) -> None:
+    hostile = '<script>window.pwned = true</script><img src=x onerror="window.pwned = true">'
+    outcomes: list[Outcome] = ["ok", "server-error"]
+    failing = trial("unpatched", 1, outcomes)
+    exception = ServerException(**{**vars(failing.records[1].exceptions[0]), "message": hostile})
+    failing = replace(failing, records=(failing.records[0], replace(failing.records[1], exceptions=(exception,))))
+    report = write_report(make_result((failing, trial("patched", 1, ["ok"])), complete=True), tmp_path / "r.html")
+
+    errors, requests = _open(page, report)
+
+    assert errors == [] and requests == [report.as_uri()]
+    assert page.evaluate("window.pwned") is None
+    assert hostile in page.locator("#exceptions").inner_text()

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.results import Outcome, ServerException
+from reports import render_report, write_report
+from tests.harness.factories import make_result, trial
+
+FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]
+CLEAN: list[Outcome] = ["ok"] * 4
+
+
+def _bars(html: str, variant: str, trial_number: int) -> int:
+    """Request bars in one variant's timeline of one trial."""
+    section = html.split(f'data-trial="{trial_number}"', 1)[1].split("</details>", 1)[0]
+    lane = section.split(f'<div class="lane" data-variant="{variant}">', 1)[1].split("</svg>", 1)[0]
+    return lane.count('<g class="req"')
+
+
+def _banner(html: str) -> str:
+    match = re.search(r'<div class="banner (\w+)" id="verdict">([^<]*)', html)
+    assert match
+    return f"{match[1]}: {match[2]}"
+
+
+def test_a_run_that_met_its_expectations_says_so_in_green() -> None:
+    result = make_result((trial("unpatched", 1, FAILING), trial("patched", 1, CLEAN)), complete=True)
+    html = render_report(result)
+    assert _banner(html) == "ok: Every variant did what was expected of it."
+    assert "exit code 0: every variant met its expectation" in html
+    assert 'id="incomplete"' not in html
+    assert "fails, as expected" in html and "clean, as expected" in html
+    # The exception, its count per variant, and one full traceback.
+    assert re.search(r"<code>peewee.OperationalError</code>: Connection already opened.</td>\s*<td[^>]*>2</td>", html)
+    assert "Traceback (most recent call last):" in html
+
+
+def test_a_regression_names_the_variant_and_its_exit_code() -> None:
+    result = make_result((trial("unpatched", 1, FAILING), trial("patched", 1, FAILING)), complete=True)
+    html = render_report(result)
+    assert _banner(html) == "bad: REGRESSION: patched"
+    assert "exit code 1: regression" in html
+    assert '<div class="card regression" data-variant="patched">' in html
+
+
+def test_a_silent_reproducer_stands_out_as_much_as_a_regression() -> None:
+    result = make_result((trial("unpatched", 1, CLEAN), trial("patched", 1, CLEAN)), complete=True)
+    html = render_report(result)
+    assert _banner(html) == "silent: SILENT REPRODUCER: unpatched"
+    assert '<div class="card silent" data-variant="unpatched">' in html
+    assert "the reproducer went silent" in html
+    assert "No exception left the app in any server." in html
+
+
+def test_a_trial_that_could_not_run_is_shown_with_its_error() -> None:
+    error = "server of unpatched exited with code 1 before it was ready\n--- last lines of its log ---\nImportError: x"
+    result = make_result((trial("unpatched", 1, [], error=error), trial("patched", 1, CLEAN)), complete=True)
+    html = render_report(result)
+    assert _banner(html).startswith("error: COULD NOT RUN: unpatched")
+    assert "Trials that could not be carried out" in html and "ImportError: x" in html
+
+
+def test_an_incomplete_run_renders_what_was_saved_and_says_so() -> None:
+    html = render_report(make_result())  # cut short: one request still in flight
+    assert 'id="incomplete"' in html and "cut short after 1 trials" in html
+    assert "no answer (interrupted)" in html
+
+
+def test_every_request_is_a_bar_on_the_axis_its_trial_shares() -> None:
+    trials = tuple(t for n in (1, 2, 3) for t in (trial("unpatched", n, FAILING * 25), trial("patched", n, CLEAN * 25)))
+    html = render_report(make_result(trials, complete=True))
+    assert [_bars(html, v, n) for n in (1, 2, 3) for v in ("unpatched", "patched")] == [100] * 6
+    # Both lanes of a trial are drawn on the same axis: the same tick marks.
+    section = html.split('data-trial="2"', 1)[1].split("</details>", 1)[0]
+    ticks = [
+        re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="middle">([^<]+)</text>', lane)
+        for lane in section.split('<div class="lane"')[1:]
+    ]
+    assert len(ticks) == 2 and ticks[0] == ticks[1] and len(ticks[0]) >= 3
+
+
+def test_a_request_bar_tells_its_index_planned_offset_status_latency_and_exception() -> None:
+    result = make_result((trial("unpatched", 1, FAILING), trial("patched", 1, CLEAN)), complete=True)
+    html = render_report(result)
+    title = re.search(r"<title>(request #1 [^<]*)</title>", html)
+    assert title
+    assert title[1].splitlines()[:3] == [
+        "request #1 GET /slowusers/, planned at +0.000 s, sent at +0.010 s",
+        "HTTP 500 after 490 ms",
+        "peewee.OperationalError: Connection already opened.",
+    ]
+
+
+def test_many_requests_stay_small(tmp_path: Path) -> None:
+    trials = tuple(
+        t for n in range(1, 6) for t in (trial("unpatched", n, FAILING * 25), trial("patched", n, CLEAN * 25))
+    )
+    path = write_report(make_result(trials, complete=True), tmp_path / "report.html")
+    assert path.stat().st_size < 2_000_000 / 2  # 1,000 requests, well under the 2 MB a page may weigh
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['<script>document.title="pwned"</script>', '<img src=x onerror="alert(1)">', "</pre></details><h1>x</h1>"],
+)
+def test_text_from_servers_and_scenario_files_is_shown_as_text(hostile: str) -> None:
+    failing = trial("unpatched", 1, FAILING)
+    exceptions = (ServerException(**{**vars(failing.records[1].exceptions[0]), "message": hostile}),)
+    failing = replace(failing, records=(failing.records[0], replace(failing.records[1], exceptions=exceptions)))
+    result = make_result((failing, trial("patched", 1, CLEAN, error=hostile)), complete=True)
+    result = replace(result, scenario=replace(result.scenario, name=hostile, description=hostile))
+    html = render_report(result)
+    assert hostile not in html
+    assert hostile.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;") in html
+
+
+def test_the_page_needs_nothing_from_elsewhere() -> None:
+    html = render_report(make_result())
+    assert not re.search(r"<link|<img|<iframe|src=|@import|url\(|https?://", html)
