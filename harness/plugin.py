@@ -12,7 +12,9 @@ one results file with every variant's trials, and there the verdicts carry the
 statistics that need both variants (the power of the clean one's trials)::
 
     <--harness-out>/<date>-<time>-pytest/
+      index.html                     # every scenario of the session, with its verdicts
       burst/results.json             # merged: every variant, every trial
+      burst/report.html              # its HTML report
       burst/patched/results.json     # one item's run, its servers/ beside it
 
 Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario runs.

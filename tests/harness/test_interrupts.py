@@ -84,6 +84,22 @@ def test_a_signal_during_the_schedule_stops_servers_within_5_s_and_keeps_the_req
 
 
 @pytest.mark.e2e
+def test_ctrl_c_with_trials_side_by_side_stops_every_server_of_every_trial(tmp_path: Path) -> None:
+    with runs.running(tmp_path, *runs.REAL_PACE, "--jobs", "2", servers=4) as process:
+        pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        assert runs.wait_gone(pids, 5) < 5
+        process.communicate(timeout=15)
+    assert process.returncode == ExitCode.INTERRUPTED
+    result = _the_incomplete_run(tmp_path)
+    assert sorted((t.trial, t.variant) for t in result.trials) == [
+        (n, v) for n in (1, 2) for v in ("patched", "unpatched")
+    ]
+    assert all(t.error == "interrupted" for t in result.trials)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize(("stop", "code"), STOPS)
 def test_a_signal_during_seeding_stops_servers_and_keeps_the_seed_requests(
     tmp_path: Path, stop: signal.Signals, code: ExitCode
