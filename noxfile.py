@@ -37,7 +37,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
-    session.install("-e", ".", "ruff", "mypy")
+    session.install("-e", ".", "pytest", "ruff", "mypy")  # pytest: the plugin is type-checked against it
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
