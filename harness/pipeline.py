@@ -32,6 +32,8 @@ from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.variant import Variant
 from harness.verdict import judge
 
+_DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
+
 TrialCallback = Callable[[int, Sequence[TrialResult]], None]
 
 
@@ -169,17 +171,30 @@ async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder
         await server.wait_ready(plan.start_timeout)
         async with make_client(server.base_url, plan.scenario) as client:
             await run_trial(client, plan.scenario, recorder)
-        server_exit_code = server.process.poll()  # it died under the schedule (a crash, a SIGKILL)
+        server_exit_code = await _exit_code_if_died(server, recorder)
     except LaunchError as exc:
         error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
     except TrialError as exc:
         error = exc.message
-        server_exit_code = server.process.poll()
+        server_exit_code = await _exit_code_if_died(server, recorder)
     finally:
         # In a thread: waiting for this server to exit must not stall the other servers' requests.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(server.stop)
     return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
+
+
+async def _exit_code_if_died(server: Server, recorder: Recorder) -> int | None:
+    """The server's exit code if it died under the schedule (a crash, a SIGKILL), else None.
+
+    Its sockets close before the kernel reports it dead, so requests it dropped are a
+    reason to wait a little for the exit code.
+    """
+    if any(r.outcome == "transport-error" for r in recorder.records()):
+        with anyio.move_on_after(_DIED_WAIT):
+            while server.process.poll() is None:
+                await anyio.sleep(0.01)
+    return server.process.poll()
 
 
 def _trial_result(
