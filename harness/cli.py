@@ -65,7 +65,7 @@ def _build_parser() -> _Parser:
 
     run = commands.add_parser(
         "run",
-        help="run a scenario against the variants and write a results file",
+        help="run a scenario against the variants and write its results and HTML report",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
