@@ -110,8 +110,11 @@ def test_a_signal_during_seeding_stops_servers_and_keeps_the_seed_requests(
     scenario.write_text('[seed]\nusers = 500\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n')
     with runs.running(tmp_path / "out", "--scenario", str(scenario)) as process:
         servers = runs.serving(tmp_path / "out")
+        # Seeding is sequential: once a server logged its second POST, the first answer was recorded.
         runs.wait_until(
-            lambda: all("POST /users/" in (d / "server.log").read_text() for d in servers), 30, "seeding never began"
+            lambda: all((d / "server.log").read_text().count("POST /users/") >= 2 for d in servers),
+            30,
+            "seeding never began",
         )
         process.send_signal(stop)
         assert runs.wait_gone([runs.server_pid(d) for d in servers], 5) < 5
