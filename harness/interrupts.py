@@ -74,7 +74,10 @@ def held() -> Iterator[None]:
 
 
 def _deliver_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-    _deliver(signal.getsignal(signal.SIGINT), signum, frame)
+    handler = signal.getsignal(signal.SIGINT)
+    if handler == signal.SIG_IGN:  # a shell's background job ignores Ctrl-C; SIGTERM must still stop it
+        handler = signal.default_int_handler
+    _deliver(handler, signum, frame)
 
 
 def _deliver(handler: signal._HANDLER, signum: int, frame: FrameType | None) -> None:

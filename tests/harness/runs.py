@@ -17,9 +17,20 @@ REPO = Path(__file__).resolve().parents[2]
 REAL_PACE = ("--scenario", "tutorial-tabs", "--time-scale", "1")
 
 
-def start(out: Path, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start(
+    out: Path, *options: str, env: dict[str, str] | None = None, background: bool = False
+) -> subprocess.Popen[str]:
+    """``harness run`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
+
+    Set explicitly, so the tests do not depend on how pytest itself was started.
+    """
+    handler = "signal.SIG_IGN" if background else "signal.default_int_handler"
+    launch = (
+        f"import runpy, signal; signal.signal(signal.SIGINT, {handler}); "
+        "runpy.run_module('harness', run_name='__main__')"
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--out", str(out), *options],
+        [sys.executable, "-c", launch, "run", "--out", str(out), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -29,9 +40,9 @@ def start(out: Path, *options: str, env: dict[str, str] | None = None) -> subpro
 
 
 @contextlib.contextmanager
-def running(out: Path, *options: str, servers: int = 2) -> Iterator[subprocess.Popen[str]]:
+def running(out: Path, *options: str, servers: int = 2, background: bool = False) -> Iterator[subprocess.Popen[str]]:
     """``harness run`` with these options, handed over once ``servers`` servers are serving."""
-    process = start(out, *options)
+    process = start(out, *options, background=background)
     try:
         wait_until(lambda: len(serving(out)) >= servers, 60, "the servers never came up")
         yield process

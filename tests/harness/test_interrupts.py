@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,12 +17,21 @@ from harness.errors import ExitCode
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.journal import read_journal
 from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
+from tests.conftest import is_running
 from tests.harness import factories, runs
 
 STOPS = [
     pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
     pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in this process, even when pytest runs as a background job."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_a_signal_that_arrives_inside_held_is_acted_on_after_the_block() -> None:
@@ -83,6 +93,22 @@ def test_a_signal_during_the_schedule_stops_servers_within_5_s_and_keeps_the_req
         scheduled = [r.outcome for r in trial.records if r.phase == "schedule"]
         # The unpatched build may fail a tab at once (the bug itself); no tab can have been answered 2xx.
         assert "interrupted" in scheduled and set(scheduled) <= {"interrupted", "server-error"}
+
+
+@pytest.mark.e2e
+def test_a_background_job_ignores_ctrl_c_as_shells_intend_but_sigterm_still_stops_it(tmp_path: Path) -> None:
+    with runs.running(tmp_path, *runs.REAL_PACE, background=True) as process:
+        pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert process.poll() is None and all(is_running(pid) for pid in pids)
+        process.send_signal(signal.SIGTERM)
+        assert runs.wait_gone(pids, 5) < 5
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == ExitCode.TERMINATED, err
+    assert "Traceback" not in err
+    assert all(t.error == "interrupted" for t in _the_incomplete_run(tmp_path).trials)
 
 
 @pytest.mark.e2e
