@@ -108,11 +108,11 @@ def _bar(record: RequestRecord, x: Callable[[float], float], row: float, end: fl
         width=round(max(x(finish) - left, 1.0), 2),
         planned_x=None if record.planned_offset is None else round(x(record.planned_offset), 2),
         label=row >= _LABEL_MIN_ROW or record.index % 10 == 0,
-        title=describe_request(record),
+        title=_describe_request(record),
     )
 
 
-def describe_request(record: RequestRecord) -> str:
+def _describe_request(record: RequestRecord) -> str:
     """What hovering or clicking a bar tells: index, timing, answer, server-side exception."""
     planned = "" if record.planned_offset is None else f", planned at +{record.planned_offset:.3f} s"
     parts = [f"request #{record.index} {record.method} {record.path}{planned}, sent at +{record.sent_at:.3f} s"]
