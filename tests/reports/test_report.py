@@ -121,3 +121,9 @@ def test_text_from_servers_and_scenario_files_is_shown_as_text(hostile: str) -> 
 def test_the_page_needs_nothing_from_elsewhere() -> None:
     html = render_report(make_result())
     assert not re.search(r"<link|<img|<iframe|src=|@import|url\(|https?://", html)
+
+
+def test_a_run_stopped_before_any_trial_still_renders() -> None:
+    html = render_report(make_result(()))
+    assert _banner(html) == "error: COULD NOT RUN: unpatched; COULD NOT RUN: patched"
+    assert "cut short after 0 trials" in html and 'class="trial"' not in html
