@@ -37,7 +37,7 @@ MERGED_FILE = "results.json"
 
 _NAMED = pytest.StashKey[set[Path]]()
 _SESSION_DIR = pytest.StashKey[Path]()
-_MERGED = pytest.StashKey[list[Path]]()
+_MERGED = pytest.StashKey[list[tuple[Path, "RunResult"]]]()
 _WORKER_INPUT = "harness_session_dir"
 
 
@@ -112,17 +112,15 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     merged = config.stash.get(_MERGED, [])
     if not merged:
         return
-    from harness.results import read_results
     from reports import INDEX_FILE, REPORT_FILE
 
     terminalreporter.section("harness")
-    for path in merged:
-        result = read_results(path)
+    for path, result in merged:
         terminalreporter.write_line(f"{result.scenario.name}: {path}")
         for verdict in result.verdicts:
             terminalreporter.write_line(f"  {verdict.kind:<10} {verdict.reason}")
         terminalreporter.write_line(f"  report: {path.with_name(REPORT_FILE)}")
-    terminalreporter.write_line(f"every scenario of this session: {merged[0].parent.parent / INDEX_FILE}")
+    terminalreporter.write_line(f"every scenario of this session: {merged[0][0].parent.parent / INDEX_FILE}")
 
 
 class ScenarioFile(pytest.File):
@@ -184,8 +182,8 @@ class ScenarioItem(pytest.Item):
         return self.path, None, self.name
 
 
-def merge_session(session_dir: Path) -> list[Path]:
-    """Merge each scenario's item runs under ``session_dir`` into one results file; return their paths."""
+def merge_session(session_dir: Path) -> list[tuple[Path, RunResult]]:
+    """Merge each scenario's item runs under ``session_dir`` into one results file; return each with its path."""
     from harness.results import read_results, write_results
     from reports import publish
 
@@ -197,7 +195,7 @@ def merge_session(session_dir: Path) -> list[Path]:
             result = merge_results(parts)
             write_results(result, path)
             publish(result, path)  # its report beside it, and the session's index of scenarios
-            merged.append(path)
+            merged.append((path, result))
     return merged
 
 
