@@ -1,6 +1,6 @@
 """``records.jsonl``: each request record appended the moment it changes, so none is lost.
 
-``results.json`` is the document of record, rewritten whole after each trial. The journal
+``results.json`` is the document of record, rewritten whole after each round of trials. The journal
 is its safety net for a harness that dies without a chance to write (SIGKILL, a power
 cut): every request is appended when it is sent and again when its outcome is known, one
 flushed JSON line each, and :func:`recover` rebuilds the unfinished trials from it. The
@@ -25,7 +25,7 @@ from harness.results import (
     read_results,
     rebuild,
 )
-from harness.runner import attach_exceptions, read_events
+from harness.runner import attach_exceptions, in_trial_order, read_events
 from harness.verdict import judge
 
 RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
@@ -89,9 +89,7 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
 
 def _rebuild_trial(run_dir: Path, variant: str, trial: int, records: list[RequestRecord]) -> TrialResult:
     server_dir = run_dir / "servers" / f"{variant}-trial{trial}"
-    joined, unmatched = attach_exceptions(
-        sorted(records, key=lambda r: (r.phase != "seed", r.index)), read_events(server_dir / "events.jsonl")
-    )
+    joined, unmatched = attach_exceptions(in_trial_order(records), read_events(server_dir / "events.jsonl"))
     return TrialResult(
         variant=variant,
         trial=trial,

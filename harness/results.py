@@ -176,6 +176,11 @@ class RunResult:
     jobs: int = 1
     confidence: float | None = None
 
+    @property
+    def trials_run(self) -> int:
+        """How many trials were started; every variant takes part in each."""
+        return len({trial.trial for trial in self.trials})
+
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
 

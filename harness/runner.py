@@ -83,8 +83,12 @@ class Recorder:
 
     def records(self) -> list[RequestRecord]:
         """Everything so far, unfinished requests included, seed first, then by index."""
-        every = [*self._done, *self._pending.values()]
-        return sorted(every, key=lambda r: (r.phase != "seed", r.index))
+        return in_trial_order([*self._done, *self._pending.values()])
+
+
+def in_trial_order(records: Iterable[RequestRecord]) -> list[RequestRecord]:
+    """Seed requests first, then the schedule's, each by index: the order a trial's records are kept in."""
+    return sorted(records, key=lambda r: (r.phase != "seed", r.index))
 
 
 async def run_trial(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:

@@ -65,7 +65,6 @@ def render_report(result: RunResult) -> str:
         gutter=GUTTER,
         trial_errors=[trial for trial in result.trials if trial.error],
         unmatched=sum(len(trial.unmatched_exceptions) for trial in result.trials),
-        trials_run=len({trial.trial for trial in result.trials}),
     )
 
 
