@@ -39,6 +39,17 @@ def start(
     )
 
 
+def harness(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``harness ARGS`` as a user types it, run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @contextlib.contextmanager
 def running(out: Path, *options: str, servers: int = 2, background: bool = False) -> Iterator[subprocess.Popen[str]]:
     """``harness run`` with these options, handed over once ``servers`` servers are serving."""

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -82,13 +80,7 @@ def test_list_names_every_scenario_and_variant(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.e2e
 def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--scenario", "burst", "--trials", "2", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "trial 1/2" in completed.stderr and "trial 2/2" in completed.stderr
     assert "unpatched failed as expected" in completed.stdout
@@ -172,19 +164,9 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
         assert log.count(' HTTP/1.1" ') == sum(1 for r in trial.records if r.status is not None) > 100
 
 
-def _harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.e2e
 def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
-    completed = _harness(
+    completed = runs.harness(
         "run", "--scenario", "burst", "--confidence", "0.9", "--max-trials", "40", "--jobs", "2", "--out", tmp_path
     )
     assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
@@ -209,7 +191,7 @@ def test_confidence_without_a_reference_ends_undecided_at_its_limit(
     tmp_path: Path, limit: list[str], trials: int
 ) -> None:
     command = ["run", "--scenario", "burst", "--variant", "patched", "--confidence", "0.9", *limit]
-    completed = _harness(*command, "--out", tmp_path)
+    completed = runs.harness(*command, "--out", tmp_path)
     assert completed.returncode == ExitCode.UNDECIDED, completed.stdout + completed.stderr
     assert "held to 90% confidence: not decided within the limits: patched" in completed.stdout
     assert "exit code 5: undecided" in completed.stdout

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -61,9 +59,7 @@ def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_las
     journalled = read_journal(run_dir / JOURNAL_FILE)
     assert {r.phase for r in journalled} == {"seed", "schedule"}
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "recover", str(run_dir)], capture_output=True, text=True, timeout=60
-    )
+    completed = runs.harness("recover", run_dir, timeout=60)
 
     assert completed.returncode == ExitCode.OK, completed.stderr
     assert f"recovered {len(journalled)} request records of 2 unfinished trials" in completed.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +13,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.results import Outcome, ServerException, read_results
 from reports import write_report
+from tests.harness import runs
 from tests.harness.factories import make_result, trial
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
@@ -60,8 +59,7 @@ def _open(page: Page, path: Path) -> tuple[list[str], list[str]]:
 
 @pytest.mark.e2e
 def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(tmp_path: Path, page: Page) -> None:
-    command = [sys.executable, "-m", "harness", "run", "--scenario", "burst", "--trials", "2", "--out", str(tmp_path)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path)
     assert completed.returncode == 0, completed.stderr
     [report] = tmp_path.glob("*/report.html")
     assert f"report:  {report}" in completed.stdout
