@@ -140,6 +140,13 @@ def _build_parser() -> _Parser:
         help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
     )
     run.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_false",
+        help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
+        "the trace costs little, see the README",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         default=DEFAULT_OUT_DIR,
@@ -203,6 +210,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         confidence=args.confidence,
         max_trials=args.max_trials or DEFAULT_MAX_TRIALS,
         max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
+        trace=args.trace,
     )
     if plan.confidence is None:
         how_many = f"{scenario.trials} trials"

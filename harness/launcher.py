@@ -1,6 +1,6 @@
 """Start and stop one uvicorn process per variant per trial.
 
-Each server gets its own folder (SQLite file, log, probe events), binds 127.0.0.1 on
+Each server gets its own folder (SQLite file, log, probe events, trace), binds 127.0.0.1 on
 port 0 and is ready when uvicorn logs ``Uvicorn running on http://127.0.0.1:PORT``: no
 port race, and the real port is read from that line. Output goes to a file, so a full
 pipe can never stall a server. :meth:`Server.stop` ends the process by escalation
@@ -26,6 +26,7 @@ from pathlib import Path
 import anyio
 
 from harness.errors import LaunchError, UsageError
+from harness.trace import TRACE_FILE
 from harness.variant import Variant
 
 DEFAULT_HOST = "127.0.0.1"
@@ -45,13 +46,16 @@ class ServerState(enum.Enum):
 class Server:
     """A uvicorn process serving one variant, from start to stop."""
 
-    def __init__(self, variant: Variant, directory: Path, *, time_scale: float, host: str = DEFAULT_HOST) -> None:
+    def __init__(
+        self, variant: Variant, directory: Path, *, time_scale: float, host: str = DEFAULT_HOST, trace: bool = True
+    ) -> None:
         self.variant = variant
         self.host = host
         self.directory = directory = directory.resolve()  # the server runs with it as its cwd
         self.log_path = directory / "server.log"
         self.events_path = directory / "events.jsonl"
         self.database_path = directory / "app.sqlite3"
+        self.trace_path = directory / TRACE_FILE if trace else None
         self.port: int | None = None
         self._asked_to_stop = False
         self.state = ServerState.STARTING
@@ -63,6 +67,7 @@ class Server:
             "APP_VARIANTS_TIME_SCALE": repr(time_scale),
             "HARNESS_APP": variant.app,
             "HARNESS_EVENTS": str(self.events_path),
+            "HARNESS_TRACE": str(self.trace_path or ""),
             "PYTHONUNBUFFERED": "1",
         }
         command = [

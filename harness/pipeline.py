@@ -21,14 +21,16 @@ from pathlib import Path
 
 import anyio
 
+from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import LaunchError, TrialError
 from harness.interrupts import held
 from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, Server, stop_all
-from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TrialResult, write_results
+from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TraceEvent, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
+from harness.trace import read_trace
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -48,6 +50,7 @@ class RunPlan:
     confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
     max_trials: int = DEFAULT_MAX_TRIALS
     max_seconds: float = DEFAULT_MAX_SECONDS
+    trace: bool = True  # the server-side trace (harness.tracer) and a diagnosis of every 5xx
 
     @property
     def trial_limit(self) -> int:
@@ -153,7 +156,7 @@ async def _run_side_by_side(
     async def one(trial: int, variant: Variant) -> None:
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
         server = servers[trial, variant.name] = Server(
-            variant, directory, time_scale=plan.scenario.time_scale, host=plan.host
+            variant, directory, time_scale=plan.scenario.time_scale, host=plan.host, trace=plan.trace
         )
         finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name])
 
@@ -206,6 +209,11 @@ def _trial_result(
     server_exit_code: int | None = None,
 ) -> TrialResult:
     records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
+    trace: list[TraceEvent] = []
+    truncated = False
+    if server.trace_path is not None:
+        trace, truncated = read_trace(server.trace_path, recorder.origin)
+        records = diagnose(records, trace)
     return TrialResult(
         variant=server.variant.name,
         trial=trial,
@@ -217,6 +225,8 @@ def _trial_result(
         unmatched_exceptions=tuple(unmatched),
         error=error,
         server_exit_code=server_exit_code,
+        trace=tuple(trace),
+        trace_truncated=truncated,
     )
 
 

@@ -3,9 +3,12 @@
 uvicorn starts ``harness.probe:create_app`` as a factory; it imports the variant's app
 (``HARNESS_APP``) and wraps it. Every exception that leaves the app is written, with the
 request id the runner sent, as one JSON line to ``HARNESS_EVENTS`` and then re-raised, so
-uvicorn behaves exactly as it would without the probe. The app itself is not edited.
+uvicorn behaves exactly as it would without the probe. When ``HARNESS_TRACE`` names a
+file, :mod:`harness.tracer` also records each request's connection events and phases
+there, keyed by the same id. The app itself is not edited.
 
-Standard library only: the probe must import wherever the app under test runs.
+Standard library only (the tracer imports Peewee and Starlette, which the app brings):
+the probe must import wherever the app under test runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
+
+from harness import tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 
@@ -47,6 +52,8 @@ class ExceptionProbe:
                 sent_status = message["status"]
             await send(message)
 
+        tracer.current_request.set(request_id)
+        tracer.current_scope.set(scope)
         try:
             await self.app(scope, receive, send_and_note_status)
         except Exception as exc:
@@ -70,6 +77,9 @@ class ExceptionProbe:
 
 def create_app() -> ExceptionProbe:
     """uvicorn factory: the app named by ``HARNESS_APP``, wrapped in the probe."""
+    if os.environ.get("HARNESS_TRACE"):
+        trace = open(os.environ["HARNESS_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
+        tracer.install(tracer.Tracer(trace))
     module_name, _, attribute = os.environ["HARNESS_APP"].partition(":")
     app = getattr(importlib.import_module(module_name), attribute)
     events = open(os.environ["HARNESS_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server

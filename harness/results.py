@@ -23,7 +23,7 @@ from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
-SCHEMA_VERSION = 2  # 2: failure rates, power, confidence, jobs
+SCHEMA_VERSION = 3  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
 
@@ -33,6 +33,8 @@ Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
 Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
+TraceKind = Literal["connect", "query", "close", "phase"]
+CauseKind = Literal["leaked-connection", "double-connect", "startup-connection", "unexplained", "no-trace"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +49,38 @@ class ServerException:
     traceback: str
     response_status: int | None
     time: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceEvent:
+    """One thing a server thread did for a request, as :mod:`harness.tracer` saw it.
+
+    Threads are numbered per server in the order first seen, 0 being the event loop's;
+    connections in the order opened. ``phase`` is the thread-pool job the event happened
+    in; an event of kind ``phase`` is that job itself, from ``start`` to ``time``.
+    """
+
+    kind: TraceKind
+    request_id: str | None
+    thread: int
+    time: float
+    phase: str | None = None
+    start: float | None = None
+    connection: int | None = None  # opened, used or closed; for a connect() that raised, the one still held
+    error: str | None = None
+    auto: bool = False  # a connect() Peewee made itself, for a query on a closed connection
+    sql: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diagnosis:
+    """Why a request failed, as far as the trace shows it."""
+
+    kind: CauseKind
+    text: str
+    threads: tuple[int, ...]
+    requests: tuple[str, ...]  # the ids of the requests involved, the failed one first
+    connection: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +101,7 @@ class RequestRecord:
     outcome: Outcome
     error: str | None = None
     exceptions: tuple[ServerException, ...] = ()
+    diagnosis: Diagnosis | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +118,8 @@ class TrialResult:
     unmatched_exceptions: tuple[ServerException, ...] = ()
     error: str | None = None
     server_exit_code: int | None = None  # set when the server exited before the harness stopped it
+    trace: tuple[TraceEvent, ...] = ()
+    trace_truncated: bool = False  # the server wrote harness.tracer.DEFAULT_TRACE_LIMIT events, then stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +131,16 @@ class ExceptionCount:
     count: int
     first_request_id: str
     traceback: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CauseCount:
+    """Failed requests of one variant whose diagnoses are of one kind, with one in full."""
+
+    kind: CauseKind
+    count: int
+    first_request_id: str
+    example: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +193,7 @@ class VariantSummary:
     exceptions: tuple[ExceptionCount, ...]
     trial_failure_rate: Rate
     request_failure_rate: Rate
+    causes: tuple[CauseCount, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.diagnosis import CAUSE_WORDS
 from harness.results import Rate, RunResult, VariantSummary
 from harness.scenario import Scenario
 
@@ -59,6 +60,11 @@ def format_summary(result: RunResult) -> str:
     if exceptions:
         lines += ["", "server-side exceptions:"]
         lines += [f"  {variant}: {e.count}x {e.type}: {e.message}" for variant, e in exceptions]
+    causes = [(s.variant, c) for s in result.summaries for c in s.causes]
+    if causes:
+        lines += ["", "causes of the 5xx, from the server-side trace:"]
+        for variant, cause in causes:
+            lines += [f"  {variant}: {cause.count}x {CAUSE_WORDS[cause.kind]}", f"    e.g. {cause.example}"]
     seed_errors = [s for s in result.summaries if s.seed_server_errors]
     for s in seed_errors:
         lines.append(

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.diagnosis import count_causes
 from harness.errors import VERDICT_EXIT_CODES, ExitCode
 from harness.results import (
     ExceptionCount,
@@ -61,6 +62,7 @@ def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:
         seed_server_errors=sum(1 for r in seed if r.outcome == "server-error"),
         first_failed_trial=min(failed, default=None),
         exceptions=group_exceptions(r for trial in own for r in trial.records),
+        causes=count_causes(r for trial in own for r in trial.records),
         trial_failure_rate=rate(len(failed), sum(1 for trial in own if trial.error is None)),
         request_failure_rate=rate(count("server-error"), len(schedule)),
     )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.diagnosis import CAUSE_WORDS
 from harness.errors import ExitCode
 from harness.results import RunResult, VariantSummary, Verdict
 from harness.summary import describe_schedule, format_rate
+from reports._lanes import ROW, thread_lanes
 from reports._render import render, write_page
 from reports._timeline import GUTTER, WIDTH, trial_timelines
 
@@ -45,6 +47,8 @@ def render_report(result: RunResult) -> str:
     """The report of one run as a self-contained HTML page."""
     summaries = {summary.variant: summary for summary in result.summaries}
     timelines = trial_timelines(result.trials, result.variants)
+    axes = {t.trial: t.axis for t in timelines}
+    threads = {(t.trial, t.variant): thread_lanes(t, axes[t.trial]) for t in result.trials}
     opened = {t.trial for t in timelines if t.failed}
     opened = set(sorted(opened)[:OPEN_TIMELINES] or [t.trial for t in timelines[:1]])
     return render(
@@ -60,6 +64,10 @@ def render_report(result: RunResult) -> str:
         schedule=describe_schedule(result.scenario),
         exceptions=_group_exceptions(result.summaries),
         timelines=timelines,
+        threads=threads,
+        row=ROW,
+        failures={(t.trial, t.variant): [r for r in t.records if r.diagnosis] for t in result.trials},
+        cause_words=CAUSE_WORDS,
         opened=opened,
         width=WIDTH,
         gutter=GUTTER,

@@ -7,7 +7,7 @@ row, its bar spans send to answer. Seed requests are set-up and are left out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.results import RequestRecord, TrialResult
@@ -23,6 +23,7 @@ _LABEL_MIN_ROW = 9.0  # below this, only every tenth index is labelled
 @dataclass(frozen=True, kw_only=True)
 class Bar:
     index: int
+    request_id: str
     outcome: str
     x: float
     y: float
@@ -45,6 +46,18 @@ class Lane:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Axis:
+    """Seconds from the schedule's start to SVG x, shared by a trial's timelines and thread lanes."""
+
+    start: float
+    end: float
+
+    def x(self, seconds: float) -> float:
+        clamped = min(max(seconds, self.start), self.end)
+        return round(GUTTER + (clamped - self.start) / (self.end - self.start) * _PLOT, 2)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tick:
     x: float
     label: str
@@ -54,6 +67,7 @@ class Tick:
 class TrialTimeline:
     trial: int
     lanes: tuple[Lane, ...]
+    axis: Axis
     ticks: tuple[Tick, ...]
     row_height: float
     height: float
@@ -78,14 +92,11 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
     end = max([start + 1e-3, *(_end(r) for r in records), *(r.planned_offset or 0.0 for r in records)])
     rows = max((len(schedule) for schedule in schedules), default=0)
     row = min(max(_MAX_HEIGHT / max(rows, 1), _ROW_LIMITS[0]), _ROW_LIMITS[1])
-
-    def x(seconds: float) -> float:
-        return GUTTER + (seconds - start) / (end - start) * _PLOT
-
+    axis = Axis(start=start, end=end)
     lanes = tuple(
         Lane(
             variant=result.variant,
-            bars=tuple(_bar(r, x, row, end) for r in sorted(schedule, key=lambda r: r.index)),
+            bars=tuple(_bar(r, axis, row) for r in sorted(schedule, key=lambda r: r.index)),
             failed=sum(1 for r in schedule if r.outcome == "server-error"),
             requests=len(schedule),
             error=result.error,
@@ -93,20 +104,21 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
         )
         for result, schedule in zip(results, schedules, strict=True)
     )
-    ticks = tuple(Tick(x=round(x(t), 2), label=f"{t:g} s") for t in _tick_values(start, end))
-    return TrialTimeline(trial=number, lanes=lanes, ticks=ticks, row_height=round(row, 2), height=rows * row)
+    ticks = tuple(Tick(x=axis.x(t), label=f"{t:g} s") for t in _tick_values(start, end))
+    return TrialTimeline(trial=number, lanes=lanes, axis=axis, ticks=ticks, row_height=round(row, 2), height=rows * row)
 
 
-def _bar(record: RequestRecord, x: Callable[[float], float], row: float, end: float) -> Bar:
-    finish = _end(record) if record.completed_at is not None else end
-    left = x(record.sent_at)
+def _bar(record: RequestRecord, axis: Axis, row: float) -> Bar:
+    finish = _end(record) if record.completed_at is not None else axis.end
+    left = axis.x(record.sent_at)
     return Bar(
         index=record.index,
+        request_id=record.request_id,
         outcome=record.outcome,
-        x=round(left, 2),
+        x=left,
         y=round(record.index * row, 2),
-        width=round(max(x(finish) - left, 1.0), 2),
-        planned_x=None if record.planned_offset is None else round(x(record.planned_offset), 2),
+        width=round(max(axis.x(finish) - left, 1.0), 2),
+        planned_x=None if record.planned_offset is None else axis.x(record.planned_offset),
         label=row >= _LABEL_MIN_ROW or record.index % 10 == 0,
         title=_describe_request(record),
     )
@@ -124,6 +136,8 @@ def _describe_request(record: RequestRecord) -> str:
     if record.error:
         parts.append(record.error)
     parts += [f"{exc.type}: {exc.message}" for exc in record.exceptions]
+    if record.diagnosis is not None:
+        parts.append(f"cause: {record.diagnosis.text}")
     parts.append(f"id {record.request_id}")
     return "\n".join(parts)
 

@@ -88,6 +88,39 @@ def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(tmp_path:
 
 
 @pytest.mark.e2e
+def test_the_thread_lanes_show_each_failure_and_highlight_one_request_on_every_thread(
+    tmp_path: Path, page: Page
+) -> None:
+    completed = runs.harness("run", "--scenario", "burst", "--trials", "1", "--out", tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    [report] = tmp_path.glob("*/report.html")
+    unpatched, patched = read_results(report.with_name("results.json")).trials
+    failed = [r for r in unpatched.records if r.outcome == "server-error"]
+
+    errors, _ = _open(page, report)
+
+    assert errors == []
+    lanes = page.locator('details[data-trial="1"] .lane[data-variant="unpatched"]')
+    assert lanes.locator("svg.threads g.cross").count() == len(failed)
+    assert lanes.locator("details.causes li").count() == len(failed)
+    patched_note = page.locator('.lane[data-variant="patched"] .threads-note').inner_text()
+    assert patched_note.startswith("Each of the") and "served only that request" in patched_note
+
+    # The failed request's cross, then everything of the request that left its connection open.
+    [culprit] = [r for r in failed if r.diagnosis and r.diagnosis.kind == "leaked-connection"][:1]
+    assert culprit.diagnosis is not None
+    other = culprit.diagnosis.requests[1]
+    lanes.locator(f'svg.threads g.cross[data-req="{culprit.request_id}"]').first.click(force=True)
+    assert "raised 'Connection already opened.'" in lanes.locator(".details").inner_text()
+    lanes.locator(f'svg.timeline g.req[data-req="{other}"]').click(force=True)
+    selected = lanes.locator("svg.threads .selected")
+    assert selected.count() == lanes.locator(f'svg.threads [data-req="{other}"]').count() >= 2  # jobs and connection
+    assert all(selected.nth(i).get_attribute("data-req") == other for i in range(selected.count()))
+    assert lanes.locator(f'svg.threads [data-req="{culprit.request_id}"].selected').count() == 0
+    assert patched.trace  # both builds were traced
+
+
+@pytest.mark.e2e
 def test_markup_in_an_exception_message_does_not_run_in_the_browser(tmp_path: Path, page: Page) -> None:
     hostile = '<script>window.pwned = true</script><img src=x onerror="window.pwned = true">'
     outcomes: list[Outcome] = ["ok", "server-error"]

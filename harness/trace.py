@@ -1,0 +1,36 @@
+"""Read a server's trace (written by :mod:`harness.tracer`) into the results' terms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.results import TraceEvent, rebuild
+
+TRACE_FILE = "trace.jsonl"  # in each server's folder, beside its log
+
+
+def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
+    """The trace's events with times in seconds from ``origin``; and whether it was cut at its limit.
+
+    A last line cut short by a killed server is skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return [], False
+    events: list[TraceEvent] = []
+    truncated = False
+    for line in lines:
+        try:
+            data = json.loads(line)
+            if data.get("kind") == "truncated":
+                truncated = True
+                continue
+            data["time"] -= origin
+            if data.get("start") is not None:
+                data["start"] -= origin
+            events.append(rebuild(TraceEvent, data))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+    return events, truncated

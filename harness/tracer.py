@@ -1,0 +1,212 @@
+"""The server-side trace: which worker thread did what with which Peewee connection, per request.
+
+Loaded by the probe inside each launched server, before the app is imported, so the app
+itself is never edited. Three kinds of hook:
+
+- the probe's ASGI wrapper sets :data:`current_request` to the request id the runner sent;
+  Starlette and anyio run sync code in worker threads inside a *copy* of the caller's
+  context, so the id reaches every thread that works for the request;
+- every sync job handed to the thread pool (``anyio.to_thread.run_sync``, or Starlette's
+  ``run_in_threadpool`` on stacks older than anyio) is timed as a *phase*: a dependency's
+  enter or exit, the endpoint, response validation;
+- ``peewee.Database.connect``, ``execute_sql`` and ``close`` note the connection they
+  opened, used or closed, numbered in the order opened, and whether ``connect()`` raised
+  (then the number of the connection the state still held).
+
+Each event is one JSON line, written and flushed as it happens, with ``time.perf_counter()``
+times (one clock for every process on the machine; the harness shifts them to the
+schedule's start). After ``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the
+file, so a long run cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, TextIO
+
+DEFAULT_TRACE_LIMIT = 50_000  # events per server process: about 500 requests of the tutorial's app
+
+# Set by the probe for each request: its id, and its ASGI scope, where the router notes the endpoint it chose.
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("harness_request", default=None)
+current_scope: contextvars.ContextVar[MutableMapping[str, Any] | None] = contextvars.ContextVar(
+    "harness_scope", default=None
+)
+
+
+class Tracer:
+    """Writes trace events for one server process; every method is safe to call from any thread."""
+
+    def __init__(self, file: TextIO, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
+        self._file = file
+        self._limit = limit
+        self._written = 0
+        self._lock = threading.Lock()
+        self._threads: dict[int, int] = {threading.get_ident(): 0}  # 0: the event loop's thread
+        self._connections: dict[int, tuple[int, object]] = {}  # id(conn) -> (number, conn kept alive)
+        self._numbers = itertools.count(1)
+        self._local = threading.local()
+
+    def event(self, kind: str, **fields: Any) -> None:
+        with self._lock:
+            if self._written > self._limit:
+                return
+            line: dict[str, Any] = {"kind": kind, "request_id": current_request.get()}
+            line["thread"] = self._threads.setdefault(threading.get_ident(), len(self._threads))
+            line["time"] = time.perf_counter()
+            line["phase"] = getattr(self._local, "phase", None)
+            line.update(fields)
+            self._written += 1
+            if self._written > self._limit:
+                line = {"kind": "truncated", "time": line["time"]}
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+
+    def opened(self, conn: object) -> int:
+        with self._lock:
+            number = next(self._numbers)
+            self._connections[id(conn)] = (number, conn)
+            return number
+
+    def number(self, conn: object | None, *, forget: bool = False) -> int | None:
+        if conn is None:
+            return None
+        with self._lock:
+            entry = self._connections.pop(id(conn), None) if forget else self._connections.get(id(conn))
+        return entry[0] if entry else None
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a thread-pool job; events inside it carry its name."""
+        start = time.perf_counter()
+        self._local.phase = name
+        try:
+            yield
+        finally:
+            self._local.phase = None
+            self.event("phase", start=start, phase=name)
+
+    @property
+    def in_query(self) -> bool:
+        return getattr(self._local, "in_query", False)
+
+    @contextlib.contextmanager
+    def query(self) -> Iterator[None]:
+        self._local.in_query = True
+        try:
+            yield
+        finally:
+            self._local.in_query = False
+
+
+def install(tracer: Tracer) -> None:
+    """Hook Peewee and the thread pool; call before the app (and FastAPI) is imported."""
+    _hook_peewee(tracer)
+    _hook_thread_pool(tracer)
+
+
+def _hook_peewee(tracer: Tracer) -> None:
+    import peewee
+
+    database: Any = peewee.Database  # untyped; its methods are replaced below
+    connect, execute_sql, close = database.connect, database.execute_sql, database.close
+
+    @functools.wraps(connect)
+    def traced_connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        held = None if self._state.closed else self._state.conn
+        try:
+            opened = connect(self, *args, **kwargs)
+        except Exception as exc:
+            tracer.event("connect", connection=tracer.number(held), error=str(exc), auto=tracer.in_query)
+            raise
+        if opened:
+            tracer.event("connect", connection=tracer.opened(self._state.conn), error=None, auto=tracer.in_query)
+        return opened
+
+    @functools.wraps(execute_sql)
+    def traced_execute_sql(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        with tracer.query():
+            try:
+                cursor = execute_sql(self, sql, *args, **kwargs)
+            except Exception as exc:
+                held = None if self._state.closed else self._state.conn
+                tracer.event("query", connection=tracer.number(held), sql=_sql_head(sql), error=str(exc))
+                raise
+        tracer.event("query", connection=tracer.number(self._state.conn), sql=_sql_head(sql), error=None)
+        return cursor
+
+    @functools.wraps(close)
+    def traced_close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        held = None if self._state.closed else self._state.conn
+        try:
+            return close(self, *args, **kwargs)
+        finally:
+            tracer.event("close", connection=tracer.number(held, forget=True))
+
+    database.connect, database.execute_sql, database.close = traced_connect, traced_execute_sql, traced_close
+
+
+def _hook_thread_pool(tracer: Tracer) -> None:
+    import starlette.concurrency
+
+    if hasattr(starlette.concurrency, "anyio"):  # Starlette >= 0.15: every sync job goes through anyio
+        import anyio.to_thread
+
+        run_sync = anyio.to_thread.run_sync
+
+        async def traced_run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return await run_sync(_in_phase(tracer, func), *args, **kwargs)
+
+        anyio.to_thread.run_sync = traced_run_sync  # type: ignore[assignment]
+    else:  # Starlette 0.14 (the tutorial's era) hands jobs to the event loop's executor
+        run_in_threadpool = starlette.concurrency.run_in_threadpool
+
+        async def traced_run_in_threadpool(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return await run_in_threadpool(_in_phase(tracer, func), *args, **kwargs)
+
+        starlette.concurrency.run_in_threadpool = traced_run_in_threadpool
+
+
+def _in_phase(tracer: Tracer, func: Callable[..., Any]) -> Callable[..., Any]:
+    def job(*args: Any, **kwargs: Any) -> Any:
+        # Runs in the worker thread, inside the copied context: the phase is named there,
+        # where the endpoint the router chose is known.
+        scope = current_scope.get()
+        with tracer.phase(phase_name(func, scope.get("endpoint") if scope else None)):
+            return func(*args, **kwargs)
+
+    return job
+
+
+def phase_name(func: Callable[..., Any], endpoint: Callable[..., Any] | None) -> str:
+    """What a thread-pool job is, in the words of FastAPI's request handling."""
+    while isinstance(func, functools.partial):
+        called = func.keywords.get("function")  # FastAPI >= 0.12x wraps sync endpoints
+        func = called if callable(called) else func.func
+    owner = getattr(func, "__self__", None)
+    name = getattr(func, "__name__", type(func).__name__)
+    generator = getattr(owner, "gen", None)
+    if name in ("__enter__", "__exit__") and generator is not None:
+        step = "enter" if name == "__enter__" else "exit"
+        return f"dependency {step} ({getattr(generator, '__name__', '?')})"
+    if name == "validate" and owner is not None:
+        return "response validation"
+    if endpoint is not None and func is endpoint:
+        return f"endpoint ({name})"
+    return name
+
+
+_TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE|TABLE(?: IF NOT EXISTS)?)\s+"?(\w+)', re.IGNORECASE)
+
+
+def _sql_head(sql: str) -> str:
+    """``SELECT item``: the statement and its table, enough to tell the queries of a request apart."""
+    table = _TABLE.search(sql)
+    return f"{sql.split(maxsplit=1)[0] if sql.strip() else ''} {table.group(1) if table else ''}".strip()

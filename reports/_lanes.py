@@ -1,0 +1,181 @@
+"""Geometry of the thread lanes: what each server thread did, for which request, with which connection.
+
+In the manner of Jepsen's timeline, one lane per thread. A thread-pool job (a phase of a
+request: dependency enter or exit, endpoint, response validation) is a bar in its
+request's colour; a connection is a line from where it was opened, through each lane it
+was used on, to where it was closed (dashed to the end when it never was); a connect()
+that raised is a cross. Every mark names its request, so selecting one request
+highlights its events on every thread. Times share the trial's :class:`Axis`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from harness.diagnosis import request_name, thread_name
+from harness.results import RequestRecord, TraceEvent, TrialResult
+from reports._timeline import Axis
+
+ROW = 11.0  # SVG units per thread
+_GOLDEN_ANGLE = 137.508  # successive requests get far-apart hues
+
+
+@dataclass(frozen=True, kw_only=True)
+class Span:
+    request_id: str
+    colour: str
+    x: float
+    y: float
+    width: float
+    title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wire:
+    """One connection's life across threads."""
+
+    request_id: str  # the request that opened it
+    colour: str
+    points: str
+    tail: str | None  # a never-closed connection's dashed line to the end of the axis
+    title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cross:
+    request_id: str
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThreadLanes:
+    """One variant's server threads in one trial."""
+
+    labels: tuple[tuple[float, str], ...]
+    spans: tuple[Span, ...]
+    wires: tuple[Wire, ...]
+    crosses: tuple[Cross, ...]
+    height: float
+    note: str
+
+
+def thread_lanes(result: TrialResult, axis: Axis) -> ThreadLanes | None:
+    """The lanes of one variant's trial; None when it has no trace."""
+    if not result.trace:
+        return None
+    records = {record.request_id: record for record in result.records}
+    threads = sorted({event.thread for event in result.trace if event.time >= axis.start})
+    rows = {thread: index * ROW for index, thread in enumerate(threads)}
+    spans = tuple(
+        Span(
+            request_id=event.request_id or "",
+            colour=_colour(records.get(event.request_id or "")),
+            x=axis.x(event.start if event.start is not None else event.time),
+            y=rows[event.thread] + 2,
+            width=max(axis.x(event.time) - axis.x(event.start or event.time), 1.0),
+            title=f"{_who(records, event.request_id)}: {event.phase} on {thread_name(event.thread)}, "
+            f"+{event.start or 0:.3f} s to +{event.time:.3f} s",
+        )
+        for event in result.trace
+        if event.kind == "phase" and event.thread in rows
+    )
+    crosses = tuple(
+        Cross(
+            request_id=event.request_id or "",
+            x=axis.x(event.time),
+            y=rows[event.thread] + ROW / 2,
+            title=f"{_who(records, event.request_id)}: connect() on {thread_name(event.thread)} raised "
+            f"{event.error!r} at +{event.time:.3f} s"
+            + (f"; it still held connection #{event.connection}" if event.connection is not None else ""),
+        )
+        for event in result.trace
+        if event.kind == "connect" and event.error is not None and event.thread in rows
+    )
+    wires = tuple(_wires(result.trace, rows, axis, records))
+    return ThreadLanes(
+        labels=tuple((rows[t] + ROW - 2, "loop" if t == 0 else f"w{t}") for t in threads),
+        spans=spans,
+        wires=wires,
+        crosses=crosses,
+        height=len(threads) * ROW,
+        note=_note(result.trace, records, len(crosses)),
+    )
+
+
+def _wires(
+    trace: Sequence[TraceEvent], rows: Mapping[int, float], axis: Axis, records: Mapping[str, RequestRecord]
+) -> list[Wire]:
+    lives: dict[int, list[TraceEvent]] = {}
+    for event in trace:
+        if event.connection is not None and event.error is None and event.kind in ("connect", "query", "close"):
+            lives.setdefault(event.connection, []).append(event)
+    wires = []
+    for number, events in lives.items():
+        opened = events[0]
+        if opened.kind != "connect" or (events[-1].kind == "close" and events[-1].time < axis.start):
+            continue  # its opening is not in the trace, or it ended before the schedule
+        shown = [e for e in events if e.thread in rows]
+        if not shown:
+            continue
+        points = " ".join(f"{axis.x(e.time)},{rows[e.thread] + ROW / 2}" for e in shown)
+        closed = events[-1].kind == "close"
+        last = shown[-1]
+        users = sorted({_who(records, e.request_id) for e in events})
+        wires.append(
+            Wire(
+                request_id=opened.request_id or "",
+                colour=_colour(records.get(opened.request_id or "")),
+                points=points,
+                tail=None
+                if closed
+                else f"{axis.x(last.time)},{rows[last.thread] + ROW / 2} "
+                f"{axis.x(axis.end)},{rows[last.thread] + ROW / 2}",
+                title=f"connection #{number}: opened by {_who(records, opened.request_id)} on "
+                f"{thread_name(opened.thread)} at +{opened.time:.3f} s; used by {', '.join(users)}; "
+                + (
+                    f"closed by {_who(records, events[-1].request_id)} on {thread_name(events[-1].thread)} "
+                    f"at +{events[-1].time:.3f} s"
+                    if closed
+                    else "never closed"
+                ),
+            )
+        )
+    return wires
+
+
+def _note(trace: Sequence[TraceEvent], records: Mapping[str, RequestRecord], failed_connects: int) -> str:
+    """Whether each request kept its connection to itself: what the patch is for."""
+    opener: dict[int, str | None] = {}
+    shared: set[int] = set()
+    for event in trace:
+        if event.connection is None or event.error is not None:
+            continue
+        if event.kind == "connect":
+            opener[event.connection] = event.request_id
+        elif event.connection in opener and opener[event.connection] != event.request_id:
+            shared.add(event.connection)
+    in_requests = [n for n, request in opener.items() if request in records]
+    if not shared and not failed_connects:
+        return f"Each of the {len(in_requests)} connections opened for a request served only that request."
+    return (
+        f"{len(shared)} of {len(opener)} connections were used or closed by a request other than the one that "
+        f"opened them; {failed_connects} connect() calls raised."
+    )
+
+
+def _who(records: Mapping[str, RequestRecord], request_id: str | None) -> str:
+    record = records.get(request_id or "")
+    if record is None:
+        return request_id or "no request"
+    return request_name(record)
+
+
+def _colour(record: RequestRecord | None) -> str:
+    if record is None:
+        return "#555"
+    if record.phase == "seed":
+        return "#999"
+    return f"hsl({record.index * _GOLDEN_ANGLE % 360:.0f},65%,42%)"

@@ -1,0 +1,133 @@
+"""Causes from hand-built traces: the reasoning, without servers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.diagnosis import count_causes, diagnose
+from harness.results import RequestRecord, TraceEvent
+from tests.harness.factories import record
+
+ENTER, EXIT, VALIDATION = "dependency enter (get_db)", "dependency exit (get_db)", "response validation"
+
+
+def event(kind: str, request: int | None, thread: int, time: float, **fields: object) -> TraceEvent:
+    request_id = None if request is None else f"unpatched-t1-schedule-{request}"
+    return TraceEvent(kind=kind, request_id=request_id, thread=thread, time=time, **fields)  # type: ignore[arg-type]
+
+
+def failed(records: list[RequestRecord], trace: list[TraceEvent]) -> dict[int, str]:
+    return {r.index: r.diagnosis.text for r in diagnose(records, trace) if r.diagnosis}
+
+
+def test_a_connection_left_open_on_a_thread_names_both_requests_threads_and_the_connection() -> None:
+    records = [record("unpatched", 1, 4), record("unpatched", 1, 7, "server-error")]
+    trace = [
+        event("connect", 4, 3, 0.10, phase=ENTER, connection=5),
+        event("phase", 4, 3, 0.11, phase=ENTER, start=0.09),
+        event("query", 4, 8, 0.20, phase=VALIDATION, connection=None),
+        event("close", 4, 6, 0.30, phase=EXIT, connection=None),
+        event("connect", 7, 3, 0.40, phase=ENTER, connection=5, error="Connection already opened."),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "leaked-connection"
+    assert diagnosis.requests == ("unpatched-t1-schedule-7", "unpatched-t1-schedule-4")
+    assert diagnosis.threads == (3,) and diagnosis.connection == 5
+    assert diagnosis.text == (
+        "Request #7's dependency enter (get_db) ran connect() on worker thread 3, which still held connection #5, "
+        "opened there by request #4 during its dependency enter (get_db); request #4 never closed it: its "
+        "response validation ran on worker thread 8; its dependency exit (get_db) ran on worker thread 6, where "
+        "it closed nothing instead."
+    )
+
+
+def test_a_request_still_in_flight_is_said_to_have_moved_on() -> None:
+    records = [record("unpatched", 1, 0), record("unpatched", 1, 1, "server-error")]
+    trace = [
+        event("connect", 0, 2, 0.1, phase=ENTER, connection=1),
+        event("connect", 1, 2, 0.2, phase=ENTER, connection=1, error="Connection already opened."),
+        event("phase", 0, 4, 0.5, phase="endpoint (read_slow_users)", start=0.12),
+    ]
+
+    assert failed(records, trace)[1] == (
+        "Request #1's dependency enter (get_db) ran connect() on worker thread 2, which still held connection #1, "
+        "opened there by request #0 during its dependency enter (get_db); request #0 was still in flight and had "
+        "moved on: its endpoint (read_slow_users) ran on worker thread 4."
+    )
+
+
+def test_a_second_connect_by_the_same_request_is_a_double_connect() -> None:
+    records = [record("unpatched", 1, 2, "server-error")]
+    trace = [
+        event("connect", 2, 1, 0.1, phase=VALIDATION, connection=9, auto=True),
+        event("connect", 2, 1, 0.2, phase=ENTER, connection=9, error="Connection already opened."),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "double-connect"
+    assert "the same request had opened it during its response validation on worker thread 1" in diagnosis.text
+    assert "(Peewee opened it by itself for a query)" in diagnosis.text
+
+
+def test_a_clean_run_gets_no_diagnosis_and_no_causes() -> None:
+    records = [record("patched", 1, i) for i in range(3)]
+    trace = [event("connect", i, i + 1, 0.1 * i, phase=ENTER, connection=i + 1) for i in range(3)]
+
+    diagnosed = diagnose(records, trace)
+
+    assert diagnosed == records
+    assert count_causes(diagnosed) == ()
+
+
+def test_without_events_of_the_request_the_diagnosis_says_so_and_no_more() -> None:
+    records = [record("unpatched", 1, 3, "server-error")]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, []) if r.diagnosis]
+
+    assert diagnosis.kind == "no-trace"
+    assert "holds no event" in diagnosis.text
+
+
+def test_a_failure_without_a_failed_connect_reports_what_was_seen() -> None:
+    records = [record("unpatched", 1, 5, "server-error")]
+    trace = [
+        event("phase", 5, 2, 0.2, phase=ENTER, start=0.1),
+        event("query", 5, 3, 0.3, phase=VALIDATION, connection=4, error="Cannot operate on a closed database."),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "unexplained"
+    assert diagnosis.text == (
+        "Request #5 failed; its trace shows dependency enter (get_db) on worker thread 2; connections used: #4; "
+        "query on worker thread 3 raised 'Cannot operate on a closed database.'."
+    )
+
+
+def test_causes_are_counted_by_kind_most_frequent_first() -> None:
+    records = [record("unpatched", 1, 0), *(record("unpatched", 1, i, "server-error") for i in (1, 2, 3))]
+    trace = [event("connect", 0, 1, 0.1, phase=ENTER, connection=1)] + [
+        event("connect", i, 1, 0.2 + i, phase=ENTER, connection=1, error="Connection already opened.") for i in (1, 2)
+    ]
+
+    causes = count_causes(diagnose(records, trace))
+
+    assert [(c.kind, c.count, c.first_request_id) for c in causes] == [
+        ("leaked-connection", 2, "unpatched-t1-schedule-1"),
+        ("no-trace", 1, "unpatched-t1-schedule-3"),
+    ]
+    assert causes[0].example.startswith("Request #1's dependency enter (get_db) ran connect()")
+
+
+def test_seed_requests_are_named_as_such() -> None:
+    seed = record("unpatched", 1, 0, phase="seed")
+    broken = record("unpatched", 1, 1, "server-error")
+    trace = [
+        replace(event("connect", None, 1, -1.0, phase=ENTER, connection=2), request_id=seed.request_id),
+        event("connect", 1, 1, 0.1, phase=ENTER, connection=2, error="Connection already opened."),
+    ]
+
+    assert "opened there by seed request #0" in failed([seed, broken], trace)[1]

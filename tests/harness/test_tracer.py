@@ -1,0 +1,131 @@
+"""The server-side trace: hooks on their own, then captured from real servers."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.results import TrialResult
+from harness.scenario import load_scenario
+from harness.trace import TRACE_FILE, read_trace
+from harness.tracer import Tracer, current_request, phase_name
+from harness.variant import VARIANTS, get_variants
+
+ENTER, EXIT = "dependency enter (get_db)", "dependency exit (get_db)"
+
+
+def get_db() -> object:
+    yield None
+
+
+def read_slow_users() -> None:
+    pass
+
+
+class Field:
+    def validate(self) -> None:
+        pass
+
+
+def test_thread_pool_jobs_are_named_in_fastapis_words() -> None:
+    manager = contextlib.contextmanager(get_db)()
+
+    assert phase_name(functools.partial(manager.__enter__), None) == ENTER
+    assert phase_name(manager.__exit__, None) == EXIT
+    assert phase_name(functools.partial(Field().validate, 1, loc=("response",)), None) == "response validation"
+    # FastAPI >= 0.12x hands a sync endpoint to the pool wrapped as `function=`.
+    wrapped = functools.partial(functools.partial(print, function=read_slow_users, arguments={}))
+    assert phase_name(wrapped, read_slow_users) == "endpoint (read_slow_users)"
+    assert phase_name(read_slow_users, None) == "read_slow_users"
+
+
+def test_the_trace_stops_at_its_limit_with_one_line_that_says_so(tmp_path: Path) -> None:
+    file = io.StringIO()
+    tracer = Tracer(file, limit=3)
+    current_request.set("r1")
+
+    for _ in range(5):
+        tracer.event("query", connection=1)
+
+    lines = [json.loads(line) for line in file.getvalue().splitlines()]
+    assert [line["kind"] for line in lines] == ["query", "query", "query", "truncated"]
+    assert {line["request_id"] for line in lines[:3]} == {"r1"}
+    path = tmp_path / TRACE_FILE
+    path.write_text(file.getvalue() + '{"kind": "query", "request_id": "r1", "thr')  # cut short by a kill
+    events, truncated = read_trace(path, origin=lines[0]["time"])
+    assert len(events) == 3 and truncated and events[0].time == 0.0
+
+
+def test_connections_are_numbered_in_the_order_opened_and_forgotten_when_closed() -> None:
+    tracer = Tracer(io.StringIO())
+    first, second = object(), object()
+
+    assert (tracer.opened(first), tracer.opened(second)) == (1, 2)
+    assert tracer.number(first, forget=True) == 1
+    assert tracer.number(first) is None and tracer.number(second) == 2
+
+
+def _events_of(trial: TrialResult) -> dict[str, list[str]]:
+    phases: dict[str, list[str]] = {}
+    for event in trial.trace:
+        if event.kind == "phase" and event.request_id:
+            phases.setdefault(event.request_id, []).append(event.phase or "")
+    return phases
+
+
+@pytest.mark.e2e
+def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path: Path) -> None:
+    scenario = replace(load_scenario("burst"), trials=1)
+    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario))
+
+    result = execute(plan)
+
+    for trial in result.trials:
+        ids = {r.request_id for r in trial.records}
+        assert trial.trace and not trial.trace_truncated
+        assert {e.request_id for e in trial.trace} <= ids | {None}
+        phases = _events_of(trial)
+        for r in trial.records:
+            if r.outcome == "ok" and r.path == "/slowusers/":
+                assert phases[r.request_id][:1] == [ENTER]
+                assert {"endpoint (read_slow_users)", "response validation", EXIT} <= set(phases[r.request_id])
+            elif r.status is not None:
+                assert r.request_id in phases, r  # every answered request left a trace
+        # anyio copies the context into its worker threads: the request id set by the probe
+        # reaches every Peewee call made for a request.
+        worker_events = [e for e in trial.trace if e.thread > 0 and e.kind != "phase"]
+        assert worker_events and all(e.request_id in ids for e in worker_events)
+        assert all(e.thread > 0 for e in trial.trace if e.kind == "phase")
+    unpatched, patched = result.trials
+    failures = [r for r in unpatched.records if r.outcome == "server-error"]
+    assert failures, "100 requests at once failed the unpatched build in every measured trial"
+    for r in failures:
+        assert r.diagnosis is not None and r.diagnosis.kind in ("leaked-connection", "double-connect"), r.diagnosis
+        assert "worker thread" in r.diagnosis.text and r.diagnosis.threads
+    assert sum(cause.count for cause in result.summaries[0].causes) == len(failures)
+    opener: dict[int, str | None] = {}
+    for e in patched.trace:
+        if e.kind == "connect" and e.error is None and e.connection is not None:
+            opener[e.connection] = e.request_id
+        elif e.connection is not None:
+            assert opener[e.connection] == e.request_id  # the patch: a request's connection stays its own
+
+
+@pytest.mark.e2e
+def test_without_the_trace_no_file_is_written_and_no_cause_given(tmp_path: Path) -> None:
+    scenario = replace(load_scenario("burst"), trials=1)
+    plan = RunPlan(
+        scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario), trace=False
+    )
+
+    [trial] = execute(plan).trials
+
+    assert trial.trace == () and not (Path(trial.server_dir) / TRACE_FILE).exists()
+    assert all(r.diagnosis is None for r in trial.records)
