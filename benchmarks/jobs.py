@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _figures import share
+
 from harness.results import RequestRecord, RunResult, read_results
-from harness.stats import wilson_interval
 
 RUNS = (("tutorial-tabs", 40), ("burst", 10))
 
@@ -50,17 +51,12 @@ def _figures(result: RunResult) -> str:
     lateness = [r.sent_at - (r.planned_offset or 0.0) for r in scheduled]
     answered = [_duration(r) for r in scheduled if r.variant == "patched" and r.completed_at is not None]
     return (
-        f"unpatched failed {_share(unpatched.failed_trials, unpatched.trials)} trials, "
-        f"{_share(unpatched.server_errors, unpatched.requests)} requests; "
+        f"unpatched failed {share(unpatched.failed_trials, unpatched.trials)} trials, "
+        f"{share(unpatched.server_errors, unpatched.requests)} requests; "
         f"send lateness median {_ms(statistics.median(lateness))}, p95 {_ms(_p95(lateness))}, "
         f"max {_ms(max(lateness))}; "
         f"patched response time median {_ms(statistics.median(answered))}, p95 {_ms(_p95(answered))}"
     )
-
-
-def _share(count: int, total: int) -> str:
-    low, high = wilson_interval(count, total)
-    return f"{count}/{total} ({count / total:.0%}, 95% CI {low:.0%}-{high:.0%})"
 
 
 def _duration(record: RequestRecord) -> float:

@@ -1,0 +1,72 @@
+"""Does the server-side trace change what it observes? The unpatched build under burst, traced and not.
+
+Usage: python benchmarks/trace_overhead.py [PAIRS]   (default: 40)
+
+Runs PAIRS pairs of one-trial runs of the unpatched build under ``burst``, one with the
+trace and one with ``--no-trace`` (the pipeline's ``trace=False``), alternating which goes
+first, so drift on a shared machine falls on both alike. Prints for each: failed trials
+and 5xx requests with Wilson 95% intervals, the mean 5xx per trial with a normal 95%
+interval (requests of one trial are not independent, so this is the fairer comparison),
+the median latency of the schedule's requests, and the wall time per trial.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from _figures import share
+
+from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.results import TrialResult
+from harness.scenario import load_scenario
+from harness.variant import VARIANTS
+
+
+def main(pairs: int) -> None:
+    scenario = replace(load_scenario("burst"), trials=1)
+    trials: dict[bool, list[TrialResult]] = {True: [], False: []}
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory() as out:
+        for pair in range(pairs):
+            for trace in (True, False) if pair % 2 == 0 else (False, True):
+                plan = RunPlan(
+                    scenario=scenario,
+                    variants=(VARIANTS["unpatched"],),
+                    run_dir=make_run_dir(Path(out), scenario),
+                    trace=trace,
+                )
+                start = time.perf_counter()
+                trials[trace] += execute(plan).trials
+                seconds[trace].append(time.perf_counter() - start)
+            print(f"pair {pair + 1}/{pairs}", file=sys.stderr)
+    for trace in (True, False):
+        print(f"{'with the trace   ' if trace else 'without the trace'}: {_figures(trials[trace], seconds[trace])}")
+
+
+def _figures(trials: list[TrialResult], seconds: list[float]) -> str:
+    per_trial = [sum(1 for r in t.records if r.phase == "schedule" and r.outcome == "server-error") for t in trials]
+    requests = sum(1 for t in trials for r in t.records if r.phase == "schedule")
+    failed = sum(1 for count in per_trial if count)
+    mean = statistics.mean(per_trial)
+    half = 1.96 * statistics.stdev(per_trial) / len(per_trial) ** 0.5
+    latencies = [
+        r.completed_at - r.sent_at
+        for t in trials
+        for r in t.records
+        if r.phase == "schedule" and r.completed_at is not None
+    ]
+    return (
+        f"failed trials {share(failed, len(trials))}; 5xx requests {share(sum(per_trial), requests)}; "
+        f"5xx per trial mean {mean:.1f} (95% CI {mean - half:.1f}-{mean + half:.1f}); "
+        f"median latency {statistics.median(latencies) * 1000:.0f} ms; "
+        f"median wall time per trial {statistics.median(seconds):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40)
