@@ -37,7 +37,6 @@ _FINDINGS = ("silent", "undecided")  # kinds a matrix shows but does not fail on
 class Cell:
     """One variant of one scenario on one stack: the verdict of the newest run there."""
 
-    stack: str
     verdict: Verdict
     trial_failure_rate: Rate
     results_path: Path
@@ -123,7 +122,6 @@ def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable
         summaries = {summary.variant: summary for summary in result.summaries}
         for verdict in result.verdicts:
             cells.setdefault((scenario, verdict.variant), {})[stack] = Cell(
-                stack=stack,
                 verdict=verdict,
                 trial_failure_rate=summaries[verdict.variant].trial_failure_rate,
                 results_path=path,
