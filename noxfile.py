@@ -6,10 +6,16 @@ from pathlib import Path
 
 import nox
 
+from harness.stack import STACK_INSTALLER, stacks  # standard library only: loads in nox's own interpreter
+
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
 
 BUILTIN_SCENARIOS = sorted(str(path) for path in Path("scenarios").glob("*.toml"))
+MATRIX_OUT = Path("harness-out", "matrix")
+# What a scenario run may exit with and still fill its cell: a verdict, even regression or
+# silent, is the matrix's to show; a harness error (3), a usage error (4) or Ctrl-C stop it.
+_VERDICT_CODES = [0, 1, 2, 5]
 
 
 @nox.session
@@ -25,6 +31,26 @@ def scenarios(session: nox.Session) -> None:
     """Run every built-in scenario as pytest items in parallel; merged results and reports in harness-out/."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *BUILTIN_SCENARIOS, "--harness-out", "harness-out", *session.posargs)
+
+
+@nox.session(default=False)
+@nox.parametrize("stack", list(stacks()), ids=list(stacks()))
+def matrix(session: nox.Session, stack: str) -> None:
+    """Run every built-in scenario on one stack in its own virtualenv, then rebuild the matrix of all stacks."""
+    session.install(STACK_INSTALLER)
+    session.install("-e", ".", "-r", f"harness/stacks/{stack}.txt")
+    for scenario in BUILTIN_SCENARIOS:
+        session.run(
+            "harness",
+            "run",
+            "--scenario",
+            scenario,
+            "--out",
+            str(MATRIX_OUT / stack),
+            *session.posargs,
+            success_codes=_VERDICT_CODES,
+        )
+    session.run("harness", "matrix", str(MATRIX_OUT))
 
 
 @nox.session(default=False)

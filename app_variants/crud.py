@@ -29,6 +29,6 @@ def get_items(skip: int = 0, limit: int = 100) -> list[models.Item]:
 
 
 def create_user_item(item: schemas.ItemCreate, user_id: int) -> models.Item:
-    db_item = models.Item(**item.model_dump(), owner_id=user_id)
+    db_item = models.Item(**dict(item), owner_id=user_id)  # dict(): the same on Pydantic 1 and 2
     db_item.save()
     return db_item

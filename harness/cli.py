@@ -22,6 +22,7 @@ from harness.scenario import (
     builtin_scenarios,
     load_scenario,
 )
+from harness.stack import installed_stack, stacks
 from harness.summary import describe_schedule, format_summary
 from harness.variant import VARIANTS, get_variants
 
@@ -171,16 +172,23 @@ def _build_parser() -> _Parser:
         description="Render RESULTS.json (of a finished or cut-short run) into one HTML file that works offline.",
     )
     report.add_argument("results", type=Path, metavar="RESULTS.json", help="a results file written by harness run")
-    report.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="where to write the report (default: report.html beside the results file)",
-    )
+    _add_output_option(report, "the report (default: report.html beside the results file)")
     report.set_defaults(handler=_report)
 
-    listing = commands.add_parser("list", help="list the built-in scenarios and the variants")
+    matrix = commands.add_parser(
+        "matrix",
+        help="merge the results of runs on several stacks into one matrix report",
+        description="Read every results file under DIR (as 'nox -s matrix' leaves them, one folder per stack), "
+        "keep the newest run of each scenario on each stack (the stack its results file records), and write one "
+        "HTML page: rows scenario x variant, columns stacks, each cell the failure rate per trial with its 95%% "
+        "interval and the verdict, silent and weakened reproducers flagged. Exits 1 on a regression and 3 on a "
+        "harness error in any cell; silent and weakened reproducers are reported, not failed on.",
+    )
+    matrix.add_argument("directory", type=Path, metavar="DIR", help="a folder with results files at any depth")
+    _add_output_option(matrix, "the matrix page (default: matrix.html in DIR)")
+    matrix.set_defaults(handler=_matrix)
+
+    listing = commands.add_parser("list", help="list the built-in scenarios, the variants and the stacks")
     listing.set_defaults(handler=_list)
     return parser
 
@@ -250,15 +258,26 @@ def _report(args: argparse.Namespace) -> ExitCode:
 
     result = read_results(args.results)
     output = args.output or args.results.with_name(REPORT_FILE)
-    try:
-        with held():
-            write_report(result, output)
-    except OSError as exc:
-        raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
+    _write_page("the report", lambda: write_report(result, output), output)
     print(f"report: {output}")
     if not result.complete:
         print("(the run is incomplete: the report shows what was saved and says so)")
     return ExitCode.OK
+
+
+def _matrix(args: argparse.Namespace) -> ExitCode:
+    from harness.matrix import MATRIX_FILE, collect_matrix, describe_matrix, format_matrix
+    from reports import write_matrix
+
+    matrix = collect_matrix(args.directory)
+    output = args.output or args.directory / MATRIX_FILE
+    _write_page("the matrix", lambda: write_matrix(matrix, output), output)
+    print(format_matrix(matrix))
+    for problem in matrix.unreadable:
+        _progress(f"not read: {problem}")
+    print(f"\nmatrix: {output}")
+    print(f"exit code {matrix.exit_code.value}: {describe_matrix(matrix)}")
+    return matrix.exit_code
 
 
 def _recover(args: argparse.Namespace) -> ExitCode:
@@ -285,7 +304,23 @@ def _list(args: argparse.Namespace) -> ExitCode:
     print("variants (harness run --variant NAME):")
     for name, variant in VARIANTS.items():
         print(f"  {name:<{width}}  {variant.description}; expected by default: {variant.expect} ({variant.app})")
+    print(f"stacks (nox -s matrix; this environment: {installed_stack()}):")
+    for name, stack in stacks().items():
+        print(f"  {name:<{width}}  {stack.description}")
     return ExitCode.OK
+
+
+def _add_output_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help=f"where to write {what}")
+
+
+def _write_page(what: str, write: Callable[[], Path], output: Path) -> None:
+    """Write a page the user asked for; a Ctrl-C waits for it, a path that cannot be written is a usage error."""
+    try:
+        with held():
+            write()
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} to {output}: {exc.strerror or exc}") from None
 
 
 def _check_confidence_options(args: argparse.Namespace) -> None:

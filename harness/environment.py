@@ -6,6 +6,8 @@ import platform
 import sys
 from importlib import metadata
 
+from harness.stack import installed_stack
+
 PACKAGES = ("fastapi", "starlette", "anyio", "pydantic", "peewee", "uvicorn", "httpx")
 
 
@@ -16,5 +18,6 @@ def describe_environment() -> dict[str, str]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+    versions["stack"] = installed_stack()
     versions["executable"] = sys.executable
     return versions

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import functools
+import inspect
 import ipaddress
 import os
 import re
@@ -80,8 +82,7 @@ class Server:
             host,
             "--port",
             "0",
-            "--timeout-graceful-shutdown",
-            "2",
+            *_graceful_shutdown_options(),
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -170,6 +171,19 @@ def check_host(host: str, *, allow_non_loopback: bool) -> str:
             "add --allow-non-loopback if that is what you want"
         )
     return str(address)
+
+
+@functools.cache
+def _graceful_shutdown_options() -> tuple[str, ...]:
+    """Give in-flight requests 2 s after SIGTERM, where uvicorn can bound that (not 0.14, legacy stack).
+
+    Without it uvicorn waits for every open request; :meth:`Server.stop` then kills at its timeout.
+    """
+    import uvicorn  # the servers' uvicorn: they run on this interpreter
+
+    if "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters:
+        return ("--timeout-graceful-shutdown", "2")
+    return ()
 
 
 def _die_with_parent() -> None:

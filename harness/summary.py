@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from harness.diagnosis import CAUSE_WORDS
 from harness.results import Rate, RunResult, VariantSummary
 from harness.scenario import Scenario
@@ -41,7 +43,6 @@ def format_summary(result: RunResult) -> str:
         _row(summary, verdicts[summary.variant].expected, verdicts[summary.variant].kind)
         for summary in result.summaries
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
     if not result.complete:
         lines.append("INCOMPLETE RUN: the figures below cover only the trials that ran")
@@ -52,7 +53,7 @@ def format_summary(result: RunResult) -> str:
             + (f"not decided within the limits: {', '.join(undecided)}" if undecided else "every verdict decided")
         )
     lines += [
-        *("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows),
+        *format_table(rows),
         "",
         *(verdict.reason for verdict in result.verdicts),
     ]
@@ -97,6 +98,12 @@ def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
         str(summary.timeouts),
         kind,
     )
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of cells as lines of left-aligned columns, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def format_rate(rate: Rate) -> str:

@@ -1,4 +1,4 @@
-"""HTML reports: one self-contained page per run, and an index of the runs in a folder.
+"""HTML reports: one self-contained page per run, an index of the runs in a folder, a matrix of stacks.
 
 Pages work offline and alone (inline CSS and SVG, one small inline script); every text
 that comes from a server or a scenario file is escaped.
@@ -10,9 +10,10 @@ from pathlib import Path
 
 from harness.results import RunResult
 from reports._index import INDEX_FILE, write_index
+from reports._matrix import write_matrix
 from reports._report import REPORT_FILE, render_report, write_report
 
-__all__ = ["INDEX_FILE", "REPORT_FILE", "publish", "render_report", "write_index", "write_report"]
+__all__ = ["INDEX_FILE", "REPORT_FILE", "publish", "render_report", "write_index", "write_matrix", "write_report"]
 
 
 def publish(result: RunResult, results_path: Path) -> Path:

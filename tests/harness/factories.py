@@ -75,3 +75,27 @@ def make_result(
         verdicts=verdicts,
         exit_code=code,
     )
+
+
+def stack_run(
+    stack: str | None,
+    *,
+    failed: int,
+    trials: int = 10,
+    patched_failed: int = 0,
+    scenario: str = "tutorial-tabs",
+    started_at: str = "2026-11-21T00:00:00.000+00:00",
+) -> RunResult:
+    """A complete run on ``stack`` (None: a results file that records none) where ``failed`` unpatched trials failed."""
+
+    def outcomes(number: int, failing: int) -> list[Outcome]:
+        return ["ok", "server-error"] if number <= failing else ["ok", "ok"]
+
+    runs = tuple(
+        trial(variant, number, outcomes(number, failing))
+        for number in range(1, trials + 1)
+        for variant, failing in (("unpatched", failed), ("patched", patched_failed))
+    )
+    result = make_result(runs, complete=True, scenario=scenario)
+    environment = {**result.environment, **({"stack": stack} if stack else {})}
+    return replace(result, environment=environment, started_at=started_at)

@@ -39,10 +39,12 @@ def start(
     )
 
 
-def harness(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``harness ARGS`` as a user types it, run to its end."""
+def harness(
+    *args: str | Path, timeout: float = 300, python: str | Path = sys.executable
+) -> subprocess.CompletedProcess[str]:
+    """``harness ARGS`` as a user types it, run to its end (by default on the test suite's own interpreter)."""
     return subprocess.run(
-        [sys.executable, "-m", "harness", *map(str, args)],
+        [str(python), "-m", "harness", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -9,7 +9,7 @@ from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results, write_results
 from tests.harness import runs
-from tests.harness.factories import make_result
+from tests.harness.factories import make_result, stack_run
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,7 @@ from tests.harness.factories import make_result
         (["run", "--max-trials", "50"], "--max-trials bounds a --confidence run; give --confidence too"),
         (["run", "--max-seconds", "60"], "--max-seconds bounds a --confidence run"),
         (["run", "--confidence", "0.9", "--trials", "3"], "--trials and --confidence exclude each other"),
+        (["matrix", "nowhere"], "nowhere: no such folder"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
@@ -74,11 +75,37 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
 def test_list_names_every_scenario_and_variant(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == ExitCode.OK
     out = capsys.readouterr().out
-    for name in ("tutorial-tabs", "burst", "waves", "unpatched", "patched"):
+    for name in ("tutorial-tabs", "burst", "waves", "unpatched", "patched", "legacy", "current"):
         assert f"  {name} " in out
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("patched_failed", "code", "outcome"),
+    [
+        (0, ExitCode.OK, "no regression and no harness error; flagged: 1 silent reproducer"),
+        (1, ExitCode.REGRESSION, ExitCode.REGRESSION.meaning),
+    ],
+)
+def test_harness_matrix_prints_the_table_writes_the_page_and_fails_only_on_a_regression(
+    patched_failed: int, code: ExitCode, outcome: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for stack, failed in (("legacy", 10), ("current", 0)):  # current: the reproducer went silent
+        (tmp_path / stack / "run").mkdir(parents=True)
+        run = stack_run(stack, failed=failed, patched_failed=patched_failed if stack == "legacy" else 0)
+        write_results(run, tmp_path / stack / "run" / "results.json")
+    output = tmp_path / "page" / "m.html"
+    output.parent.mkdir()
+
+    assert main(["matrix", str(tmp_path), "-o", str(output)]) == code
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["scenario", "variant", "current", "legacy"]
+    assert "0/10 0% (0%-28%) silent" in out
+    assert f"matrix: {output}\nexit code {code.value}: {outcome}" in out
+    assert '<a href="../current/run/report.html">report</a>' in output.read_text()
+
+
 def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path, timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ExitCode, ResultsError
+from harness.matrix import build_matrix, collect_matrix, describe_cell, format_matrix
+from harness.results import write_results
+from tests.harness.factories import stack_run
+
+LEGACY_RUN = Path("legacy/run/results.json")
+CURRENT_RUN = Path("current/run/results.json")
+
+
+def test_rows_are_scenario_and_variant_columns_the_stacks_each_cell_its_runs_verdict() -> None:
+    matrix = build_matrix(
+        [
+            (LEGACY_RUN, stack_run("legacy", failed=10)),
+            (CURRENT_RUN, stack_run("current", failed=0)),
+            (Path("b"), stack_run("legacy", failed=5, trials=5, scenario="burst")),
+            (Path("c"), stack_run("current", failed=5, trials=5, scenario="burst")),
+        ]
+    )
+    assert matrix.stacks == ("current", "legacy")  # the shipped stacks, in the order harness.stack lists them
+    assert [(row.scenario, row.variant) for row in matrix.rows] == [
+        ("burst", "unpatched"),
+        ("burst", "patched"),
+        ("tutorial-tabs", "unpatched"),
+        ("tutorial-tabs", "patched"),
+    ]
+    tabs = matrix.rows[2].cells
+    assert tabs["current"].silent and tabs["current"].weakened_against is None  # silent says more
+    assert not tabs["legacy"].silent
+    assert (tabs["legacy"].trial_failure_rate.count, tabs["legacy"].results_path) == (10, LEGACY_RUN)
+    assert all(
+        cell.verdict.kind == "met" for row in matrix.rows if row.variant == "patched" for cell in row.cells.values()
+    )
+    assert matrix.exit_code is ExitCode.OK  # a silent reproducer is what a matrix shows, not a failure of it
+
+
+def test_a_reproducer_that_fails_significantly_less_often_on_a_stack_is_weakened_there() -> None:
+    matrix = build_matrix([(LEGACY_RUN, stack_run("legacy", failed=10)), (CURRENT_RUN, stack_run("current", failed=2))])
+    unpatched = matrix.rows[0].cells
+    # 2 of 10 (95% CI 6%-51%) against 10 of 10 (72%-100%): the intervals do not overlap.
+    assert unpatched["current"].verdict.kind == "met" and unpatched["current"].weakened_against == "legacy"
+    assert unpatched["legacy"].weakened_against is None
+    assert describe_cell(unpatched["current"]) == "2/10 20% (6%-51%) met, weakened (vs legacy)"
+
+
+def test_a_drop_within_the_noise_is_not_weakened() -> None:
+    matrix = build_matrix([(LEGACY_RUN, stack_run("legacy", failed=10)), (CURRENT_RUN, stack_run("current", failed=6))])
+    assert matrix.rows[0].cells["current"].weakened_against is None  # 6 of 10 is 31%-83%: overlaps 72%-100%
+
+
+def test_the_newest_run_of_a_scenario_on_a_stack_fills_its_cell() -> None:
+    older = stack_run("legacy", failed=10, started_at="2026-11-20T00:00:00.000+00:00")
+    newer = stack_run("legacy", failed=4, started_at="2026-11-21T00:00:00.000+00:00")
+    matrix = build_matrix([(Path("new"), newer), (Path("old"), older)])
+    assert matrix.rows[0].cells["legacy"].trial_failure_rate.count == 4
+
+
+def test_a_run_that_records_no_known_stack_gets_a_column_of_its_own_after_the_shipped_ones() -> None:
+    matrix = build_matrix([(Path("a"), stack_run(None, failed=3)), (LEGACY_RUN, stack_run("legacy", failed=10))])
+    assert matrix.stacks == ("legacy", "custom")
+    assert "not run" not in format_matrix(matrix)
+
+
+def test_a_regression_of_the_clean_build_on_any_stack_fails_the_matrix() -> None:
+    matrix = build_matrix([(LEGACY_RUN, stack_run("legacy", failed=10, patched_failed=1))])
+    assert matrix.rows[1].cells["legacy"].verdict.kind == "regression"
+    assert matrix.exit_code is ExitCode.REGRESSION
+
+
+def test_format_matrix_prints_a_row_per_scenario_and_variant_and_marks_missing_cells() -> None:
+    matrix = build_matrix(
+        [
+            (LEGACY_RUN, stack_run("legacy", failed=10)),
+            (CURRENT_RUN, stack_run("current", failed=0)),
+            (Path("b"), stack_run("legacy", failed=5, trials=5, scenario="burst")),
+        ]
+    )
+    lines = format_matrix(matrix).splitlines()
+    assert lines[0].split() == ["scenario", "variant", "current", "legacy"]
+    assert lines[1].split()[:4] == ["burst", "unpatched", "not", "run"]
+    assert "0/10 0% (0%-28%) silent" in lines[3] and "10/10 100% (72%-100%) met" in lines[3]
+
+
+def test_collect_matrix_reads_results_at_any_depth_and_lists_what_it_could_not_read(tmp_path: Path) -> None:
+    (tmp_path / "legacy" / "run").mkdir(parents=True)
+    write_results(stack_run("legacy", failed=10), tmp_path / "legacy" / "run" / "results.json")
+    (tmp_path / "current" / "broken").mkdir(parents=True)
+    (tmp_path / "current" / "broken" / "results.json").write_text("{not json")
+
+    matrix = collect_matrix(tmp_path)
+
+    assert matrix.stacks == ("legacy",)
+    assert matrix.rows[0].cells["legacy"].results_path == tmp_path / "legacy" / "run" / "results.json"
+    assert len(matrix.unreadable) == 1 and "not a JSON results file" in matrix.unreadable[0]
+
+
+@pytest.mark.parametrize(("folder", "problem"), [("missing", "no such folder"), ("", "no readable results.json")])
+def test_collect_matrix_without_any_results_is_a_usage_error(tmp_path: Path, folder: str, problem: str) -> None:
+    with pytest.raises(ResultsError, match=problem) as raised:
+        collect_matrix(tmp_path / folder)
+    assert raised.value.exit_code is ExitCode.USAGE_ERROR

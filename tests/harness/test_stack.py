@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.environment import describe_environment
+from harness.results import read_results
+from harness.stack import CUSTOM_STACK, STACK_INSTALLER, installed_stack, parse_stack, stacks
+from tests.harness import runs
+
+APP_PACKAGES = {"fastapi", "starlette", "pydantic", "peewee", "uvicorn"}
+
+
+def test_the_shipped_stacks_pin_every_package_of_the_app_exactly() -> None:
+    shipped = stacks()
+    assert {"legacy", "current"} <= set(shipped)
+    for stack in shipped.values():
+        assert set(stack.pins) >= APP_PACKAGES, stack.name
+        assert stack.description
+    assert shipped["legacy"].pins["pydantic"].startswith("1.10.")
+    assert shipped["legacy"].pins["fastapi"] == "0.65.2" and shipped["legacy"].pins["starlette"] == "0.14.2"
+    assert shipped["current"].pins["pydantic"].startswith("2.")
+
+
+def test_a_stack_file_holds_exact_pins_only() -> None:
+    stack = parse_stack("mine", "# My stack.\n\nFastAPI==0.100.0\n# the client\npydantic_core==2.0\n")
+    assert stack == parse_stack("mine", "# My stack.\nfastapi==0.100.0\npydantic-core==2.0\n")
+    assert (stack.description, stack.pins) == ("My stack.", {"fastapi": "0.100.0", "pydantic-core": "2.0"})
+    with pytest.raises(ValueError, match=r"line 2: expected name==version, got 'fastapi>=0.65'"):
+        parse_stack("loose", "# Loose.\nfastapi>=0.65\n")
+
+
+def test_the_installed_stack_is_the_one_whose_every_pin_is_installed() -> None:
+    legacy = stacks()["legacy"].pins
+    assert installed_stack({**legacy, "jinja2": "3.1.6"}.get) == "legacy"
+    assert installed_stack({**legacy, "uvicorn": "0.15.0"}.get) == CUSTOM_STACK
+    assert installed_stack({name: v for name, v in legacy.items() if name != "peewee"}.get) == CUSTOM_STACK
+
+
+def test_every_run_records_the_stack_it_ran_on() -> None:
+    environment = describe_environment()
+    assert environment["stack"] == installed_stack() != ""
+
+
+def _virtualenv(directory: Path) -> list[str]:
+    """A fresh virtualenv with the pip that installs every stack; the command that installs into it."""
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
+    pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, STACK_INSTALLER], check=True, timeout=300)
+    return pip
+
+
+def _with_stack(name: str) -> list[str]:
+    return ["-e", str(runs.REPO), "-r", str(runs.REPO / "harness" / "stacks" / f"{name}.txt")]
+
+
+@pytest.fixture(scope="module")
+def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with the harness installed on the legacy stack's pins, from PyPI through pip's cache."""
+    venv = tmp_path_factory.mktemp("legacy-venv")
+    subprocess.run([*_virtualenv(venv), *_with_stack("legacy")], check=True, timeout=600)
+    return venv / "bin" / "python"
+
+
+@pytest.mark.parametrize("name", sorted(stacks()))
+def test_every_stack_installs_with_the_harness_at_its_pins(name: str, tmp_path: Path) -> None:
+    report = tmp_path / "install.json"
+    pip = _virtualenv(tmp_path / "venv")
+    subprocess.run([*pip, "--dry-run", "--report", str(report), *_with_stack(name)], check=True, timeout=600)
+    resolved = {
+        package["metadata"]["name"].lower().replace("_", "-"): package["metadata"]["version"]
+        for package in json.loads(report.read_text())["install"]
+    }
+    assert {package: resolved.get(package) for package in stacks()[name].pins} == stacks()[name].pins
+
+
+@pytest.mark.e2e
+def test_on_the_legacy_stack_the_tutorials_recipe_fails_the_unpatched_build_and_not_the_patched(
+    legacy_python: Path, tmp_path: Path
+) -> None:
+    # Pydantic 1 (orm_mode and the tutorial's PeeweeGetterDict), FastAPI 0.65, Peewee 3.14, uvicorn 0.14.
+    versions = subprocess.run(
+        [
+            str(legacy_python),
+            "-c",
+            "import json, harness.environment as e; print(json.dumps(e.describe_environment()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(versions.stdout)["pydantic"].startswith("1.10.")
+
+    run = runs.harness("run", "--scenario", "tutorial-tabs", "--trials", "3", "--out", tmp_path, python=legacy_python)
+
+    assert run.returncode == 0, run.stderr
+    result = read_results(next(tmp_path.glob("*/results.json")))
+    assert result.environment["stack"] == "legacy"
+    assert result.environment["executable"] == str(legacy_python)
+    verdicts = {verdict.variant: verdict for verdict in result.verdicts}
+    assert (verdicts["unpatched"].kind, verdicts["unpatched"].observed) == ("met", "fails")
+    assert (verdicts["patched"].kind, verdicts["patched"].observed) == ("met", "clean")
+    summary = {summary.variant: summary for summary in result.summaries}
+    assert [(e.type, e.message) for e in summary["unpatched"].exceptions] == [
+        ("peewee.OperationalError", "Connection already opened.")
+    ]
+    assert summary["patched"].ok == summary["patched"].requests == 30  # users with their items, through Pydantic 1
