@@ -135,6 +135,8 @@ def _fate(other: str, index: _Index, opener: TraceEvent, failed: TraceEvent) -> 
     moved = f"its {_phase(elsewhere)} ran on {thread_name(elsewhere.thread)}" if elsewhere else ""
     close = next((e for e in reversed(events) if e.kind == "close"), None)
     if close is not None and close.connection != failed.connection:
+        if elsewhere is not None and (elsewhere.phase, elsewhere.thread) == (close.phase, close.thread):
+            moved = ""  # the exit itself was where it went
         closed = f"closed connection #{close.connection}" if close.connection is not None else "closed nothing"
         ended = f"its {_phase(close)} ran on {thread_name(close.thread)}, where it {closed} instead"
         return f"{other} never closed it: " + "; ".join(filter(None, [moved, ended])) + "."

@@ -131,3 +131,18 @@ def test_seed_requests_are_named_as_such() -> None:
     ]
 
     assert "opened there by seed request #0" in failed([seed, broken], trace)[1]
+
+
+def test_an_exit_on_another_thread_is_told_once() -> None:
+    records = [record("unpatched", 1, 0), record("unpatched", 1, 7, "server-error")]
+    trace = [
+        event("connect", 0, 1, 0.1, phase=ENTER, connection=10),
+        event("phase", 0, 2, 0.3, phase=EXIT, start=0.25),
+        event("close", 0, 2, 0.29, phase=EXIT, connection=11),
+        event("connect", 7, 1, 0.4, phase=ENTER, connection=10, error="Connection already opened."),
+    ]
+
+    assert failed(records, trace)[7].endswith(
+        "request #0 never closed it: its dependency exit (get_db) ran on worker thread 2, where it closed "
+        "connection #11 instead."
+    )

@@ -109,3 +109,7 @@ def test_on_the_legacy_stack_the_tutorials_recipe_fails_the_unpatched_build_and_
         ("peewee.OperationalError", "Connection already opened.")
     ]
     assert summary["patched"].ok == summary["patched"].requests == 30  # users with their items, through Pydantic 1
+    # The server-side trace works on Starlette 0.14's executor too: every 5xx has a cause.
+    failed = [r for t in result.trials for r in t.records if r.outcome == "server-error"]
+    assert failed and all(t.trace for t in result.trials)
+    assert all(r.diagnosis and r.diagnosis.kind in ("leaked-connection", "double-connect") for r in failed)
