@@ -115,7 +115,7 @@ def _build_parser() -> _Parser:
     )
     run.add_argument(
         "--confidence",
-        type=_fraction,
+        type=_fraction(),
         metavar="C",
         help="instead of a fixed number of trials, run until every verdict is decided at this level, "
         "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
@@ -266,10 +266,10 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     sweep.add_argument(
         "--target",
-        type=_fraction,
+        type=_fraction(one=True),
         default=DEFAULT_TARGET,
         metavar="P",
-        help="the share of its trials a build expected to fail must fail in, for a cell to detect "
+        help="the share of its trials a build expected to fail must fail in, for a cell to detect; 1: every one "
         f"(default: {DEFAULT_TARGET:g}: with fewer than 100 trials, every one)",
     )
     sweep.add_argument(
@@ -306,7 +306,6 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _sweep(args: argparse.Namespace) -> ExitCode:
     from harness.grid import SweepPlan, check_grid, winner_scenario
-    from harness.pipeline import make_run_dir
     from harness.sweep import run_sweep
 
     variants = tuple(get_variants(args.variant))
@@ -337,10 +336,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
             f"the sweep is estimated at {estimate:.0f} s, more than --max-seconds {plan.max_seconds:g}: "
             "measure fewer cells or trials, or raise --max-seconds"
         )
-    try:
-        plan = replace(plan, sweep_dir=make_run_dir(args.out, "sweep"))
-    except OSError as exc:
-        raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
+    plan = replace(plan, sweep_dir=_new_folder(args.out, "sweep"))
     _progress(
         f"sweep of {settings.size} cells ({len(settings.intervals)} intervals x {len(settings.in_flight)} in flight) "
         f"x {settings.trials} trials x {len(variants)} variants, {settings.jobs} trial(s) at a time, time scale "
@@ -381,7 +377,7 @@ def _report_cell(cell: CellResult, so_far: SweepResult, results_path: Path) -> N
 def _run(args: argparse.Namespace) -> ExitCode:
     # Imported here, inside main's handlers: an early Ctrl-C still exits 130, and
     # `harness list` and `--help` don't load the network stack.
-    from harness.pipeline import RunPlan, execute, make_run_dir
+    from harness.pipeline import RunPlan, execute
 
     host = check_host(args.host, allow_non_loopback=args.allow_non_loopback)
     _check_confidence_options(args)
@@ -389,14 +385,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
     overrides = {"trials": args.trials, "time_scale": args.time_scale, "request_timeout": args.request_timeout}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
     variants = tuple(get_variants(args.variant))
-    try:
-        run_dir = make_run_dir(args.out, scenario.name)
-    except OSError as exc:
-        raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
     plan = RunPlan(
         scenario=scenario,
         variants=variants,
-        run_dir=run_dir,
+        run_dir=_new_folder(args.out, scenario.name),
         host=host,
         start_timeout=args.start_timeout,
         jobs=args.jobs or DEFAULT_JOBS,
@@ -428,6 +420,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def _new_folder(out: Path, name: str) -> Path:
+    """A new folder under ``out`` for the run or sweep ``name``; one that cannot be made is a usage error."""
+    from harness.pipeline import make_run_dir
+
+    try:
+        return make_run_dir(out, name)
+    except OSError as exc:
+        raise UsageError(f"cannot create an output folder under {out}: {exc.strerror or exc}") from None
 
 
 def _publish(result: RunResult, results_path: Path) -> Path:
@@ -557,14 +559,20 @@ def _join(values: Sequence[float]) -> str:
     return ",".join(f"{value:g}" for value in values)
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.99, got {text}")
-    return value
+def _fraction(*, one: bool = False) -> Callable[[str], float]:
+    """A number above 0 and below 1 (a confidence), or up to 1 itself with ``one`` (a share of trials)."""
+    bounds = "above 0 and at most 1" if one else "between 0 and 1"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (0 < value <= 1 if one else 0 < value < 1):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, e.g. 0.99, got {text}")
+        return value
+
+    return parse
 
 
 def _progress(message: str) -> None:

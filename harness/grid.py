@@ -78,7 +78,7 @@ class SweepPlan:
         """The cell as a scenario: what each of its runs replays, and what --write-scenario saves."""
         waves = self.settings.waves
         return Scenario(
-            name=f"sweep {cell.in_flight} in flight every {cell.interval:g}",
+            name=f"sweep-{cell.in_flight}-in-flight-every-{cell.interval:g}",  # names run folders: no spaces
             description=(
                 f"{waves} waves of {cell.in_flight} requests on /slowusers/, {cell.interval:g} tutorial-seconds "
                 "apart: a cell of harness sweep"
@@ -153,8 +153,13 @@ def choose_winner(cells: Sequence[CellResult], *, confirm: bool) -> SweepCell | 
     """The cheapest grid cell that detected, and, if confirmations are asked for, was confirmed."""
     confirmed = {c.cell for c in cells if c.stage == "confirm" and c.detects}
     candidates = [c for c in cells if c.stage == "grid" and c.detects and (not confirm or c.cell in confirmed)]
-    best = min(candidates, key=lambda c: (c.cost, c.cell.in_flight, c.cell.interval), default=None)
+    best = min(candidates, key=cheapest_first, default=None)
     return best.cell if best else None
+
+
+def cheapest_first(cell: CellResult) -> tuple[float, int, float]:
+    """The order cells are confirmed and a winner is chosen in: by cost, then fewer in flight, then shorter interval."""
+    return cell.cost, cell.cell.in_flight, cell.cell.interval
 
 
 def sweep_exit_code(

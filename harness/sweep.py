@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from harness.environment import describe_environment
-from harness.grid import SweepPlan, choose_winner, detects, sweep_exit_code
+from harness.grid import SweepPlan, cheapest_first, choose_winner, detects, sweep_exit_code
 from harness.interrupts import held
 from harness.pipeline import RunPlan, execute
 from harness.results import CellResult, RunResult, Stage, SweepCell, SweepResult, read_results, write_results
@@ -87,7 +87,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
         for cell in plan.cells:
             if measure(cell, "grid", settings.trials) is None:
                 break
-        candidates = sorted((c for c in cells if c.detects), key=lambda c: c.cost) if settings.confirm_trials else []
+        candidates = sorted((c for c in cells if c.detects), key=cheapest_first) if settings.confirm_trials else []
         for candidate in candidates:
             confirmation = measure(candidate.cell, "confirm", settings.confirm_trials)
             if confirmation is None or confirmation.detects:

@@ -36,7 +36,7 @@ from tests.harness.factories import make_result
         (["sweep", "--in-flight", "2,2"], "--in-flight: a value is repeated in 2, 2"),
         (["sweep", "--in-flight", "0"], "--in-flight: expected whole numbers >= 1, got 0"),
         (["sweep", "--confirm", "-1"], "--confirm: must be >= 0, got -1"),
-        (["sweep", "--target", "1"], "--target: must be between 0 and 1"),
+        (["sweep", "--target", "1.5"], "--target: must be above 0 and at most 1, e.g. 0.99, got 1.5"),
         (["sweep", "--max-cells", "4"], "the grid has 15 cells (3 intervals x 5 in flight), more than --max-cells 4"),
         (["sweep", "--max-seconds", "10"], "the sweep is estimated at"),
         (["sweep", "--variant", "patched"], "a sweep looks for schedules that catch a build expected to fail"),

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ExitCode, UsageError
-from harness.grid import SweepPlan, check_grid, winner_scenario
+from harness.grid import SweepPlan, check_grid, detects, winner_scenario
 from harness.results import SweepCell, SweepSettings
 from harness.scenario import load_scenario
-from harness.variant import get_variants
+from harness.variant import Expectation, get_variants
 from tests.harness.factories import cell, make_sweep, sweep_settings
 
 
@@ -110,6 +110,14 @@ def test_with_confirmations_the_winner_is_the_cheapest_cell_confirmed() -> None:
 def test_at_100_trials_one_miss_still_detects_at_99_percent() -> None:
     sweep = make_sweep((cell(10, 0.5, failed=99, trials=100), cell(5, 0.5, failed=98, trials=100, cost=1)))
     assert sweep.winner == SweepCell(interval=0.5, in_flight=10)
+
+
+def test_at_target_1_every_trial_must_fail() -> None:
+    summaries = cell(10, 0.5, failed=99, trials=100).summaries
+    expected: dict[str, Expectation] = {"unpatched": "fails", "patched": "clean"}
+    assert detects(summaries, expected, 0.99)
+    assert not detects(summaries, expected, 1.0)
+    assert detects(cell(10, 0.5, failed=100, trials=100).summaries, expected, 1.0)
 
 
 def test_without_a_detecting_cell_there_is_no_winner_and_the_sweep_is_silent() -> None:

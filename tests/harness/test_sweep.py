@@ -58,7 +58,7 @@ def test_a_small_sweep_names_the_cell_that_detects_and_writes_a_scenario_that_ru
     assert load_scenario(str(scenario)).schedule.wave_size == 50
     rerun = runs.harness("run", "--scenario", scenario, "--trials", "1", "--out", tmp_path / "rerun")
     assert rerun.returncode == ExitCode.OK, rerun.stderr
-    assert "scenario sweep 50 in flight every 0.5: 100 requests in waves of 50" in rerun.stdout
+    assert "scenario sweep-50-in-flight-every-0.5: 100 requests in waves of 50" in rerun.stdout
 
 
 @pytest.mark.parametrize(
