@@ -46,7 +46,7 @@ def main(options: list[str]) -> None:
             f"measured {cell.duration:.1f} s (x{cell.duration / estimate:.2f})"
         )
     print(
-        f"sweep: estimated {sweep.estimated_seconds:.0f} s (with one confirmation), cells measured "
+        f"sweep: estimated {sweep.estimated_seconds:.0f} s (the grid and one confirmation, if any), cells measured "
         f"{sum(c.duration for c in sweep.cells):.1f} s, the command {elapsed:.1f} s, exit code {completed.returncode}"
     )
 
