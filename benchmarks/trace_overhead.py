@@ -37,7 +37,7 @@ def main(pairs: int) -> None:
                 plan = RunPlan(
                     scenario=scenario,
                     variants=(VARIANTS["unpatched"],),
-                    run_dir=make_run_dir(Path(out), scenario),
+                    run_dir=make_run_dir(Path(out), scenario.name),
                     trace=trace,
                 )
                 start = time.perf_counter()

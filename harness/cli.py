@@ -13,7 +13,20 @@ from harness import __version__
 from harness.errors import ExitCode, HarnessError, UsageError
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host
-from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TrialResult, read_results, write_results
+from harness.results import (
+    JOURNAL_FILE,
+    RESULTS_FILE,
+    CellResult,
+    RunResult,
+    SweepResult,
+    SweepSettings,
+    TrialResult,
+    atomic_writer,
+    read_document,
+    read_results,
+    read_sweep,
+    write_results,
+)
 from harness.scenario import (
     DEFAULT_JOBS,
     DEFAULT_MAX_SECONDS,
@@ -23,7 +36,7 @@ from harness.scenario import (
     load_scenario,
 )
 from harness.stack import installed_stack, stacks
-from harness.summary import describe_schedule, format_summary
+from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep
 from harness.variant import VARIANTS, get_variants
 
 DEFAULT_OUT_DIR = Path("harness-out")
@@ -76,12 +89,6 @@ def _build_parser() -> _Parser:
         metavar="NAME|PATH",
         help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
     )
-    run.add_argument(
-        "--variant",
-        action="append",
-        metavar="NAME",
-        help=f"run only this variant ({', '.join(VARIANTS)}); repeat for several (default: all)",
-    )
     run.add_argument("--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)")
     run.add_argument(
         "--time-scale",
@@ -97,13 +104,6 @@ def _build_parser() -> _Parser:
         help="give up on a request after this long and record it as a timeout (default: the scenario's)",
     )
     run.add_argument(
-        "--start-timeout",
-        type=_positive(float),
-        default=DEFAULT_START_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up on a server that is not ready after this long (default: {DEFAULT_START_TIMEOUT:g})",
-    )
-    run.add_argument(
         "--host",
         default=DEFAULT_HOST,
         metavar="ADDRESS",
@@ -115,15 +115,8 @@ def _build_parser() -> _Parser:
         help="let --host be an address other machines can reach (the app under test has no authentication)",
     )
     run.add_argument(
-        "--jobs",
-        type=_positive(int),
-        metavar="N",
-        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
-        "more distorts timings, see the README)",
-    )
-    run.add_argument(
         "--confidence",
-        type=_fraction,
+        type=_fraction(),
         metavar="C",
         help="instead of a fixed number of trials, run until every verdict is decided at this level, "
         "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
@@ -140,6 +133,7 @@ def _build_parser() -> _Parser:
         metavar="S",
         help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
     )
+    _add_shared_options(run, verb="run")
     run.add_argument(
         "--no-trace",
         dest="trace",
@@ -147,14 +141,9 @@ def _build_parser() -> _Parser:
         help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
         "the trace costs little, see the README",
     )
-    run.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
-        metavar="DIR",
-        help=f"folder for run output; each run gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
-    )
     run.set_defaults(handler=_run)
+
+    _add_sweep_parser(commands)
 
     recover = commands.add_parser(
         "recover",
@@ -169,10 +158,13 @@ def _build_parser() -> _Parser:
     report = commands.add_parser(
         "report",
         help="render a saved results file into a self-contained HTML report",
-        description="Render RESULTS.json (of a finished or cut-short run) into one HTML file that works offline.",
+        description="Render RESULTS.json (of a finished or cut-short run, or a sweep's sweep.json) into one HTML file "
+        "that works offline.",
     )
-    report.add_argument("results", type=Path, metavar="RESULTS.json", help="a results file written by harness run")
-    _add_output_option(report, "the report (default: report.html beside the results file)")
+    report.add_argument(
+        "results", type=Path, metavar="RESULTS.json", help="a results file written by harness run or sweep"
+    )
+    _add_output_option(report, "the report (default: report.html, or sweep.html for a sweep, beside the results file)")
     report.set_defaults(handler=_report)
 
     matrix = commands.add_parser(
@@ -193,10 +185,214 @@ def _build_parser() -> _Parser:
     return parser
 
 
+def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
+    """The options harness run and harness sweep share: which builds, how many at once, where output goes."""
+    parser.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME",
+        help=f"{verb} only this variant ({', '.join(VARIANTS)}); repeat for several (default: all)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive(int),
+        metavar="N",
+        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
+        "more distorts timings, see the README)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=_positive(float),
+        default=DEFAULT_START_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on a server that is not ready after this long (default: {DEFAULT_START_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT_DIR,
+        metavar="DIR",
+        help=f"folder for output; each {verb} gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
+    )
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from harness.grid import (
+        DEFAULT_CONFIRM_TRIALS,
+        DEFAULT_IN_FLIGHT,
+        DEFAULT_INTERVALS,
+        DEFAULT_MAX_CELLS,
+        DEFAULT_SWEEP_MAX_SECONDS,
+        DEFAULT_SWEEP_TIME_SCALE,
+        DEFAULT_SWEEP_TRIALS,
+        DEFAULT_TARGET,
+        DEFAULT_WAVES,
+    )
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="measure a grid of schedules and name the cheapest that catches the unpatched build",
+        description="Run every cell of a grid of schedules against the variants: a cell sends IN_FLIGHT requests "
+        "to /slowusers/ at once, WAVES times, INTERVAL tutorial-seconds apart, in TRIALS trials. Writes each cell's "
+        "failure rate per variant (sweep.json, sweep.html: a heat map per variant) and names the cheapest cell that "
+        "detects: every variant expected to fail failed in at least TARGET of its trials, every variant expected "
+        "to be clean stayed clean, and CONFIRM more trials said the same. Cost = requests per trial x planned "
+        "seconds per trial. The estimated wall time is printed before it starts.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "--intervals",
+        type=_number_list(float),
+        default=DEFAULT_INTERVALS,
+        metavar="S,S,...",
+        help="seconds between waves, in tutorial-seconds as in a scenario file (scaled by --time-scale) "
+        f"(default: {_join(DEFAULT_INTERVALS)})",
+    )
+    sweep.add_argument(
+        "--in-flight",
+        type=_number_list(int),
+        default=DEFAULT_IN_FLIGHT,
+        metavar="N,N,...",
+        help=f"requests sent at once in each wave; 1 is the tutorial's staggered recipe (default: "
+        f"{_join(DEFAULT_IN_FLIGHT)})",
+    )
+    sweep.add_argument(
+        "--waves",
+        type=_positive(int),
+        default=DEFAULT_WAVES,
+        metavar="N",
+        help=f"waves per trial (default: {DEFAULT_WAVES})",
+    )
+    sweep.add_argument(
+        "--trials",
+        type=_positive(int),
+        default=DEFAULT_SWEEP_TRIALS,
+        metavar="N",
+        help=f"trials per cell and variant (default: {DEFAULT_SWEEP_TRIALS})",
+    )
+    sweep.add_argument(
+        "--confirm",
+        type=_count,
+        default=DEFAULT_CONFIRM_TRIALS,
+        metavar="N",
+        help="more trials for the cheapest detecting cells, one after the other until one detects again; "
+        f"0 names the cheapest detecting cell of the grid as it is (default: {DEFAULT_CONFIRM_TRIALS})",
+    )
+    sweep.add_argument(
+        "--target",
+        type=_fraction(one=True),
+        default=DEFAULT_TARGET,
+        metavar="P",
+        help="the share of its trials a build expected to fail must fail in, for a cell to detect; 1: every one "
+        f"(default: {DEFAULT_TARGET:g}: with fewer than 100 trials, every one)",
+    )
+    sweep.add_argument(
+        "--time-scale",
+        type=_positive(float),
+        default=DEFAULT_SWEEP_TIME_SCALE,
+        metavar="X",
+        help=f"multiply the app's sleeps and the intervals by X (default: {DEFAULT_SWEEP_TIME_SCALE:g})",
+    )
+    sweep.add_argument(
+        "--max-cells",
+        type=_positive(int),
+        default=DEFAULT_MAX_CELLS,
+        metavar="N",
+        help=f"refuse a grid of more cells (default: {DEFAULT_MAX_CELLS})",
+    )
+    sweep.add_argument(
+        "--max-seconds",
+        type=_positive(float),
+        default=DEFAULT_SWEEP_MAX_SECONDS,
+        metavar="S",
+        help="refuse a sweep estimated to take longer, and start no cell after S seconds "
+        f"(default: {DEFAULT_SWEEP_MAX_SECONDS:g})",
+    )
+    sweep.add_argument(
+        "--write-scenario",
+        type=Path,
+        metavar="FILE",
+        help="save the winning schedule as a scenario file that harness run --scenario FILE runs as it is",
+    )
+    _add_shared_options(sweep, verb="sweep")
+    sweep.set_defaults(handler=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> ExitCode:
+    from harness.grid import SweepPlan, check_grid, winner_scenario
+    from harness.sweep import run_sweep
+
+    variants = tuple(get_variants(args.variant))
+    if not any(variant.expect == "fails" for variant in variants):
+        raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
+    if args.write_scenario and not args.write_scenario.parent.is_dir():
+        raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")
+    settings = SweepSettings(
+        intervals=args.intervals,
+        in_flight=args.in_flight,
+        waves=args.waves,
+        trials=args.trials,
+        confirm_trials=args.confirm,
+        time_scale=args.time_scale,
+        target=args.target,
+        jobs=args.jobs or DEFAULT_JOBS,
+    )
+    plan = SweepPlan(
+        settings=check_grid(settings, max_cells=args.max_cells),
+        variants=variants,
+        sweep_dir=args.out,
+        start_timeout=args.start_timeout,
+        max_seconds=args.max_seconds,
+    )
+    estimate = plan.estimated_seconds()
+    if estimate > plan.max_seconds:
+        raise UsageError(
+            f"the sweep is estimated at {estimate:.0f} s, more than --max-seconds {plan.max_seconds:g}: "
+            "measure fewer cells or trials, or raise --max-seconds"
+        )
+    plan = replace(plan, sweep_dir=_new_folder(args.out, "sweep"))
+    _progress(
+        f"sweep of {settings.size} cells ({len(settings.intervals)} intervals x {len(settings.in_flight)} in flight) "
+        f"x {settings.trials} trials x {len(variants)} variants, {settings.jobs} trial(s) at a time, time scale "
+        f"{settings.time_scale:g}, then up to {settings.confirm_trials} confirmation trials per candidate: "
+        f"estimated {estimate:.0f} s (at most {plan.max_seconds:g}); output in {plan.sweep_dir}"
+    )
+    try:
+        result = run_sweep(plan, on_cell=lambda cell, so_far: _report_cell(cell, so_far, plan.results_path))
+    except KeyboardInterrupt:
+        report = _publish_sweep(read_sweep(plan.results_path), plan.results_path)
+        _progress(f"stopped: every finished cell is in {plan.results_path} (marked incomplete); report: {report}")
+        raise
+    report = _publish_sweep(result, plan.results_path)
+    print(format_sweep(result))
+    if result.winner and args.write_scenario:
+        try:
+            with atomic_writer(args.write_scenario) as file:
+                file.write(winner_scenario(plan, result, results_path=plan.results_path))
+        except OSError as exc:
+            raise UsageError(f"cannot write the scenario to {args.write_scenario}: {exc.strerror or exc}") from None
+        print(f"scenario: {args.write_scenario} (harness run --scenario {args.write_scenario} --trials 100 checks it)")
+    print(f"\nresults: {plan.results_path}\nreport:  {report}")
+    print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
+    return result.exit_code
+
+
+def _report_cell(cell: CellResult, so_far: SweepResult, results_path: Path) -> None:
+    measured = sum(1 for c in so_far.cells if c.stage == "grid")
+    where = f"cell {measured}/{so_far.settings.size}" if cell.stage == "grid" else "confirm"
+    _progress(
+        f"{where}  {describe_cell(cell.cell)} ({cell.requests} requests per trial, {cell.duration:.1f} s): "
+        f"{', '.join(f'{s.variant} {s.failed_trials}/{s.trials} trials failed' for s in cell.summaries)}"
+        f"{' - detects' if cell.detects else ''}"
+    )
+    _publish_sweep(so_far, results_path)
+
+
 def _run(args: argparse.Namespace) -> ExitCode:
     # Imported here, inside main's handlers: an early Ctrl-C still exits 130, and
     # `harness list` and `--help` don't load the network stack.
-    from harness.pipeline import RunPlan, execute, make_run_dir
+    from harness.pipeline import RunPlan, execute
 
     host = check_host(args.host, allow_non_loopback=args.allow_non_loopback)
     _check_confidence_options(args)
@@ -204,14 +400,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
     overrides = {"trials": args.trials, "time_scale": args.time_scale, "request_timeout": args.request_timeout}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
     variants = tuple(get_variants(args.variant))
-    try:
-        run_dir = make_run_dir(args.out, scenario)
-    except OSError as exc:
-        raise UsageError(f"cannot create an output folder under {args.out}: {exc.strerror or exc}") from None
     plan = RunPlan(
         scenario=scenario,
         variants=variants,
-        run_dir=run_dir,
+        run_dir=_new_folder(args.out, scenario.name),
         host=host,
         start_timeout=args.start_timeout,
         jobs=args.jobs or DEFAULT_JOBS,
@@ -246,6 +438,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
     return result.exit_code
 
 
+def _new_folder(out: Path, name: str) -> Path:
+    """A new folder under ``out`` for the run or sweep ``name``; one that cannot be made is a usage error."""
+    from harness.pipeline import make_run_dir
+
+    try:
+        return make_run_dir(out, name)
+    except OSError as exc:
+        raise UsageError(f"cannot create an output folder under {out}: {exc.strerror or exc}") from None
+
+
 def _publish(result: RunResult, results_path: Path) -> Path:
     from reports import publish
 
@@ -253,15 +455,26 @@ def _publish(result: RunResult, results_path: Path) -> Path:
         return publish(result, results_path)
 
 
-def _report(args: argparse.Namespace) -> ExitCode:
-    from reports import REPORT_FILE, write_report
+def _publish_sweep(result: SweepResult, results_path: Path) -> Path:
+    from reports import publish_sweep
 
-    result = read_results(args.results)
-    output = args.output or args.results.with_name(REPORT_FILE)
-    _write_page("the report", lambda: write_report(result, output), output)
+    with held():
+        return publish_sweep(result, results_path)
+
+
+def _report(args: argparse.Namespace) -> ExitCode:
+    from reports import REPORT_FILE, SWEEP_REPORT_FILE, write_report, write_sweep_report
+
+    result = read_document(args.results)
+    if isinstance(result, SweepResult):
+        what, output = "sweep", args.output or args.results.with_name(SWEEP_REPORT_FILE)
+        _write_page("the report", lambda: write_sweep_report(result, output), output)
+    else:
+        what, output = "run", args.output or args.results.with_name(REPORT_FILE)
+        _write_page("the report", lambda: write_report(result, output), output)
     print(f"report: {output}")
     if not result.complete:
-        print("(the run is incomplete: the report shows what was saved and says so)")
+        print(f"(the {what} is incomplete: the report shows what was saved and says so)")
     return ExitCode.OK
 
 
@@ -365,14 +578,44 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
-def _fraction(text: str) -> float:
+def _count(text: str) -> int:
     try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.99, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def _number_list(kind: type[int] | type[float]) -> Callable[[str], tuple[int | float, ...]]:
+    def parse(text: str) -> tuple[int | float, ...]:
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s separated by commas, got {text!r}") from None
+
+    return parse
+
+
+def _join(values: Sequence[float]) -> str:
+    return ",".join(f"{value:g}" for value in values)
+
+
+def _fraction(*, one: bool = False) -> Callable[[str], float]:
+    """A number above 0 and below 1 (a confidence), or up to 1 itself with ``one`` (a share of trials)."""
+    bounds = "above 0 and at most 1" if one else "between 0 and 1"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (0 < value <= 1 if one else 0 < value < 1):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, e.g. 0.99, got {text}")
+        return value
+
+    return parse
 
 
 def _progress(message: str) -> None:

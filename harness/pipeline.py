@@ -65,12 +65,12 @@ class RunPlan:
         return self.run_dir / JOURNAL_FILE
 
 
-def make_run_dir(out_dir: Path, scenario: Scenario) -> Path:
-    """A new folder for this run under ``out_dir``; two runs at once never share one."""
+def make_run_dir(out_dir: Path, name: str) -> Path:
+    """A new folder for the run (or sweep) ``name`` under ``out_dir``; two runs at once never share one."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
-        candidate = out_dir / (f"{stamp}-{scenario.name}" + (f"-{attempt}" if attempt else ""))
+        candidate = out_dir / (f"{stamp}-{name}" + (f"-{attempt}" if attempt else ""))
         try:
             candidate.mkdir()
         except FileExistsError:

@@ -26,6 +26,7 @@ from harness.variant import Expectation
 SCHEMA_VERSION = 3  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
+SWEEP_FILE = "sweep.json"  # in a sweep's folder, its document of record; its cells' runs beside it
 
 _T = TypeVar("_T")
 
@@ -35,6 +36,7 @@ Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
 TraceKind = Literal["connect", "query", "close", "phase"]
 CauseKind = Literal["leaked-connection", "double-connect", "startup-connection", "unexplained", "no-trace"]
+Stage = Literal["grid", "confirm"]  # of a sweep's cell: its grid trials, or a candidate's confirmation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,22 +236,100 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        version = data.get("schema_version")
-        if isinstance(version, int) and version < SCHEMA_VERSION:
-            raise ResultsError(
-                f"results schema version {version} was written by an older harness; this one reads version "
-                f"{SCHEMA_VERSION} (run the scenario again for a new file)"
-            )
-        if version != SCHEMA_VERSION:
-            raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
-        fields = {key: value for key, value in data.items() if key != "schema_version"}
-        try:
-            return rebuild(cls, fields)
-        except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
-            raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
+        if data.get("document") == "sweep":
+            raise ResultsError("this is the results file of a sweep (harness sweep), not of a run")
+        return _from_document(cls, data, {"schema_version"})
 
 
-def write_results(result: RunResult, path: Path) -> None:
+@dataclass(frozen=True, kw_only=True)
+class SweepCell:
+    """One point of a sweep's grid: ``in_flight`` requests sent at once, waves ``interval`` tutorial-seconds apart."""
+
+    interval: float
+    in_flight: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellResult:
+    """One cell of a sweep measured as a run of its own (in ``run_dir``, relative to the sweep's folder).
+
+    ``stage`` is "grid" for the sweep's trials of every cell, "confirm" for the extra trials of a
+    candidate; ``cost`` is requests per trial times planned seconds per trial (:mod:`harness.sweep`).
+    """
+
+    cell: SweepCell
+    stage: Stage
+    requests: int
+    cost: float
+    run_dir: str
+    duration: float
+    complete: bool
+    summaries: tuple[VariantSummary, ...]
+    detects: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSettings:
+    """What a sweep was asked to measure (:mod:`harness.grid`): its grid, trials, time scale and target."""
+
+    intervals: tuple[float, ...]
+    in_flight: tuple[int, ...]
+    waves: int
+    trials: int
+    confirm_trials: int
+    time_scale: float
+    target: float
+    jobs: int
+
+    @property
+    def size(self) -> int:
+        return len(self.intervals) * len(self.in_flight)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepResult:
+    """A sweep: every cell measured so far, and the cheapest one that detected (``winner``)."""
+
+    settings: SweepSettings
+    variants: tuple[str, ...]
+    started_at: str
+    duration: float
+    estimated_seconds: float
+    complete: bool
+    limit_reached: bool  # --max-seconds stopped it before every cell (or a confirmation) was run
+    environment: dict[str, str]
+    cells: tuple[CellResult, ...]
+    winner: SweepCell | None
+    exit_code: ExitCode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "document": "sweep", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepResult:
+        if data.get("document") != "sweep":
+            raise ResultsError("this is the results file of a run (harness run), not of a sweep")
+        return _from_document(cls, data, {"schema_version", "document"})
+
+
+def _from_document(cls: type[_T], data: dict[str, Any], envelope: set[str]) -> _T:
+    """A document of this schema version without its ``envelope`` keys, rebuilt as ``cls``."""
+    version = data.get("schema_version")
+    if isinstance(version, int) and version < SCHEMA_VERSION:
+        raise ResultsError(
+            f"results schema version {version} was written by an older harness; this one reads version "
+            f"{SCHEMA_VERSION} (run the scenario again for a new file)"
+        )
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    fields = {key: value for key, value in data.items() if key not in envelope}
+    try:
+        return rebuild(cls, fields)
+    except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
+        raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
+
+
+def write_results(result: RunResult | SweepResult, path: Path) -> None:
     with atomic_writer(path) as file:
         json.dump(result.to_dict(), file, indent=1)  # streamed: a 2,000-request run never holds its text whole
 
@@ -280,6 +360,20 @@ def _umask() -> int:
 
 
 def read_results(path: Path) -> RunResult:
+    return RunResult.from_dict(_read_document(path))
+
+
+def read_sweep(path: Path) -> SweepResult:
+    return SweepResult.from_dict(_read_document(path))
+
+
+def read_document(path: Path) -> RunResult | SweepResult:
+    """A run's or a sweep's results, whichever the file holds."""
+    data = _read_document(path)
+    return SweepResult.from_dict(data) if data.get("document") == "sweep" else RunResult.from_dict(data)
+
+
+def _read_document(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -288,7 +382,7 @@ def read_results(path: Path) -> RunResult:
         raise ResultsError(f"{path}: not a JSON results file ({exc})") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: not a JSON results file")
-    return RunResult.from_dict(data)
+    return data
 
 
 def rebuild(annotation: type[_T], value: Any) -> _T:

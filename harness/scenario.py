@@ -11,6 +11,7 @@ a scan of the text, and left out when the key is not written on a line of its ow
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -23,7 +24,16 @@ from typing import Any, Literal, NoReturn, get_args
 from harness.errors import ScenarioError
 from harness.variant import VARIANTS, Expectation, Variant
 
-__all__ = ["Expectation", "Scenario", "Schedule", "ScheduleKind", "Seed", "builtin_scenarios", "load_scenario"]
+__all__ = [
+    "Expectation",
+    "Scenario",
+    "Schedule",
+    "ScheduleKind",
+    "Seed",
+    "builtin_scenarios",
+    "load_scenario",
+    "scenario_toml",
+]
 
 ScheduleKind = Literal["staggered", "burst", "waves"]
 
@@ -116,6 +126,37 @@ def load_scenario(name_or_path: str) -> Scenario:
     if name_or_path not in builtins:
         raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file, nor a built-in ({', '.join(builtins)})")
     return builtins[name_or_path]
+
+
+def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
+    """``scenario`` as the text of a TOML file that :func:`load_scenario` reads back as it is.
+
+    ``comment`` heads the file, each of its lines as a TOML comment.
+    """
+    top = {
+        "name": scenario.name,
+        "description": scenario.description,
+        "trials": scenario.trials,
+        "time_scale": scenario.time_scale,
+        "request_timeout": scenario.request_timeout,
+    }
+    tables: dict[str, dict[str, Any]] = {
+        "seed": asdict(scenario.seed),
+        "schedule": asdict(scenario.schedule),
+        "expect": dict(scenario.expect),
+    }
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in top.items()]
+    for table, entries in tables.items():
+        lines += ["", f"[{table}]", *(f"{key} = {_toml_value(value)}" for key, value in entries.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped and JSON does not.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return repr(value)
 
 
 def _load_text(text: str, *, origin: str) -> Scenario:

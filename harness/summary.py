@@ -1,12 +1,15 @@
-"""The plain-text summary printed at the end of a run."""
+"""The plain-text summaries printed at the end of a run and of a sweep."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from harness.diagnosis import CAUSE_WORDS
-from harness.results import Rate, RunResult, VariantSummary
+from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import Scenario
+from harness.stats import clopper_pearson_lower
+
+CONFIDENCE_95 = 0.95
 
 _COLUMNS = (
     "variant",
@@ -111,3 +114,67 @@ def format_rate(rate: Rate) -> str:
     if rate.estimate is None:
         return "-"
     return f"{rate.estimate:.0%} ({rate.low:.0%}-{rate.high:.0%})"
+
+
+def format_sweep(result: SweepResult) -> str:
+    """The sweep as text: per variant its failed trials per cell, then the confirmations and the winner."""
+    settings = result.settings
+    grid = {(c.cell.in_flight, c.cell.interval): c for c in result.cells if c.stage == "grid"}
+    lines = [
+        f"sweep: {settings.waves} waves per trial, time scale {settings.time_scale:g}, {settings.trials} trials per "
+        f"cell, {settings.jobs} at a time; {len(grid)} of {settings.size} cells measured "
+        f"in {result.duration:.1f} s (estimated {result.estimated_seconds:.0f} s)"
+    ]
+    if not result.complete:
+        stopped = "--max-seconds was reached" if result.limit_reached else "it was interrupted"
+        lines.append(f"INCOMPLETE SWEEP: {stopped}; the figures below cover the cells that ran")
+    header = ["in flight \\ interval", *(f"{interval:g}" for interval in settings.intervals)]
+    for index, variant in enumerate(result.variants):
+        rows = [header]
+        for in_flight in settings.in_flight:
+            row = [str(in_flight)]
+            for interval in settings.intervals:
+                cell = grid.get((in_flight, interval))
+                rate = cell.summaries[index].trial_failure_rate if cell else None
+                mark = "*" if cell and cell.cell == result.winner else ""
+                row.append(f"{rate.count}/{rate.total}{mark}" if rate else "-")
+            rows.append(row)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines += ["", f"{variant}: failed trials per cell (5xx in a request of the trial)"]
+        lines += ["  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    confirmations = [c for c in result.cells if c.stage == "confirm"]
+    if confirmations:
+        lines += ["", "confirmations of the cheapest detecting cells:"]
+        lines += [f"  {describe_cell(c.cell)}: {_outcome(c, result.variants)}" for c in confirmations]
+    lines.append("")
+    if result.winner is None:
+        lines.append(f"no cell detected: none caught the expected failures in {settings.target:.0%} of its trials")
+    else:
+        winning = [c for c in result.cells if c.cell == result.winner]
+        lines.append(
+            f"winner: {describe_cell(result.winner)}, {settings.waves} waves ({winning[0].requests} requests per "
+            f"trial, cost {winning[0].cost:g} request-seconds); "
+            + "; ".join(f"{c.stage}: {_outcome(c, result.variants)}" for c in winning)
+        )
+    return "\n".join(lines)
+
+
+def describe_cell(cell: SweepCell) -> str:
+    return f"{cell.in_flight} in flight every {cell.interval:g} tutorial-seconds"
+
+
+def _outcome(cell: CellResult, variants: tuple[str, ...]) -> str:
+    """Failed trials per variant, with the exact 95% lower bound of the rate of a variant that always failed."""
+    parts = []
+    for variant, summary in zip(variants, cell.summaries, strict=True):
+        rate = summary.trial_failure_rate
+        part = f"{variant} {rate.count}/{rate.total}"
+        if rate.count and rate.count == rate.total:
+            part += f" (rate >= {detection_lower_bound(rate):.1%}, 95%)"
+        parts.append(part)
+    return ", ".join(parts) + (" - detects" if cell.detects else " - does not detect")
+
+
+def detection_lower_bound(rate: Rate) -> float:
+    """The exact (Clopper-Pearson) one-sided 95% lower bound of a per-trial failure rate."""
+    return clopper_pearson_lower(rate.count, rate.total, 1 - CONFIDENCE_95)

@@ -1,4 +1,4 @@
-"""HTML reports: one self-contained page per run, an index of the runs in a folder, a matrix of stacks.
+"""HTML reports: one self-contained page per run or sweep, an index of the runs in a folder, a matrix of stacks.
 
 Pages work offline and alone (inline CSS and SVG, one small inline script); every text
 that comes from a server or a scenario file is escaped.
@@ -12,8 +12,21 @@ from harness.results import RunResult
 from reports._index import INDEX_FILE, write_index
 from reports._matrix import write_matrix
 from reports._report import REPORT_FILE, render_report, write_report
+from reports._sweep import SWEEP_REPORT_FILE, publish_sweep, render_sweep_report, write_sweep_report
 
-__all__ = ["INDEX_FILE", "REPORT_FILE", "publish", "render_report", "write_index", "write_matrix", "write_report"]
+__all__ = [
+    "INDEX_FILE",
+    "REPORT_FILE",
+    "SWEEP_REPORT_FILE",
+    "publish",
+    "publish_sweep",
+    "render_report",
+    "render_sweep_report",
+    "write_index",
+    "write_matrix",
+    "write_report",
+    "write_sweep_report",
+]
 
 
 def publish(result: RunResult, results_path: Path) -> Path:

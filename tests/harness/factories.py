@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.results import Outcome, Phase, RequestRecord, RunResult, ServerException, TrialResult
+from harness.grid import (
+    DEFAULT_CONFIRM_TRIALS,
+    DEFAULT_SWEEP_TIME_SCALE,
+    DEFAULT_SWEEP_TRIALS,
+    DEFAULT_TARGET,
+    DEFAULT_WAVES,
+    choose_winner,
+    detects,
+    sweep_exit_code,
+)
+from harness.results import (
+    CellResult,
+    Outcome,
+    Phase,
+    RequestRecord,
+    RunResult,
+    ServerException,
+    Stage,
+    SweepCell,
+    SweepResult,
+    SweepSettings,
+    TrialResult,
+)
 from harness.scenario import load_scenario
-from harness.verdict import judge
+from harness.verdict import judge, summarise
 
 CONNECTION_OPENED = ServerException(
     request_id="",
@@ -99,3 +121,68 @@ def stack_run(
     result = make_result(runs, complete=True, scenario=scenario)
     environment = {**result.environment, **({"stack": stack} if stack else {})}
     return replace(result, environment=environment, started_at=started_at)
+
+
+def cell(
+    in_flight: int,
+    interval: float,
+    *,
+    failed: int,
+    trials: int = 10,
+    patched_failed: int = 0,
+    stage: Stage = "grid",
+    cost: float | None = None,
+    complete: bool = True,
+) -> CellResult:
+    """A sweep's cell whose unpatched build failed ``failed`` of ``trials`` trials, judged as the sweep judges it."""
+    runs = [
+        trial(variant, n, ["server-error" if n <= bad else "ok"])
+        for variant, bad in (("unpatched", failed), ("patched", patched_failed))
+        for n in range(1, trials + 1)
+    ]
+    summaries = (summarise("unpatched", runs), summarise("patched", runs))
+    return CellResult(
+        cell=SweepCell(interval=interval, in_flight=in_flight),
+        stage=stage,
+        requests=3 * in_flight,
+        cost=cost if cost is not None else float(in_flight),
+        run_dir=f"cells/{stage}-{in_flight}-{interval:g}",
+        duration=1.0,
+        complete=complete,
+        summaries=summaries,
+        detects=complete and detects(summaries, {"unpatched": "fails", "patched": "clean"}, 0.99),
+    )
+
+
+def sweep_settings(intervals: tuple[float, ...], in_flight: tuple[int, ...], *, jobs: int = 1) -> SweepSettings:
+    """A sweep's settings over this grid, the others at their defaults."""
+    return SweepSettings(
+        intervals=intervals,
+        in_flight=in_flight,
+        waves=DEFAULT_WAVES,
+        trials=DEFAULT_SWEEP_TRIALS,
+        confirm_trials=DEFAULT_CONFIRM_TRIALS,
+        time_scale=DEFAULT_SWEEP_TIME_SCALE,
+        target=DEFAULT_TARGET,
+        jobs=jobs,
+    )
+
+
+def make_sweep(cells: tuple[CellResult, ...], *, complete: bool = True) -> SweepResult:
+    """A sweep over the cells' intervals and in-flight counts, with its winner chosen as the sweep chooses it."""
+    winner = choose_winner(cells, confirm=any(c.stage == "confirm" for c in cells))
+    return SweepResult(
+        settings=sweep_settings(
+            tuple(sorted({c.cell.interval for c in cells})), tuple(sorted({c.cell.in_flight for c in cells}))
+        ),
+        variants=("unpatched", "patched"),
+        started_at="2026-11-22T00:00:00.000+00:00",
+        duration=12.5,
+        estimated_seconds=14.0,
+        complete=complete,
+        limit_reached=False,
+        environment={"python": "3.11.7"},
+        cells=cells,
+        winner=winner,
+        exit_code=sweep_exit_code(cells, winner, {"unpatched": "fails", "patched": "clean"}),
+    )

@@ -18,9 +18,9 @@ REAL_PACE = ("--scenario", "tutorial-tabs", "--time-scale", "1")
 
 
 def start(
-    out: Path, *options: str, env: dict[str, str] | None = None, background: bool = False
+    out: Path, *options: str, env: dict[str, str] | None = None, background: bool = False, command: str = "run"
 ) -> subprocess.Popen[str]:
-    """``harness run`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
+    """``harness COMMAND`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
 
     Set explicitly, so the tests do not depend on how pytest itself was started.
     """
@@ -30,7 +30,7 @@ def start(
         "runpy.run_module('harness', run_name='__main__')"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", launch, "run", "--out", str(out), *options],
+        [sys.executable, "-c", launch, command, "--out", str(out), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -33,6 +33,15 @@ from tests.harness.factories import make_result, stack_run
         (["run", "--max-seconds", "60"], "--max-seconds bounds a --confidence run"),
         (["run", "--confidence", "0.9", "--trials", "3"], "--trials and --confidence exclude each other"),
         (["matrix", "nowhere"], "nowhere: no such folder"),
+        (["sweep", "--intervals", "0.5,fast"], "--intervals: expected floats separated by commas, got '0.5,fast'"),
+        (["sweep", "--in-flight", "2,2"], "--in-flight: a value is repeated in 2, 2"),
+        (["sweep", "--in-flight", "0"], "--in-flight: expected whole numbers >= 1, got 0"),
+        (["sweep", "--confirm", "-1"], "--confirm: must be >= 0, got -1"),
+        (["sweep", "--target", "1.5"], "--target: must be above 0 and at most 1, e.g. 0.99, got 1.5"),
+        (["sweep", "--max-cells", "4"], "the grid has 15 cells (3 intervals x 5 in flight), more than --max-cells 4"),
+        (["sweep", "--max-seconds", "10"], "the sweep is estimated at"),
+        (["sweep", "--variant", "patched"], "a sweep looks for schedules that catch a build expected to fail"),
+        (["sweep", "--write-scenario", "nowhere/x.toml"], "--write-scenario: no folder nowhere to write"),
     ],
 )
 def test_bad_input_ends_in_one_line_and_the_usage_exit_code(
@@ -70,6 +79,18 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     assert "--scenario NAME|PATH" in out
     for code in ExitCode:
         assert f"  {code.value:<4} {code.meaning}" in out
+
+
+def test_sweep_help_documents_its_options_defaults_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sweep", "--help"])
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for option in ("--intervals S,S,...", "--in-flight N,N,...", "--confirm N", "--write-scenario FILE"):
+        assert option in out
+    assert "(default: 0.25,0.5,1)" in out and "(default: 1,5,10,20,40)" in out
+    assert "Cost = requests per trial x planned seconds per trial" in out
+    assert f"{ExitCode.INTERRUPTED.value} {ExitCode.INTERRUPTED.meaning}" in out
 
 
 def test_list_names_every_scenario_and_variant(capsys: pytest.CaptureFixture[str]) -> None:

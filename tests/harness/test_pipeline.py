@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 def test_burst_breaks_the_unpatched_build_with_connection_already_opened(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=3)
-    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario))
+    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario.name))
     seen: list[int] = []
 
     def on_trial(trial: int, results: object) -> None:
@@ -66,7 +66,7 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
     # harness must say that the reproducer went silent instead of calling it a pass.
     tabs = load_scenario("tutorial-tabs")
     scenario = replace(tabs, trials=1, schedule=replace(tabs.schedule, requests=1))
-    plan = RunPlan(scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario))
+    plan = RunPlan(scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario.name))
 
     result = execute(plan)
 
@@ -85,7 +85,9 @@ def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_oth
     crashes = faulty_apps.variant("crashes_at_startup", monkeypatch)
     scenario = _small_burst(requests=5)
     plan = RunPlan(
-        scenario=scenario, variants=(VARIANTS["patched"], broken, crashes), run_dir=make_run_dir(tmp_path, scenario)
+        scenario=scenario,
+        variants=(VARIANTS["patched"], broken, crashes),
+        run_dir=make_run_dir(tmp_path, scenario.name),
     )
 
     result = execute(plan)
@@ -113,7 +115,7 @@ def test_a_variant_that_never_gets_ready_is_given_up_at_the_start_timeout(
 ) -> None:
     scenario = _small_burst(requests=2)
     never = faulty_apps.variant("never_ready", monkeypatch)
-    plan = RunPlan(scenario=scenario, variants=(never,), run_dir=make_run_dir(tmp_path, scenario), start_timeout=2)
+    plan = RunPlan(scenario=scenario, variants=(never,), run_dir=make_run_dir(tmp_path, scenario.name), start_timeout=2)
 
     result = execute(plan)
 
@@ -130,7 +132,7 @@ def test_a_server_that_hangs_gives_timeouts_counted_apart_from_5xx(
 ) -> None:
     hangs = faulty_apps.variant("hangs", monkeypatch)
     scenario = replace(_small_burst(requests=3), request_timeout=0.5)
-    plan = RunPlan(scenario=scenario, variants=(hangs,), run_dir=make_run_dir(tmp_path, scenario))
+    plan = RunPlan(scenario=scenario, variants=(hangs,), run_dir=make_run_dir(tmp_path, scenario.name))
 
     result = execute(plan)
 
@@ -190,7 +192,7 @@ def test_a_2000_request_scenario_records_every_request_in_results_and_journal(tm
         'trials = 1\ntime_scale = 0.05\n[schedule]\nkind = "waves"\nrequests = 2000\nwave_size = 200\ninterval = 1.0\n'
     )
     scenario = load_scenario(str(path))
-    plan = RunPlan(scenario=scenario, variants=(VARIANTS["patched"],), run_dir=make_run_dir(tmp_path, scenario))
+    plan = RunPlan(scenario=scenario, variants=(VARIANTS["patched"],), run_dir=make_run_dir(tmp_path, scenario.name))
 
     result = execute(plan)
 

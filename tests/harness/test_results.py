@@ -6,8 +6,16 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ResultsError
-from harness.results import SCHEMA_VERSION, RunResult, read_results, write_results
-from tests.harness.factories import make_result
+from harness.results import (
+    SCHEMA_VERSION,
+    SWEEP_FILE,
+    RunResult,
+    read_document,
+    read_results,
+    read_sweep,
+    write_results,
+)
+from tests.harness.factories import cell, make_result, make_sweep
 
 
 def test_results_round_trip_through_json(tmp_path: Path) -> None:
@@ -66,3 +74,22 @@ def test_a_document_with_a_broken_scenario_is_a_results_error() -> None:
     data["scenario"]["trials"] = 0
     with pytest.raises(ResultsError, match=rf"does not match schema {SCHEMA_VERSION}: scenario: trials"):
         RunResult.from_dict(data)
+
+
+def test_a_sweep_round_trips_in_the_same_schema_and_is_told_apart_from_a_run(tmp_path: Path) -> None:
+    sweep = make_sweep(
+        (cell(1, 0.5, failed=0), cell(10, 0.5, failed=10), cell(10, 0.5, failed=50, trials=50, stage="confirm"))
+    )
+    path = tmp_path / SWEEP_FILE
+    write_results(sweep, path)
+    data = json.loads(path.read_text())
+    assert (data["schema_version"], data["document"]) == (SCHEMA_VERSION, "sweep")
+    assert read_sweep(path) == sweep == read_document(path)
+    assert sweep.winner is not None and read_sweep(path).winner == sweep.winner
+    with pytest.raises(ResultsError, match=r"results file of a sweep \(harness sweep\), not of a run"):
+        read_results(path)
+    run = tmp_path / "results.json"
+    write_results(make_result(), run)
+    assert read_document(run) == make_result()
+    with pytest.raises(ResultsError, match=r"results file of a run \(harness run\), not of a sweep"):
+        read_sweep(run)

@@ -83,7 +83,7 @@ def _events_of(trial: TrialResult) -> dict[str, list[str]]:
 @pytest.mark.e2e
 def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=1)
-    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario))
+    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario.name))
 
     result = execute(plan)
 
@@ -122,7 +122,7 @@ def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path:
 def test_without_the_trace_no_file_is_written_and_no_cause_given(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=1)
     plan = RunPlan(
-        scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario), trace=False
+        scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario.name), trace=False
     )
 
     [trial] = execute(plan).trials

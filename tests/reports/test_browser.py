@@ -12,9 +12,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.results import Outcome, ServerException, read_results
-from reports import write_report
+from reports import write_report, write_sweep_report
 from tests.harness import runs
-from tests.harness.factories import make_result, trial
+from tests.harness.factories import cell, make_result, make_sweep, trial
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags, Chromium keeps trying hosts this sandbox cannot reach.
@@ -134,3 +134,18 @@ def test_markup_in_an_exception_message_does_not_run_in_the_browser(tmp_path: Pa
     assert errors == [] and requests == [report.as_uri()]
     assert page.evaluate("window.pwned") is None
     assert hostile in page.locator("#exceptions").inner_text()
+
+
+@pytest.mark.e2e
+def test_the_sweep_report_shows_a_heat_map_per_variant_offline(tmp_path: Path, page: Page) -> None:
+    cells = (cell(1, 0.5, failed=0, cost=1), cell(10, 0.5, failed=10, cost=10), cell(10, 1.0, failed=6, cost=20))
+    report = write_sweep_report(make_sweep(cells), tmp_path / "sweep.html")
+
+    errors, requests = _open(page, report)
+
+    assert errors == [] and requests == [report.as_uri()]
+    assert page.locator("figure.heat").count() == 2
+    winner = page.locator('figure.heat[data-variant="unpatched"] td.square.winner')
+    assert winner.inner_text().split() == ["10/10", "100%"]
+    assert "10 in flight every 0.5 tutorial-seconds: 10 of 10 trials failed" in (winner.get_attribute("title") or "")
+    assert page.locator('figure.heat[data-variant="unpatched"] td.square').count() == 4  # one of them not run

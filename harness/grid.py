@@ -1,0 +1,202 @@
+"""The grid of a sweep: its cells, what a cell costs, when it detects, which one wins.
+
+Each cell is a ``waves`` schedule: ``in_flight`` requests to ``/slowusers/`` sent at once,
+``waves`` times, ``interval`` tutorial-seconds apart (scaled by the time scale, as in a
+scenario file). One in flight is the tutorial's staggered recipe; many in flight is what
+breaks the unpatched build on today's stack (DESIGN.md).
+
+The *cost* of a cell, what "cheapest" minimises, is requests per trial times the planned
+seconds of a trial (the last wave's offset plus the longest sleep of ``/slowusers/``, both
+scaled): it grows with the load a trial puts on the machine and with how long it holds
+it, and it is known before anything runs, so a noisy shared machine cannot reorder the
+grid. Cells run cheapest first: a sweep stopped early has measured the cheap end.
+
+A cell *detects* when every variant expected to fail failed in at least ``target`` of its
+trials (below 100 trials at 0.99, that is in all of them), every variant expected to be
+clean had no failure and no unanswered request, and every trial ran to its end. Ten
+failures in ten trials do not show a 99% rate (the exact 95% lower bound is 74%), and the
+cheapest of many cells that passed is the one most likely to have passed by luck; so the
+detecting cells are confirmed cheapest first with ``confirm_trials`` more trials under the
+same rule, and the first one confirmed is the winner.
+
+Pure: nothing here starts a server (:mod:`harness.sweep` runs the plan).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ExitCode, UsageError
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
+from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
+from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, scenario_toml
+from harness.variant import Expectation, Variant
+
+DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
+DEFAULT_IN_FLIGHT = (1, 5, 10, 20, 40)
+DEFAULT_WAVES = 3
+DEFAULT_SWEEP_TRIALS = 10
+DEFAULT_CONFIRM_TRIALS = 50
+DEFAULT_SWEEP_TIME_SCALE = 0.05
+DEFAULT_TARGET = 0.99
+DEFAULT_MAX_CELLS = 40
+DEFAULT_SWEEP_MAX_SECONDS = 1800.0
+
+# What a trial costs besides its schedule, measured on the project's 2-core machine
+# (harness run and harness sweep, both variants): starting two servers and seeding them
+# took 0.6 s on an idle machine and 0.9 s beside other work, and each request about 5 ms
+# of the client's and server's CPU. The higher figure: an estimate is a bound to plan by.
+_START_SECONDS = 0.9
+_REQUEST_SECONDS = 0.005
+# /slowusers/'s countdown starts at 10: a fresh server's first request sleeps 9 tutorial-seconds, later ones less.
+_LONGEST_SLEEP = 9.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPlan:
+    settings: SweepSettings  # checked by check_grid
+    variants: tuple[Variant, ...]
+    sweep_dir: Path
+    host: str = DEFAULT_HOST
+    start_timeout: float = DEFAULT_START_TIMEOUT
+    max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS
+
+    @property
+    def results_path(self) -> Path:
+        return self.sweep_dir / SWEEP_FILE
+
+    @property
+    def cells(self) -> tuple[SweepCell, ...]:
+        """Every (interval, in flight) pair, cheapest first."""
+        grid = [SweepCell(interval=i, in_flight=n) for i in self.settings.intervals for n in self.settings.in_flight]
+        return tuple(sorted(grid, key=lambda cell: (self.cost(cell), cell.in_flight)))
+
+    def scenario(self, cell: SweepCell, *, trials: int = DEFAULT_TRIALS) -> Scenario:
+        """The cell as a scenario: what each of its runs replays, and what --write-scenario saves."""
+        waves = self.settings.waves
+        return Scenario(
+            name=f"sweep-{cell.in_flight}-in-flight-every-{cell.interval:g}",  # names run folders: no spaces
+            description=(
+                f"{waves} waves of {cell.in_flight} requests on /slowusers/, {cell.interval:g} tutorial-seconds "
+                "apart: a cell of harness sweep"
+            ),
+            schedule=Schedule(
+                kind="waves", requests=waves * cell.in_flight, interval=cell.interval, wave_size=cell.in_flight
+            ),
+            trials=trials,
+            time_scale=self.settings.time_scale,
+            expect={variant.name: variant.expect for variant in self.variants},
+        )
+
+    def planned_seconds(self, cell: SweepCell) -> float:
+        """How long a trial's schedule lasts as planned: the last wave's offset plus the longest sleep."""
+        return ((self.settings.waves - 1) * cell.interval + _LONGEST_SLEEP) * self.settings.time_scale
+
+    def cost(self, cell: SweepCell) -> float:
+        """Requests per trial times planned seconds per trial: what "cheapest" minimises."""
+        return self.settings.waves * cell.in_flight * self.planned_seconds(cell)
+
+    def trial_seconds(self, cell: SweepCell) -> float:
+        """Estimated wall seconds of one trial of the cell: servers, seeding, the schedule, the requests' CPU."""
+        requests = self.settings.waves * cell.in_flight
+        return _START_SECONDS + self.planned_seconds(cell) + requests * _REQUEST_SECONDS
+
+    def estimated_seconds(self) -> float:
+        """The grid's wall time, plus one confirmation of its costliest cell (an upper bound for one)."""
+        rounds = math.ceil(self.settings.trials / self.settings.jobs)
+        confirmation = math.ceil(self.settings.confirm_trials / self.settings.jobs)
+        return rounds * sum(map(self.trial_seconds, self.cells)) + confirmation * max(
+            map(self.trial_seconds, self.cells)
+        )
+
+
+def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -> SweepSettings:
+    """The settings as they are, if their grid can be run; else a usage error that names the option."""
+    intervals, in_flight = settings.intervals, settings.in_flight
+    for option, values in (("--intervals", intervals), ("--in-flight", in_flight)):
+        if not values:
+            raise UsageError(f"{option}: give at least one value")
+        if len(set(values)) != len(values):
+            raise UsageError(f"{option}: a value is repeated in {', '.join(f'{v:g}' for v in values)}")
+    if any(not math.isfinite(value) or value < 0 for value in intervals):
+        raise UsageError(f"--intervals: expected numbers >= 0, got {', '.join(f'{v:g}' for v in intervals)}")
+    if any(value < 1 for value in in_flight):
+        raise UsageError(f"--in-flight: expected whole numbers >= 1, got {', '.join(map(str, in_flight))}")
+    if settings.waves < 2 and len(intervals) > 1:
+        raise UsageError("--waves 1 is a single wave, so intervals between waves mean nothing: give --waves 2 or more")
+    if settings.size > max_cells:
+        raise UsageError(
+            f"the grid has {settings.size} cells ({len(intervals)} intervals x {len(in_flight)} in flight), "
+            f"more than --max-cells {max_cells}"
+        )
+    return settings
+
+
+def detects(summaries: Sequence[VariantSummary], expectations: Mapping[str, Expectation], target: float) -> bool:
+    """Whether a cell's trials show the rule of the module's docstring: the broken caught, the clean clean."""
+
+    def held_up(summary: VariantSummary) -> bool:
+        if not summary.trials or summary.error_trials or summary.interrupted:
+            return False
+        if expectations[summary.variant] == "fails":
+            return summary.failed_trials >= target * summary.trials
+        return summary.failed_trials == 0 and summary.transport_errors + summary.timeouts == 0
+
+    caught = any(expectations[summary.variant] == "fails" for summary in summaries)
+    return caught and all(held_up(summary) for summary in summaries)
+
+
+def choose_winner(cells: Sequence[CellResult], *, confirm: bool) -> SweepCell | None:
+    """The cheapest grid cell that detected, and, if confirmations are asked for, was confirmed."""
+    confirmed = {c.cell for c in cells if c.stage == "confirm" and c.detects}
+    candidates = [c for c in cells if c.stage == "grid" and c.detects and (not confirm or c.cell in confirmed)]
+    best = min(candidates, key=cheapest_first, default=None)
+    return best.cell if best else None
+
+
+def cheapest_first(cell: CellResult) -> tuple[float, int, float]:
+    """The order cells are confirmed and a winner is chosen in: by cost, then fewer in flight, then shorter interval."""
+    return cell.cost, cell.cell.in_flight, cell.cell.interval
+
+
+def sweep_exit_code(
+    cells: Sequence[CellResult], winner: SweepCell | None, expectations: Mapping[str, Expectation]
+) -> ExitCode:
+    """Regression when a build expected to be clean failed in any cell; else OK with a winner.
+
+    Without one: a harness error when some trial could not run (the grid was not fully
+    measured), else silent (no schedule of the grid detected the broken build reliably).
+    """
+    summaries = [summary for cell in cells for summary in cell.summaries]
+    if any(expectations[s.variant] == "clean" and s.failed_trials for s in summaries):
+        return ExitCode.REGRESSION
+    if winner is not None:
+        return ExitCode.OK
+    if any(s.error_trials for s in summaries):
+        return ExitCode.HARNESS_ERROR
+    return ExitCode.SILENT
+
+
+def winner_scenario(plan: SweepPlan, result: SweepResult, *, results_path: Path) -> str:
+    """The winning cell as the text of a scenario file, with a comment that says where it came from."""
+    if result.winner is None:
+        raise ValueError("the sweep named no winner")
+    settings = result.settings
+    measured = [cell for cell in result.cells if cell.cell == result.winner]
+    evidence = "\n".join(
+        f"  {cell.stage}: "
+        + ", ".join(f"{s.variant} failed {s.failed_trials} of {s.trials} trials" for s in cell.summaries)
+        for cell in measured
+    )
+    comment = (
+        f"Written by harness sweep (started {result.started_at}): the cheapest schedule of its grid\n"
+        f"(intervals {', '.join(f'{i:g}' for i in settings.intervals)}; in flight "
+        f"{', '.join(map(str, settings.in_flight))}; {settings.waves} waves; time scale {settings.time_scale:g})\n"
+        f"that detected at target {settings.target:g}:\n{evidence}\n"
+        f"Sweep results: {results_path}\n"
+        "Check it on its own: harness run --scenario THIS_FILE --trials 100"
+    )
+    return scenario_toml(plan.scenario(result.winner, trials=settings.trials), comment=comment)

@@ -1,0 +1,103 @@
+"""``harness sweep`` end to end on real uvicorn servers: a small grid, its winner, and a sweep cut short."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ExitCode
+from harness.results import RESULTS_FILE, SWEEP_FILE, SweepCell, SweepResult, read_results, read_sweep
+from harness.scenario import load_scenario
+from reports import REPORT_FILE, SWEEP_REPORT_FILE
+from tests.conftest import is_running
+from tests.harness import runs
+
+pytestmark = pytest.mark.e2e
+
+# One cell the tutorial's way (one request at a time), one that keeps 50 in flight: on
+# today's stack the first stays clean, the second failed every trial we ran (README).
+SMALL_GRID = ("--intervals", "0.5", "--in-flight", "1,50", "--waves", "2", "--trials", "2", "--confirm", "2")
+
+
+def _servers_stopped(sweep_dir: Path, sweep: SweepResult) -> None:
+    pids = [t.pid for c in sweep.cells for t in read_results(sweep_dir / c.run_dir / RESULTS_FILE).trials if t.pid]
+    assert pids and not any(is_running(pid) for pid in pids)
+
+
+def test_a_small_sweep_names_the_cell_that_detects_and_writes_a_scenario_that_runs(tmp_path: Path) -> None:
+    scenario = tmp_path / "winner.toml"
+    completed = runs.harness("sweep", *SMALL_GRID, "--out", tmp_path / "out", "--write-scenario", scenario)
+
+    assert completed.returncode == ExitCode.OK, completed.stderr
+    assert "sweep of 2 cells (1 intervals x 2 in flight) x 2 trials x 2 variants" in completed.stderr
+    assert re.search(r"estimated \d+ s \(at most 1800\)", completed.stderr)
+    assert "cell 1/2  1 in flight every 0.5 tutorial-seconds" in completed.stderr
+    [sweep_dir] = (tmp_path / "out").iterdir()
+    sweep = read_sweep(sweep_dir / SWEEP_FILE)
+    assert sweep.complete and sweep.winner == SweepCell(interval=0.5, in_flight=50)
+    assert [(c.stage, c.cell.in_flight, c.detects) for c in sweep.cells] == [
+        ("grid", 1, False),
+        ("grid", 50, True),
+        ("confirm", 50, True),
+    ]
+    unpatched, patched = sweep.cells[1].summaries
+    assert (unpatched.failed_trials, unpatched.trials, patched.failed_trials, patched.requests) == (2, 2, 0, 200)
+    assert "winner: 50 in flight every 0.5 tutorial-seconds, 2 waves (100 requests per trial" in completed.stdout
+    for measured in sweep.cells:
+        assert (sweep_dir / measured.run_dir / REPORT_FILE).is_file()
+    html = (sweep_dir / SWEEP_REPORT_FILE).read_text()
+    assert '<td class="square winner"' in html and f"{sweep.cells[1].run_dir}/{REPORT_FILE}" in html
+    _servers_stopped(sweep_dir, sweep)
+
+    # The scenario it wrote is the winning cell, and harness run takes it as it is.
+    assert load_scenario(str(scenario)).schedule.wave_size == 50
+    rerun = runs.harness("run", "--scenario", scenario, "--trials", "1", "--out", tmp_path / "rerun")
+    assert rerun.returncode == ExitCode.OK, rerun.stderr
+    assert "scenario sweep-50-in-flight-every-0.5: 100 requests in waves of 50" in rerun.stdout
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
+        pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
+    ],
+)
+def test_a_sweep_stopped_after_its_first_cell_keeps_it_and_says_it_is_incomplete(
+    tmp_path: Path, stop: signal.Signals, code: ExitCode
+) -> None:
+    grid = ("--intervals", "0.5", "--in-flight", "1,2,3,4", "--trials", "2", "--confirm", "0")
+    process = runs.start(tmp_path, *grid, command="sweep")
+    try:
+        runs.wait_until(lambda: _cells_written(tmp_path) >= 1, 60, "no cell was finished")
+        process.send_signal(stop)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == code, stderr
+    assert time.monotonic() - started < 10
+    assert "stopped: every finished cell is in" in stderr and "Traceback" not in stderr
+    [sweep_dir] = tmp_path.glob("*-sweep")
+    sweep = read_sweep(sweep_dir / SWEEP_FILE)
+    assert not sweep.complete and not sweep.limit_reached
+    assert sweep.cells[0].complete and sweep.cells[0].cell.in_flight == 1
+    assert len(sweep.cells) < 4 and all(c.complete for c in sweep.cells[:-1])
+    assert 'id="incomplete"' in (sweep_dir / SWEEP_REPORT_FILE).read_text()
+    _servers_stopped(sweep_dir, sweep)
+
+
+def _cells_written(out: Path) -> int:
+    try:
+        [path] = out.glob(f"*/{SWEEP_FILE}")
+        return len(json.loads(path.read_text())["cells"])
+    except ValueError:  # not written yet
+        return 0
