@@ -22,6 +22,7 @@ from harness.results import (
     RequestRecord,
     RunResult,
     TrialResult,
+    read_json_lines,
     read_results,
     rebuild,
 )
@@ -49,15 +50,11 @@ class Journal:
 def read_journal(path: Path) -> list[RequestRecord]:
     """The latest state of every request in the journal, in the order first seen."""
     latest: dict[str, RequestRecord] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    for line in lines:
+    for data in read_json_lines(path):
         try:
-            record = rebuild(RequestRecord, json.loads(line))
+            record = rebuild(RequestRecord, data)
         except (ValueError, TypeError, KeyError):
-            continue  # a line cut short when the harness was killed
+            continue  # a line of another shape
         latest[record.request_id] = record
     return list(latest.values())
 

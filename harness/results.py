@@ -385,6 +385,26 @@ def _read_document(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines file written as things happened (journal, probe events, trace).
+
+    A missing file has none; a line cut short when its writer was killed is skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    objects = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
+
+
 def rebuild(annotation: type[_T], value: Any) -> _T:
     """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it."""
     return typing.cast(_T, _build(annotation, value))

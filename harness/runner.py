@@ -9,7 +9,6 @@ exceptions under that id, and :func:`attach_exceptions` joins the two.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -21,7 +20,7 @@ import httpx
 
 from harness.errors import SeedError
 from harness.probe import REQUEST_ID_HEADER
-from harness.results import Outcome, Phase, RequestRecord, ServerException
+from harness.results import Outcome, Phase, RequestRecord, ServerException, read_json_lines
 from harness.scenario import Scenario, Seed
 
 DEFAULT_SEED_ATTEMPTS = 5
@@ -117,15 +116,11 @@ def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
 
 def read_events(path: Path) -> list[ServerException]:
     """The probe's events; a last line cut short by a killed server is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
     events = []
-    for line in lines:
+    for data in read_json_lines(path):
         try:
-            events.append(ServerException(**json.loads(line)))
-        except (ValueError, TypeError):
+            events.append(ServerException(**data))
+        except TypeError:
             continue
     return events
 

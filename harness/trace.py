@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from harness.results import TraceEvent, rebuild
+from harness.results import TraceEvent, read_json_lines, rebuild
 
 TRACE_FILE = "trace.jsonl"  # in each server's folder, beside its log
 
@@ -15,15 +14,10 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
 
     A last line cut short by a killed server is skipped.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return [], False
     events: list[TraceEvent] = []
     truncated = False
-    for line in lines:
+    for data in read_json_lines(path):
         try:
-            data = json.loads(line)
             if data.get("kind") == "truncated":
                 truncated = True
                 continue
@@ -31,6 +25,6 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
             if data.get("start") is not None:
                 data["start"] -= origin
             events.append(rebuild(TraceEvent, data))
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError):
             continue
     return events, truncated

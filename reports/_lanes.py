@@ -94,24 +94,30 @@ def thread_lanes(result: TrialResult, axis: Axis) -> ThreadLanes | None:
         for event in result.trace
         if event.kind == "connect" and event.error is not None and event.thread in rows
     )
-    wires = tuple(_wires(result.trace, rows, axis, records))
+    lives = _lives(result.trace)
+    wires = tuple(_wires(lives, rows, axis, records))
     return ThreadLanes(
         labels=tuple((rows[t] + ROW - 2, "loop" if t == 0 else f"w{t}") for t in threads),
         spans=spans,
         wires=wires,
         crosses=crosses,
         height=len(threads) * ROW,
-        note=_note(result.trace, records, len(crosses)),
+        note=_note(lives, records, len(crosses)),
     )
 
 
-def _wires(
-    trace: Sequence[TraceEvent], rows: Mapping[int, float], axis: Axis, records: Mapping[str, RequestRecord]
-) -> list[Wire]:
+def _lives(trace: Sequence[TraceEvent]) -> dict[int, list[TraceEvent]]:
+    """Each connection's events that succeeded, from connect to close, by connection number."""
     lives: dict[int, list[TraceEvent]] = {}
     for event in trace:
         if event.connection is not None and event.error is None and event.kind in ("connect", "query", "close"):
             lives.setdefault(event.connection, []).append(event)
+    return lives
+
+
+def _wires(
+    lives: Mapping[int, list[TraceEvent]], rows: Mapping[int, float], axis: Axis, records: Mapping[str, RequestRecord]
+) -> list[Wire]:
     wires = []
     for number, events in lives.items():
         opened = events[0]
@@ -146,22 +152,15 @@ def _wires(
     return wires
 
 
-def _note(trace: Sequence[TraceEvent], records: Mapping[str, RequestRecord], failed_connects: int) -> str:
+def _note(lives: Mapping[int, list[TraceEvent]], records: Mapping[str, RequestRecord], failed_connects: int) -> str:
     """Whether each request kept its connection to itself: what the patch is for."""
-    opener: dict[int, str | None] = {}
-    shared: set[int] = set()
-    for event in trace:
-        if event.connection is None or event.error is not None:
-            continue
-        if event.kind == "connect":
-            opener[event.connection] = event.request_id
-        elif event.connection in opener and opener[event.connection] != event.request_id:
-            shared.add(event.connection)
-    in_requests = [n for n, request in opener.items() if request in records]
+    opened = {n: events[0].request_id for n, events in lives.items() if events[0].kind == "connect"}
+    shared = [n for n, request in opened.items() if any(e.request_id != request for e in lives[n])]
+    in_requests = [n for n, request in opened.items() if request in records]
     if not shared and not failed_connects:
         return f"Each of the {len(in_requests)} connections opened for a request served only that request."
     return (
-        f"{len(shared)} of {len(opener)} connections were used or closed by a request other than the one that "
+        f"{len(shared)} of {len(opened)} connections were used or closed by a request other than the one that "
         f"opened them; {failed_connects} connect() calls raised."
     )
 
