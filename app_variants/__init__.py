@@ -1,13 +1,13 @@
 """The system under test: FastAPI's "SQL Databases with Peewee" tutorial app, built twice.
 
-``app_variants.unpatched:app`` keeps Peewee's thread-local connection state, the way the
-tutorial tells you to break it; ``app_variants.patched:app`` installs the tutorial's
+``harness.app_variants.unpatched:app`` keeps Peewee's thread-local connection state, the way the
+tutorial tells you to break it; ``harness.app_variants.patched:app`` installs the tutorial's
 contextvars fix. The two builds differ only at the tutorial's two patch points, which
-stand side by side in :mod:`app_variants.patches`.
+stand side by side in :mod:`harness.app_variants.patches`.
 
 Start a build by hand::
 
-    APP_VARIANTS_DATABASE=./test.db uvicorn app_variants.unpatched:app
+    APP_VARIANTS_DATABASE=./test.db uvicorn harness.app_variants.unpatched:app
 
 Environment (set by the harness's launcher for each server process):
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app_variants import models, schemas
+from harness.app_variants import models, schemas
 
 
 def get_user(user_id: int) -> models.User | None:

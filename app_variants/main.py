@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 from fastapi import Depends, FastAPI, HTTPException
 
-from app_variants import crud, database, models, schemas
-from app_variants.patches import Patch
+from harness.app_variants import crud, database, models, schemas
+from harness.app_variants.patches import Patch
 
 TIME_SCALE = float(os.environ.get("APP_VARIANTS_TIME_SCALE", "1"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from app_variants.database import db
+from harness.app_variants.database import db
 
 
 class User(peewee.Model):

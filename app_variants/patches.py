@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from app_variants import database
+from harness.app_variants import database
 
 
 @dataclass(frozen=True, kw_only=True)

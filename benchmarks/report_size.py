@@ -18,7 +18,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from harness.results import read_results
-from reports import render_report
+from harness.reports import render_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the browser settings are the tests' own
 from tests.reports.test_browser import CHROMIUM, FLAGS

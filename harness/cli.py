@@ -449,21 +449,21 @@ def _new_folder(out: Path, name: str) -> Path:
 
 
 def _publish(result: RunResult, results_path: Path) -> Path:
-    from reports import publish
+    from harness.reports import publish
 
     with held():  # a Ctrl-C now waits for whole pages, as it does for the results file
         return publish(result, results_path)
 
 
 def _publish_sweep(result: SweepResult, results_path: Path) -> Path:
-    from reports import publish_sweep
+    from harness.reports import publish_sweep
 
     with held():
         return publish_sweep(result, results_path)
 
 
 def _report(args: argparse.Namespace) -> ExitCode:
-    from reports import REPORT_FILE, SWEEP_REPORT_FILE, write_report, write_sweep_report
+    from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE, write_report, write_sweep_report
 
     result = read_document(args.results)
     if isinstance(result, SweepResult):
@@ -480,7 +480,7 @@ def _report(args: argparse.Namespace) -> ExitCode:
 
 def _matrix(args: argparse.Namespace) -> ExitCode:
     from harness.matrix import MATRIX_FILE, collect_matrix, describe_matrix, format_matrix
-    from reports import write_matrix
+    from harness.reports import write_matrix
 
     matrix = collect_matrix(args.directory)
     output = args.output or args.directory / MATRIX_FILE

@@ -112,7 +112,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     merged = config.stash.get(_MERGED, [])
     if not merged:
         return
-    from reports import INDEX_FILE, REPORT_FILE
+    from harness.reports import INDEX_FILE, REPORT_FILE
 
     terminalreporter.section("harness")
     for path, result in merged:
@@ -185,7 +185,7 @@ class ScenarioItem(pytest.Item):
 def merge_session(session_dir: Path) -> list[tuple[Path, RunResult]]:
     """Merge each scenario's item runs under ``session_dir`` into one results file; return each with its path."""
     from harness.results import read_results, write_results
-    from reports import publish
+    from harness.reports import publish
 
     merged = []
     for scenario_dir in sorted(p for p in session_dir.iterdir() if p.is_dir()):
@@ -235,7 +235,7 @@ def _failure_message(verdict: Verdict, results: Path) -> str:
 def _builtin_path(name: str) -> Path:
     from importlib import resources
 
-    return Path(str(resources.files("scenarios").joinpath(f"{name}.toml")))
+    return Path(str(resources.files("harness.scenarios").joinpath(f"{name}.toml")))
 
 
 def _new_session_dir(out_dir: Path) -> Path:

@@ -103,7 +103,7 @@ class Scenario:
 
 def builtin_scenarios() -> dict[str, Scenario]:
     """The scenarios shipped in the ``scenarios`` package, by name."""
-    files = sorted(resources.files("scenarios").iterdir(), key=lambda entry: entry.name)
+    files = sorted(resources.files("harness.scenarios").iterdir(), key=lambda entry: entry.name)
     return {
         entry.name.removesuffix(".toml"): _load_text(entry.read_text(encoding="utf-8"), origin=entry.name)
         for entry in files

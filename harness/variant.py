@@ -25,13 +25,13 @@ VARIANTS: dict[str, Variant] = {
     for variant in (
         Variant(
             name="unpatched",
-            app="app_variants.unpatched:app",
+            app="harness.app_variants.unpatched:app",
             description="Peewee's default thread-local connection state (the tutorial's broken build)",
             expect="fails",
         ),
         Variant(
             name="patched",
-            app="app_variants.patched:app",
+            app="harness.app_variants.patched:app",
             description="the tutorial's contextvars connection state, reset per request",
             expect="clean",
         ),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from harness.errors import ResultsError
 from harness.results import RESULTS_FILE, RunResult, read_results
-from reports._render import render, write_page
-from reports._report import REPORT_FILE
+from harness.reports._render import render, write_page
+from harness.reports._report import REPORT_FILE
 
 INDEX_FILE = "index.html"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from harness.diagnosis import request_name, thread_name
 from harness.results import RequestRecord, TraceEvent, TrialResult
-from reports._timeline import Axis
+from harness.reports._timeline import Axis
 
 ROW = 11.0  # SVG units per thread
 _GOLDEN_ANGLE = 137.508  # successive requests get far-apart hues

@@ -14,7 +14,7 @@ from harness.results import atomic_writer
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
+        loader=jinja2.PackageLoader("harness.reports", "templates"),
         autoescape=True,  # exception messages and paths come from servers and users: text, never markup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

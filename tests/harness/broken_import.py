@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from app_variants.database import no_such_name  # type: ignore[attr-defined]
+from harness.app_variants.database import no_such_name  # type: ignore[attr-defined]
 
 app = no_such_name

@@ -30,12 +30,12 @@ async def test_a_server_binds_loopback_on_its_own_port_and_stops(start_server: S
 @pytest.mark.anyio
 @pytest.mark.e2e
 async def test_a_variant_that_cannot_import_fails_with_its_name_and_log(tmp_path: Path) -> None:
-    broken = Variant(name="broken", app="app_variants.no_such_module:app", description="", expect="fails")
+    broken = Variant(name="broken", app="harness.app_variants.no_such_module:app", description="", expect="fails")
     server = Server(broken, tmp_path / "broken", time_scale=1.0)
     with pytest.raises(LaunchError) as caught:
         await server.wait_ready(timeout=30)
     assert "variant 'broken' exited with code" in caught.value.message
-    assert "No module named 'app_variants.no_such_module'" in caught.value.log_tail
+    assert "No module named 'harness.app_variants.no_such_module'" in caught.value.log_tail
     assert not is_running(server.pid)
 
 
@@ -43,7 +43,7 @@ async def test_a_variant_that_cannot_import_fails_with_its_name_and_log(tmp_path
 @pytest.mark.e2e
 async def test_a_server_that_never_gets_ready_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     server = Server(
-        Variant(name="patched", app="app_variants.patched:app", description="", expect="clean"),
+        Variant(name="patched", app="harness.app_variants.patched:app", description="", expect="clean"),
         tmp_path / "slow",
         time_scale=1.0,
     )

@@ -13,7 +13,7 @@ import pytest
 from harness.errors import ExitCode
 from harness.results import RESULTS_FILE, SWEEP_FILE, SweepCell, SweepResult, read_results, read_sweep
 from harness.scenario import load_scenario
-from reports import REPORT_FILE, SWEEP_REPORT_FILE
+from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE
 from tests.conftest import is_running
 from tests.harness import runs
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.results import Outcome, ServerException, read_results
-from reports import write_report, write_sweep_report
+from harness.reports import write_report, write_sweep_report
 from tests.harness import runs
 from tests.harness.factories import cell, make_result, make_sweep, trial
 

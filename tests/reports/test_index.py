@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.results import write_results
-from reports import publish, write_index
+from harness.reports import publish, write_index
 from tests.harness.factories import make_result, trial
 
 

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from harness.matrix import build_matrix
-from reports import write_matrix
+from harness.reports import write_matrix
 from tests.harness.factories import stack_run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.results import Outcome, ServerException
-from reports import render_report, write_report
+from harness.reports import render_report, write_report
 from tests.harness.factories import make_result, trial
 
 FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.results import RESULTS_FILE, write_results
-from reports import REPORT_FILE, SWEEP_REPORT_FILE, publish_sweep, render_sweep_report
+from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE, publish_sweep, render_sweep_report
 from tests.harness.factories import cell, make_result, make_sweep
 
 GRID = (
