@@ -1,9 +1,11 @@
-"""The system under test: FastAPI's "SQL Databases with Peewee" tutorial app, built twice.
+"""The system under test: FastAPI's "SQL Databases with Peewee" tutorial app, built three times.
 
 ``harness.app_variants.unpatched:app`` keeps Peewee's thread-local connection state, the way the
 tutorial tells you to break it; ``harness.app_variants.patched:app`` installs the tutorial's
-contextvars fix. The two builds differ only at the tutorial's two patch points, which
-stand side by side in :mod:`harness.app_variants.patches`.
+contextvars fix; ``harness.app_variants.recommended:app`` follows Peewee's documentation today
+instead: no ``get_db`` dependency, each endpoint opens and closes its connection in its own
+body, thread-local state. The builds differ only in what :mod:`harness.app_variants.patches`
+sets side by side; the routes are written once, in :mod:`harness.app_variants.main`.
 
 Start a build by hand::
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from harness.results import read_results
 from harness.reports import render_report
+from harness.results import read_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the browser settings are the tests' own
 from tests.reports.test_browser import CHROMIUM, FLAGS

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.config import builtin_config
 from harness.grid import SweepPlan
 from harness.results import SWEEP_FILE, read_sweep
-from harness.variant import get_variants
 
 DEFAULT_OPTIONS = ("--intervals", "0.25,1", "--in-flight", "1,10,40", "--trials", "5", "--confirm", "0")
 
@@ -37,7 +37,9 @@ def main(options: list[str]) -> None:
         [path] = Path(out).glob(f"*/{SWEEP_FILE}")
         sweep = read_sweep(path)
     settings = sweep.settings
-    plan = SweepPlan(settings=settings, variants=tuple(get_variants(list(sweep.variants))), sweep_dir=path.parent)
+    plan = SweepPlan(
+        settings=settings, variants=tuple(builtin_config().get_variants(list(sweep.variants))), sweep_dir=path.parent
+    )
     for cell in sweep.cells:
         trials = settings.trials if cell.stage == "grid" else settings.confirm_trials
         estimate = math.ceil(trials / settings.jobs) * plan.trial_seconds(cell.cell)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from _figures import share
 
+from harness.config import builtin_config
 from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import TrialResult
 from harness.scenario import load_scenario
-from harness.variant import VARIANTS
 
 
 def main(pairs: int) -> None:
@@ -36,7 +36,7 @@ def main(pairs: int) -> None:
             for trace in (True, False) if pair % 2 == 0 else (False, True):
                 plan = RunPlan(
                     scenario=scenario,
-                    variants=(VARIANTS["unpatched"],),
+                    variants=(builtin_config().variants["unpatched"],),
                     run_dir=make_run_dir(Path(out), scenario.name),
                     trace=trace,
                 )

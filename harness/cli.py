@@ -1,4 +1,4 @@
-"""``harness``: run scenarios against the app's builds and list what there is to run."""
+"""``harness``: run scenarios against the app's builds, set a project up, and list what there is to run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,21 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
+from harness.config import (
+    CONFIG_FILE,
+    CONFIG_VARIABLE,
+    PYPROJECT_FILE,
+    SCENARIOS_FOLDER,
+    Config,
+    Setting,
+    load_config,
+    resolve,
+)
 from harness.errors import ExitCode, HarnessError, UsageError
 from harness.interrupts import held, sigterm_as_ctrl_c
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host, check_url
 from harness.results import (
+    DEFAULT_OUT_DIR,
     JOURNAL_FILE,
     RESULTS_FILE,
     CellResult,
@@ -32,14 +43,13 @@ from harness.scenario import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_TRIALS,
     DEFAULT_SCENARIO,
-    builtin_scenarios,
-    load_scenario,
+    folder_safe,
 )
 from harness.stack import installed_stack, stacks
-from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep
-from harness.variant import VARIANTS, get_variants
+from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep, format_table
+from harness.variant import Variant
 
-DEFAULT_OUT_DIR = Path("harness-out")
+STARTER_SCENARIO = "concurrent.toml"  # what harness init writes into scenarios/
 
 _EPILOG = "exit codes:\n" + "\n".join(f"  {code.value:<4} {code.meaning}" for code in ExitCode)
 
@@ -69,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="harness",
-        description="Replay concurrent request schedules against both builds of the Peewee tutorial app "
-        "and tell which one fails.",
+        description="Replay concurrent request schedules against the builds of an ASGI app, each under its own "
+        f"uvicorn, and tell which one fails. The builds come from {CONFIG_FILE} (harness init writes one), "
+        "else they are the Peewee tutorial's.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,64 +94,7 @@ def _build_parser() -> _Parser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument(
-        "--scenario",
-        default=DEFAULT_SCENARIO,
-        metavar="NAME|PATH",
-        help=f"a built-in scenario name or a TOML file (default: {DEFAULT_SCENARIO})",
-    )
-    run.add_argument("--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)")
-    run.add_argument(
-        "--time-scale",
-        type=_positive(float),
-        metavar="X",
-        help="multiply the app's sleeps and the schedule's gaps by X; 1 is the tutorial's real pace "
-        "(default: the scenario's)",
-    )
-    run.add_argument(
-        "--request-timeout",
-        type=_positive(float),
-        metavar="SECONDS",
-        help="give up on a request after this long and record it as a timeout (default: the scenario's)",
-    )
-    run.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        metavar="ADDRESS",
-        help=f"the address servers listen on; loopback only unless --allow-non-loopback (default: {DEFAULT_HOST})",
-    )
-    run.add_argument(
-        "--allow-non-loopback",
-        action="store_true",
-        help="let --host be an address other machines can reach (the app under test has no authentication)",
-    )
-    run.add_argument(
-        "--confidence",
-        type=_fraction(),
-        metavar="C",
-        help="instead of a fixed number of trials, run until every verdict is decided at this level, "
-        "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
-    )
-    run.add_argument(
-        "--max-trials",
-        type=_positive(int),
-        metavar="N",
-        help=f"with --confidence: the most trials per variant (default: {DEFAULT_MAX_TRIALS})",
-    )
-    run.add_argument(
-        "--max-seconds",
-        type=_positive(float),
-        metavar="S",
-        help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
-    )
-    _add_shared_options(run, verb="run")
-    run.add_argument(
-        "--no-trace",
-        dest="trace",
-        action="store_false",
-        help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
-        "the trace costs little, see the README",
-    )
+    _add_run_options(run)
     run.set_defaults(handler=_run)
 
     _add_sweep_parser(commands)
@@ -180,9 +134,114 @@ def _build_parser() -> _Parser:
     _add_output_option(matrix, "the matrix page (default: matrix.html in DIR)")
     matrix.set_defaults(handler=_matrix)
 
-    listing = commands.add_parser("list", help="list the built-in scenarios, the variants and the stacks")
+    listing = commands.add_parser("list", help="list the scenarios, the variants and the stacks")
+    _add_config_option(listing)
     listing.set_defaults(handler=_list)
+
+    config = commands.add_parser(
+        "config",
+        help="print the configuration a run would use, and where each value came from",
+        description="Print the merged configuration: every setting with its value and its source (command line > "
+        "HARNESS_* environment variable > configuration file > built-in), the variants and the scenarios. Takes "
+        "the options of harness run, so it shows what that run would use.",
+    )
+    _add_run_options(config)
+    config.set_defaults(handler=_config)
+
+    init = commands.add_parser(
+        "init",
+        help=f"write a commented starter {CONFIG_FILE} and one scenario into the current folder",
+        description=f"Write {CONFIG_FILE} and {SCENARIOS_FOLDER}/{STARTER_SCENARIO} into the current folder, to "
+        "edit for your app. Refuses to overwrite either file.",
+    )
+    init.set_defaults(handler=_init)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of harness run, which harness config takes too, to show what a run would use."""
+    parser.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="a scenario's name (harness list) or a TOML file "
+        f"(default: the configuration's scenario, else {DEFAULT_SCENARIO})",
+    )
+    parser.add_argument(
+        "--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)"
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive(float),
+        metavar="X",
+        help="multiply the app's sleeps and the schedule's gaps by X; 1 is the tutorial's real pace "
+        "(default: the scenario's)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="give up on a request after this long and record it as a timeout (default: the scenario's)",
+    )
+    parser.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help=f"the address servers listen on; loopback only unless --allow-non-loopback (default: {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="let --host be an address other machines can reach (the app under test has no authentication)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=_fraction(),
+        metavar="C",
+        help="instead of a fixed number of trials, run until every verdict is decided at this level, "
+        "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
+    )
+    parser.add_argument(
+        "--max-trials",
+        type=_positive(int),
+        metavar="N",
+        help=f"with --confidence: the most trials per variant (default: {DEFAULT_MAX_TRIALS})",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=_positive(float),
+        metavar="S",
+        help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="test a server you started yourself (gunicorn, docker compose, ...) instead of launching the variant: "
+        "every trial goes to URL, one after another, under the one --variant NAME; nothing is collected from "
+        "inside that server",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --url name a host other than this machine (the harness sends it real load)",
+    )
+    _add_shared_options(parser, verb="run")
+    parser.add_argument(
+        "--no-trace",
+        dest="trace",
+        action="store_const",
+        const=False,
+        help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
+        "the trace costs little, see the README",
+    )
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"the configuration file (default: ${CONFIG_VARIABLE}, else {CONFIG_FILE} or [tool.harness] in "
+        f"{PYPROJECT_FILE} in the current folder, else the tutorial's builds)",
+    )
 
 
 def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
@@ -191,7 +250,7 @@ def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
         "--variant",
         action="append",
         metavar="NAME",
-        help=f"{verb} only this variant ({', '.join(VARIANTS)}); repeat for several (default: all)",
+        help=f"{verb} only this variant (harness list names them); repeat for several (default: all)",
     )
     parser.add_argument(
         "--jobs",
@@ -203,17 +262,15 @@ def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
     parser.add_argument(
         "--start-timeout",
         type=_positive(float),
-        default=DEFAULT_START_TIMEOUT,
         metavar="SECONDS",
         help=f"give up on a server that is not ready after this long (default: {DEFAULT_START_TIMEOUT:g})",
     )
     parser.add_argument(
         "--out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
         metavar="DIR",
         help=f"folder for output; each {verb} gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
     )
+    _add_config_option(parser)
 
 
 def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -310,6 +367,12 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         f"(default: {DEFAULT_SWEEP_MAX_SECONDS:g})",
     )
     sweep.add_argument(
+        "--scenario",
+        metavar="NAME|PATH",
+        help="the scenario whose seed steps, request, timeout and failure kinds every cell keeps; the sweep "
+        "varies only its schedule (default: the tutorial's seed and GET /slowusers/)",
+    )
+    sweep.add_argument(
         "--write-scenario",
         type=Path,
         metavar="FILE",
@@ -323,12 +386,15 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
     from harness.grid import SweepPlan, check_grid, winner_scenario
     from harness.sweep import run_sweep
 
-    variants = tuple(get_variants(args.variant))
-    if not any(variant.expect == "fails" for variant in variants):
+    config = load_config(args.config)
+    settings = {key: setting.value for key, setting in resolve(vars(args), config).items()}
+    variants = tuple(config.get_variants(args.variant))
+    base = config.scenario(args.scenario) if args.scenario else None
+    if not any((base.expectation(v) if base else v.expect) == "fails" for v in variants):
         raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
     if args.write_scenario and not args.write_scenario.parent.is_dir():
         raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")
-    settings = SweepSettings(
+    grid = SweepSettings(
         intervals=args.intervals,
         in_flight=args.in_flight,
         waves=args.waves,
@@ -336,14 +402,15 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         confirm_trials=args.confirm,
         time_scale=args.time_scale,
         target=args.target,
-        jobs=args.jobs or DEFAULT_JOBS,
+        jobs=settings["jobs"],
     )
     plan = SweepPlan(
-        settings=check_grid(settings, max_cells=args.max_cells),
+        settings=check_grid(grid, max_cells=args.max_cells),
         variants=variants,
-        sweep_dir=args.out,
-        start_timeout=args.start_timeout,
+        sweep_dir=Path(settings["out"]),
+        start_timeout=settings["start_timeout"],
         max_seconds=args.max_seconds,
+        base=base,
     )
     estimate = plan.estimated_seconds()
     if estimate > plan.max_seconds:
@@ -351,11 +418,11 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
             f"the sweep is estimated at {estimate:.0f} s, more than --max-seconds {plan.max_seconds:g}: "
             "measure fewer cells or trials, or raise --max-seconds"
         )
-    plan = replace(plan, sweep_dir=_new_folder(args.out, "sweep"))
+    plan = replace(plan, sweep_dir=_new_folder(plan.sweep_dir, "sweep"))
     _progress(
-        f"sweep of {settings.size} cells ({len(settings.intervals)} intervals x {len(settings.in_flight)} in flight) "
-        f"x {settings.trials} trials x {len(variants)} variants, {settings.jobs} trial(s) at a time, time scale "
-        f"{settings.time_scale:g}, then up to {settings.confirm_trials} confirmation trials per candidate: "
+        f"sweep of {grid.size} cells ({len(grid.intervals)} intervals x {len(grid.in_flight)} in flight) "
+        f"x {grid.trials} trials x {len(variants)} variants, {grid.jobs} trial(s) at a time, time scale "
+        f"{grid.time_scale:g}, then up to {grid.confirm_trials} confirmation trials per candidate: "
         f"estimated {estimate:.0f} s (at most {plan.max_seconds:g}); output in {plan.sweep_dir}"
     )
     try:
@@ -394,23 +461,31 @@ def _run(args: argparse.Namespace) -> ExitCode:
     # `harness list` and `--help` don't load the network stack.
     from harness.pipeline import RunPlan, execute
 
-    host = check_host(args.host, allow_non_loopback=args.allow_non_loopback)
-    _check_confidence_options(args)
-    scenario = load_scenario(args.scenario)
-    overrides = {"trials": args.trials, "time_scale": args.time_scale, "request_timeout": args.request_timeout}
+    config = load_config(args.config)
+    resolved = resolve(vars(args), config)
+    _check_confidence_options(resolved)
+    settings = {key: setting.value for key, setting in resolved.items()}
+    host = check_host(settings["host"], allow_non_loopback=args.allow_non_loopback)
+    scenario = config.scenario(settings["scenario"])
+    overrides = {key: settings[key] for key in ("trials", "time_scale", "request_timeout")}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
-    variants = tuple(get_variants(args.variant))
+    if args.url is not None:
+        url = check_url(args.url, allow_remote=args.allow_remote)
+        variants = (_external_variant(args.variant, config),)
+    else:
+        url, variants = None, tuple(config.get_variants(args.variant))
     plan = RunPlan(
         scenario=scenario,
         variants=variants,
-        run_dir=_new_folder(args.out, scenario.name),
+        run_dir=_new_folder(Path(settings["out"]), scenario.name),
         host=host,
-        start_timeout=args.start_timeout,
-        jobs=args.jobs or DEFAULT_JOBS,
-        confidence=args.confidence,
-        max_trials=args.max_trials or DEFAULT_MAX_TRIALS,
-        max_seconds=args.max_seconds or DEFAULT_MAX_SECONDS,
-        trace=args.trace,
+        start_timeout=settings["start_timeout"],
+        jobs=1 if url else settings["jobs"],  # one server: trials one after another
+        confidence=settings["confidence"],
+        max_trials=settings["max_trials"] or DEFAULT_MAX_TRIALS,
+        max_seconds=settings["max_seconds"] or DEFAULT_MAX_SECONDS,
+        trace=settings["trace"],
+        url=url,
     )
     if plan.confidence is None:
         how_many = f"{scenario.trials} trials"
@@ -421,13 +496,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
             f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
         )
         of_trials = f" (at most {plan.max_trials})"
+    against = f"the server at {url} as {variants[0].name}" if url else ", ".join(v.name for v in variants)
     _progress(
-        f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of "
-        f"{', '.join(v.name for v in variants)}, {plan.jobs} at a time; output in {plan.run_dir}"
+        f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of {against}, {plan.jobs} at a time; "
+        f"output in {plan.run_dir}"
     )
     try:
         result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, HarnessError):
         report = _publish(read_results(plan.results_path), plan.results_path)
         _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete); report: {report}")
         raise
@@ -436,6 +512,17 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def _external_variant(names: list[str] | None, config: Config) -> Variant:
+    """The one build a --url run is recorded as: a declared one, or a new name expected to be clean."""
+    if not names or len(set(names)) > 1:
+        raise UsageError("--url: name the build that server runs with one --variant NAME")
+    if names[0] in config.variants:
+        return config.variants[names[0]]
+    if not folder_safe(names[0]) or " " in names[0]:
+        raise UsageError(f"--variant {names[0]!r}: letters, digits, '.', '_' and '-' only")
+    return Variant(name=names[0], app="", description="a server the user started")
 
 
 def _new_folder(out: Path, name: str) -> Path:
@@ -507,19 +594,75 @@ def _recover(args: argparse.Namespace) -> ExitCode:
 
 
 def _list(args: argparse.Namespace) -> ExitCode:
-    scenarios = builtin_scenarios()
-    width = max(map(len, [*scenarios, *VARIANTS]))
-    print("scenarios (harness run --scenario NAME, or a path to your own TOML file):")
+    config = load_config(args.config)
+    scenarios = config.scenarios()
+    width = max(map(len, [*scenarios, *config.variants]))
+    print("scenarios (harness run --scenario NAME, or a path to a TOML file):")
     for name, scenario in scenarios.items():
         print(
             f"  {name:<{width}}  {scenario.description} ({scenario.trials} trials, time scale {scenario.time_scale:g})"
         )
-    print("variants (harness run --variant NAME):")
-    for name, variant in VARIANTS.items():
+    print(f"variants (harness run --variant NAME), from {config.origin}:")
+    for name, variant in config.variants.items():
         print(f"  {name:<{width}}  {variant.description}; expected by default: {variant.expect} ({variant.app})")
     print(f"stacks (nox -s matrix; this environment: {installed_stack()}):")
     for name, stack in stacks().items():
         print(f"  {name:<{width}}  {stack.description}")
+    return ExitCode.OK
+
+
+def _config(args: argparse.Namespace) -> ExitCode:
+    config = load_config(args.config)
+    resolved = resolve(vars(args), config)
+    print(f"configuration: {config.origin}")
+    print("settings (command line > HARNESS_* environment > configuration file > built-in):")
+    rows = [("setting", "value", "from")]
+    for key, setting in resolved.items():
+        value = "(the scenario's)" if setting.value is None and key in _SCENARIO_SETTINGS else setting.value
+        where = setting.source + (f" ({setting.origin})" if setting.origin else "")
+        rows.append((key, "-" if value is None else str(value), where))
+    print("\n".join(f"  {line}" for line in format_table(rows)))
+    print("variants:")
+    for variant in config.variants.values():
+        print(f"  {variant.name}: {_describe_variant(variant)}")
+    scenario = config.scenario(resolved["scenario"].value)
+    print(f"scenario {scenario.name}: {describe_schedule(scenario)}; fails on {', '.join(scenario.fail_on)}")
+    print(f"scenarios known by name: {', '.join(config.scenarios())}")
+    return ExitCode.OK
+
+
+_SCENARIO_SETTINGS = {"trials", "time_scale", "request_timeout"}
+
+
+def _describe_variant(variant: Variant) -> str:
+    parts = [f"app {variant.app}" + (" (factory)" if variant.factory else ""), f"expect {variant.expect}"]
+    if variant.app_dir:
+        parts.append(f"app_dir {variant.app_dir}")
+    if variant.env_file:
+        parts.append(f"env_file {variant.env_file}")
+    if variant.env:
+        parts.append("env " + ", ".join(f"{key}={value}" for key, value in variant.env.items()))
+    parts.append(f"ready {variant.ready}" if variant.ready else "ready once listening")
+    return "; ".join(parts)
+
+
+def _init(args: argparse.Namespace) -> ExitCode:
+    from importlib import resources
+
+    here = Path.cwd()
+    targets = {here / CONFIG_FILE: "starter.toml", here / SCENARIOS_FOLDER / STARTER_SCENARIO: "starter-scenario.toml"}
+    existing = [str(path) for path in targets if path.exists()]
+    if existing:
+        raise UsageError(f"init: {' and '.join(existing)} already exist; harness init overwrites nothing")
+    try:
+        for path, starter in targets.items():
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(resources.files("harness").joinpath(starter).read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"init: cannot write into {here}: {exc.strerror or exc}") from None
+    for path in targets:
+        print(f"wrote {path.relative_to(here)}")
+    print(f"next: set app in {CONFIG_FILE} to your app, then run: harness config && harness run")
     return ExitCode.OK
 
 
@@ -536,13 +679,28 @@ def _write_page(what: str, write: Callable[[], Path], output: Path) -> None:
         raise UsageError(f"cannot write {what} to {output}: {exc.strerror or exc}") from None
 
 
-def _check_confidence_options(args: argparse.Namespace) -> None:
-    if args.confidence is None:
-        bound = "--max-trials" if args.max_trials is not None else "--max-seconds" if args.max_seconds else None
-        if bound:
-            raise UsageError(f"{bound} bounds a --confidence run; give --confidence too (see 'harness run --help')")
-    elif args.trials is not None:
-        raise UsageError("--trials and --confidence exclude each other: --confidence decides how many trials to run")
+def _check_confidence_options(settings: dict[str, Setting]) -> None:
+    if settings["confidence"].value is None:
+        for bound in ("max_trials", "max_seconds"):
+            if settings[bound].value is not None:
+                raise UsageError(
+                    f"{_given(bound, settings[bound])} bounds a --confidence run; give --confidence too "
+                    "(see 'harness run --help')"
+                )
+    elif settings["trials"].value is not None:
+        raise UsageError(
+            f"{_given('trials', settings['trials'])} and {_given('confidence', settings['confidence'])} exclude "
+            "each other: --confidence decides how many trials to run"
+        )
+
+
+def _given(key: str, setting: Setting) -> str:
+    """Where a setting was given, as its user wrote it: ``--max-trials``, ``HARNESS_MAX_TRIALS``, a file's key."""
+    if setting.source == "command line":
+        return f"--{key.replace('_', '-')}"
+    if setting.source == "environment":
+        return setting.origin
+    return f"{key} in {setting.origin}"
 
 
 def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:

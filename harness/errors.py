@@ -7,11 +7,14 @@ Exception tree (each kind carries its exit code)::
     │   ├── LaunchError      3  its server did not start (reason and log tail)
     │   └── SeedError        3  its seed data could not be created through the API
     └── UsageError           4  the user asked for something that cannot be done
+        ├── ConfigError      4  a configuration file, a HARNESS_* variable or a build in it is invalid
+        │   └── AppError     4  a build cannot be served: its app does not import, its ready path never answers
         ├── ScenarioError    4  a scenario is unknown, unreadable or invalid (file, field)
         └── ResultsError     4  a results file or run folder named by the user cannot be read
 
 A TrialError is recorded in the results and the run goes on with the other variants and
-trials; the variant's verdict is then "error".
+trials; the variant's verdict is then "error". An AppError stops the run: every trial of
+that build would fail the same way, so it is the user's to fix.
 
 Exit codes of ``harness``:
 
@@ -102,6 +105,18 @@ class UsageError(HarnessError):
     """Bad options or names given by the user."""
 
     exit_code = ExitCode.USAGE_ERROR
+
+
+class ConfigError(UsageError):
+    """A configuration that cannot be found, read or validated."""
+
+
+class AppError(ConfigError):
+    """A declared build that cannot be served: its app does not import, or it never gets ready."""
+
+    def __init__(self, message: str, *, variant: str, log_tail: str = "") -> None:
+        super().__init__(message + (f"\n--- last lines of its server's output ---\n{log_tail}" if log_tail else ""))
+        self.variant = variant
 
 
 class ScenarioError(UsageError):

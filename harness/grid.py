@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import ExitCode, UsageError
@@ -63,6 +63,7 @@ class SweepPlan:
     host: str = DEFAULT_HOST
     start_timeout: float = DEFAULT_START_TIMEOUT
     max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS
+    base: Scenario | None = None  # whose seed, request, timeout and fail_on every cell keeps; None: the tutorial's
 
     @property
     def results_path(self) -> Path:
@@ -77,19 +78,31 @@ class SweepPlan:
     def scenario(self, cell: SweepCell, *, trials: int = DEFAULT_TRIALS) -> Scenario:
         """The cell as a scenario: what each of its runs replays, and what --write-scenario saves."""
         waves = self.settings.waves
-        return Scenario(
+        base = self.base or Scenario(name="tutorial", description="", schedule=Schedule(kind="waves", requests=1))
+        request = base.schedule.request
+        return replace(
+            base,
             name=f"sweep-{cell.in_flight}-in-flight-every-{cell.interval:g}",  # names run folders: no spaces
             description=(
-                f"{waves} waves of {cell.in_flight} requests on /slowusers/, {cell.interval:g} tutorial-seconds "
-                "apart: a cell of harness sweep"
+                f"{waves} waves of {cell.in_flight} requests on {request.method} {request.path}, {cell.interval:g} "
+                "tutorial-seconds apart: a cell of harness sweep"
             ),
             schedule=Schedule(
-                kind="waves", requests=waves * cell.in_flight, interval=cell.interval, wave_size=cell.in_flight
+                kind="waves",
+                requests=waves * cell.in_flight,
+                interval=cell.interval,
+                wave_size=cell.in_flight,
+                request=request,
             ),
             trials=trials,
             time_scale=self.settings.time_scale,
-            expect={variant.name: variant.expect for variant in self.variants},
+            expect=self.expectations,
         )
+
+    @property
+    def expectations(self) -> dict[str, Expectation]:
+        """What each variant is expected to do: as the base scenario says, else as the variant says."""
+        return {v.name: self.base.expectation(v) if self.base else v.expect for v in self.variants}
 
     def planned_seconds(self, cell: SweepCell) -> float:
         """How long a trial's schedule lasts as planned: the last wave's offset plus the longest sleep."""

@@ -72,7 +72,7 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
     rebuilt = [_rebuild_trial(run_dir, variant, trial, records) for (variant, trial), records in unfinished.items()]
     trials = sorted([*result.trials, *rebuilt], key=lambda t: (t.trial, result.variants.index(t.variant)))
     expectations = {v.variant: v.expected for v in result.verdicts}
-    summaries, verdicts, code = judge(expectations, trials)
+    summaries, verdicts, code = judge(expectations, trials, fail_on=result.scenario.fail_on)
     recovered = dataclasses.replace(
         result,
         trials=tuple(trials),

@@ -1,9 +1,13 @@
 """Start and stop one uvicorn process per variant per trial.
 
-Each server gets its own folder (SQLite file, log, probe events, trace), binds 127.0.0.1 on
-port 0 and is ready when uvicorn logs ``Uvicorn running on http://127.0.0.1:PORT``: no
-port race, and the real port is read from that line. Output goes to a file, so a full
-pipe can never stall a server. :meth:`Server.stop` ends the process by escalation
+Each server gets its own folder (log, probe events, trace, and ``tmp/``, the variant's
+``{tmp}`` for its database), binds 127.0.0.1 on port 0 and is listening when uvicorn logs
+``Uvicorn running on http://127.0.0.1:PORT``: no port race, and the real port is read
+from that line (only an app that must know its port, ``{port}`` in its env, is given a
+free one up front). A variant with a ``ready`` path is ready once that path answers 2xx.
+The variant's ``env_file`` and ``env`` are added to the server's environment, ``app_dir``
+goes first on its import path. Output goes to a file, so a full pipe can never stall a
+server. :meth:`Server.stop` ends the process by escalation
 (terminate, wait, kill) and is safe to call more than once, also after a Ctrl-C cut an
 earlier call short. Servers listen on loopback only unless the user asks otherwise
 (:func:`check_host`).
@@ -19,6 +23,7 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,8 +31,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
+import dotenv
+import httpx
 
-from harness.errors import LaunchError, UsageError
+from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.trace import TRACE_FILE
 from harness.variant import Variant
 
@@ -36,7 +43,11 @@ DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 
+STARTUP_FAILURE_FILE = "startup-failure.txt"  # the probe writes why the app did not import
+
 _POLL_INTERVAL = 0.02
+_READY_POLL_INTERVAL = 0.1
+_READY_REQUEST_TIMEOUT = 5.0
 
 
 class ServerState(enum.Enum):
@@ -56,20 +67,25 @@ class Server:
         self.directory = directory = directory.resolve()  # the server runs with it as its cwd
         self.log_path = directory / "server.log"
         self.events_path = directory / "events.jsonl"
-        self.database_path = directory / "app.sqlite3"
+        self.startup_failure_path = directory / STARTUP_FAILURE_FILE
+        self.tmp_dir = directory / "tmp"  # the variant's {tmp}: its database goes here
         self.trace_path = directory / TRACE_FILE if trace else None
-        self.port: int | None = None
+        self.port: int | None = _free_port(host) if variant.uses_port else None
         self._asked_to_stop = False
+        self._ready_seen = ""  # what the ready path last answered, for the error if it never says 2xx
         self.state = ServerState.STARTING
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
-        directory.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        placeholders = {"tmp": str(self.tmp_dir), "port": str(self.port or 0), "time_scale": repr(time_scale)}
         env = {
             **os.environ,
-            "APP_VARIANTS_DATABASE": str(self.database_path),
-            "APP_VARIANTS_TIME_SCALE": repr(time_scale),
-            "HARNESS_APP": variant.app,
-            "HARNESS_EVENTS": str(self.events_path),
-            "HARNESS_TRACE": str(self.trace_path or ""),
+            **_env_file(variant),
+            **{key: value.format_map(placeholders) for key, value in variant.env.items()},
+            "HARNESS_PROBE_APP": variant.app,
+            "HARNESS_PROBE_FACTORY": "1" if variant.factory else "",
+            "HARNESS_PROBE_EVENTS": str(self.events_path),
+            "HARNESS_PROBE_TRACE": str(self.trace_path or ""),
+            "HARNESS_PROBE_STARTUP_FAILURE": str(self.startup_failure_path),
             "PYTHONUNBUFFERED": "1",
         }
         command = [
@@ -81,7 +97,8 @@ class Server:
             "--host",
             host,
             "--port",
-            "0",
+            str(self.port or 0),
+            *(("--app-dir", variant.app_dir) if variant.app_dir else ()),
             *_graceful_shutdown_options(),
         ]
         with self.log_path.open("wb") as log:
@@ -109,21 +126,57 @@ class Server:
         return f"http://[{self.host}]" if ":" in self.host else f"http://{self.host}"
 
     async def wait_ready(self, timeout: float = DEFAULT_START_TIMEOUT) -> None:
-        """Wait for uvicorn's "running on" line; raise LaunchError if it exits or stays silent."""
-        problem = f"did not start within {timeout:g} s"
+        """Wait for uvicorn's "running on" line, then for the variant's ready path to answer 2xx.
+
+        A server that exits first raises LaunchError, or AppError when its app did not
+        import; one whose ready path never answers 2xx raises AppError.
+        """
+        listening = False
         with anyio.move_on_after(timeout):
-            while self.process.poll() is None:
+            while self.process.poll() is None and not listening:
                 match = self._ready.search(self.log_path.read_bytes())
                 if match:
-                    self.port = int(match.group(1))
-                    self.state = ServerState.RUNNING
-                    return
-                await anyio.sleep(_POLL_INTERVAL)
-            problem = f"exited with code {self.process.returncode} before it was ready"
+                    self.port, listening = int(match.group(1)), True
+                else:
+                    await anyio.sleep(_POLL_INTERVAL)
+            if self.process.poll() is None and (self.variant.ready is None or await self._answers_ready()):
+                self.state = ServerState.RUNNING
+                return
+        exit_code = self.process.poll()
         self.stop()
+        failure = _startup_failure(self.startup_failure_path)
+        if failure:
+            raise AppError(f"variant {self.variant.name!r}: {failure}", variant=self.variant.name)
+        if listening and exit_code is None:
+            raise AppError(
+                f"variant {self.variant.name!r}: its ready path {self.variant.ready} did not answer 2xx within "
+                f"{timeout:g} s ({self._ready_seen or 'no answer'})",
+                variant=self.variant.name,
+                log_tail=self.log_tail(),
+            )
+        problem = (
+            f"did not start within {timeout:g} s"
+            if exit_code is None
+            else f"exited with code {exit_code} before it was ready"
+        )
         raise LaunchError(
             f"variant {self.variant.name!r} {problem}", variant=self.variant.name, log_tail=self.log_tail()
         )
+
+    async def _answers_ready(self) -> bool:
+        """Poll the variant's ready path until it answers 2xx (True) or the server exits (False)."""
+        async with httpx.AsyncClient(base_url=self.base_url, trust_env=False, timeout=_READY_REQUEST_TIMEOUT) as client:
+            while self.process.poll() is None:
+                try:
+                    response = await client.get(self.variant.ready or "/")
+                except httpx.HTTPError as exc:
+                    self._ready_seen = f"last try: {type(exc).__name__}"
+                else:
+                    if response.is_success:
+                        return True
+                    self._ready_seen = f"last answer: HTTP {response.status_code}"
+                await anyio.sleep(_READY_POLL_INTERVAL)
+        return False
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
         """Terminate, wait up to ``timeout``, kill. STOPPED is set only once the process is reaped."""
@@ -173,6 +226,35 @@ def check_host(host: str, *, allow_non_loopback: bool) -> str:
     return str(address)
 
 
+def _free_port(host: str) -> int:
+    """A port free now, for an app that must know its port before it starts ({port} in its env).
+
+    Another process may take it before uvicorn binds it; uvicorn then exits with "address
+    already in use" in its log, and the trial records that.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _env_file(variant: Variant) -> dict[str, str]:
+    if variant.env_file is None:
+        return {}
+    try:
+        values = dotenv.dotenv_values(variant.env_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"variant {variant.name!r}: cannot read env_file {variant.env_file}: {exc}") from None
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _startup_failure(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 @functools.cache
 def _graceful_shutdown_options() -> tuple[str, ...]:
     """Give in-flight requests 2 s after SIGTERM, where uvicorn can bound that (not 0.14, legacy stack).
@@ -195,3 +277,28 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def check_url(url: str, *, allow_remote: bool) -> str:
+    """The URL of a server the user runs; only one on this machine unless the user allows more."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"--url: not a URL: {url!r} ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"--url: expected http://HOST:PORT or https://HOST:PORT, got {url!r}")
+    if not allow_remote and not _is_loopback(parsed.host):
+        raise UsageError(
+            f"--url {url} is not on this machine; the harness sends it real concurrent load: add --allow-remote "
+            "if that server is yours to test"
+        )
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere

@@ -26,7 +26,6 @@ from harness.errors import ExitCode, ResultsError
 from harness.results import RESULTS_FILE, Rate, RunResult, Verdict, read_results
 from harness.stack import CUSTOM_STACK, stacks
 from harness.summary import format_rate, format_table
-from harness.variant import VARIANTS
 from harness.verdict import exit_code
 
 MATRIX_FILE = "matrix.html"
@@ -127,11 +126,12 @@ def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable
                 results_path=path,
                 complete=result.complete,
             )
-    variant_order = list(VARIANTS)
+    # Variants in the order the runs declared them (the user's configuration's order).
+    variant_order = list(dict.fromkeys(name for _, result in newest.values() for name in result.variants))
     rows = tuple(
         Row(scenario=scenario, variant=variant, cells=_flag_weakened(row_cells))
         for (scenario, variant), row_cells in sorted(
-            cells.items(), key=lambda item: (item[0][0], _position(variant_order, item[0][1]), item[0][1])
+            cells.items(), key=lambda item: (item[0][0], variant_order.index(item[0][1]))
         )
     )
     environments = {stack: result.environment for (stack, _), (_, result) in sorted(newest.items(), key=_started)}
@@ -182,7 +182,3 @@ def _flag_weakened(cells: dict[str, Cell]) -> dict[str, Cell]:
 
 def _started(item: tuple[tuple[str, str], tuple[Path, RunResult]]) -> str:
     return item[1][1].started_at
-
-
-def _position(order: list[str], name: str) -> int:
-    return order.index(name) if name in order else len(order)

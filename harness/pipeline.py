@@ -1,9 +1,10 @@
 """The run, top to bottom: launch, run, record, decide; round after round of trials.
 
 Each trial starts a fresh server per variant (the countdown and the database are
-process state) and runs the variants side by side; a round runs ``jobs`` trials side by
-side. A run does the scenario's number of trials, or with ``confidence`` goes on until
-every verdict is decided or a limit is reached. Every request is appended to the run's
+process state) and runs the variants side by side, or with ``url`` sends every trial to a
+server the user runs; a round runs ``jobs`` trials side by side. A run does the
+scenario's number of trials, or with ``confidence`` goes on until every verdict is
+decided or a limit is reached. Every request is appended to the run's
 journal as it happens (:mod:`harness.journal`); the results file is rewritten after
 every round and once more when the run ends, however it ends, so an interrupted run
 keeps what it measured and says it is incomplete. Stopping servers and writing the
@@ -23,14 +24,14 @@ import anyio
 
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
-from harness.errors import LaunchError, TrialError
+from harness.errors import HarnessError, LaunchError, TrialError, UsageError
 from harness.interrupts import held
 from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, Server, stop_all
 from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TraceEvent, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
-from harness.trace import read_trace
+from harness.trace import read_trace, uses_peewee
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -51,6 +52,7 @@ class RunPlan:
     max_trials: int = DEFAULT_MAX_TRIALS
     max_seconds: float = DEFAULT_MAX_SECONDS
     trace: bool = True  # the server-side trace (harness.tracer) and a diagnosis of every 5xx
+    url: str | None = None  # a server the user runs: every trial goes to it, none is launched
 
     @property
     def trial_limit(self) -> int:
@@ -133,13 +135,25 @@ def _round(plan: RunPlan, numbers: range, journal: Journal, trials: list[TrialRe
     try:
         anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished)
     except BaseException as exc:
+        stop = _the_reason(exc)
         with held():
             stop_all(servers.values())
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"harness failure: {exc!r}"
-            for key, server in servers.items():
-                finished.setdefault(key, _trial_result(server, key[0], recorders[key], started_at, reason))
+            reason = (
+                "interrupted"
+                if isinstance(stop, KeyboardInterrupt)
+                else stop.message
+                if isinstance(stop, HarnessError)
+                else f"harness failure: {stop!r}"
+            )
+            for key, recorder in recorders.items():
+                if key in servers:
+                    finished.setdefault(key, _trial_result(servers[key], key[0], recorder, started_at, reason))
+                elif plan.url is not None and recorder.records():
+                    finished.setdefault(key, _external_result(plan, key[0], recorder, started_at, reason))
             trials.extend(finished[key] for key in recorders if key in finished)
-        raise
+        if stop is exc:
+            raise
+        raise stop from None
     trials.extend(finished[key] for key in recorders)
     return {n: [finished[n, v.name] for v in plan.variants] for n in numbers}
 
@@ -154,6 +168,9 @@ async def _run_side_by_side(
     """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
 
     async def one(trial: int, variant: Variant) -> None:
+        if plan.url is not None:
+            finished[trial, variant.name] = await _run_external(plan, trial, recorders[trial, variant.name])
+            return
         directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
         server = servers[trial, variant.name] = Server(
             variant, directory, time_scale=plan.scenario.time_scale, host=plan.host, trace=plan.trace
@@ -187,6 +204,42 @@ async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder
     return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
 
 
+async def _run_external(plan: RunPlan, trial: int, recorder: Recorder) -> TrialResult:
+    """A trial against the user's own server (``plan.url``): the requests, and nothing from inside the server."""
+    assert plan.url is not None
+    started_at = _now()
+    error = None
+    try:
+        async with make_client(plan.url, plan.scenario) as client:
+            await run_trial(client, plan.scenario, recorder)
+    except TrialError as exc:
+        error = exc.message
+    return _external_result(plan, trial, recorder, started_at, error)
+
+
+def _external_result(plan: RunPlan, trial: int, recorder: Recorder, started_at: str, error: str | None) -> TrialResult:
+    return TrialResult(
+        variant=recorder.variant,
+        trial=trial,
+        started_at=started_at,
+        server_dir="",
+        pid=None,
+        port=None,
+        records=tuple(recorder.records()),
+        error=error,
+    )
+
+
+def _the_reason(exc: BaseException) -> BaseException:
+    """What stopped a round: a Ctrl-C or a build that cannot be served, out of the task group that carried it."""
+    if isinstance(exc, BaseExceptionGroup):
+        for kind in (KeyboardInterrupt, UsageError):
+            found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once
+            if found is not None:
+                return _the_reason(found.exceptions[0])
+    return exc
+
+
 async def _exit_code_if_died(server: Server, recorder: Recorder) -> int | None:
     """The server's exit code if it died under the schedule (a crash, a SIGKILL), else None.
 
@@ -213,7 +266,8 @@ def _trial_result(
     truncated = False
     if server.trace_path is not None:
         trace, truncated = read_trace(server.trace_path, recorder.origin)
-        records = diagnose(records, trace)
+        if uses_peewee(trace):  # else there is no connection to tell a cause by
+            records = diagnose(records, trace)
     return TrialResult(
         variant=server.variant.name,
         trial=trial,
@@ -240,7 +294,7 @@ def _assemble(
     complete: bool,
 ) -> RunResult:
     expectations = {v.name: plan.scenario.expectation(v) for v in plan.variants}
-    summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence)
+    summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence, fail_on=plan.scenario.fail_on)
     return RunResult(
         scenario=plan.scenario,
         variants=tuple(expectations),
@@ -254,6 +308,8 @@ def _assemble(
         exit_code=code,
         jobs=plan.jobs,
         confidence=plan.confidence,
+        trace=plan.trace and plan.url is None,
+        url=plan.url,
     )
 
 

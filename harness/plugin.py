@@ -1,11 +1,14 @@
 """The pytest plugin: scenarios as test items, ``pytest -n auto burst scenarios/mine.toml``.
 
-A scenario is collected when it is named on the command line, by built-in name or as a
-TOML file; a test run that names nothing of the kind (the project's own ``testpaths``)
+A scenario is collected when it is named on the command line, by name (a built-in, or one
+of the configuration's) or as a TOML file; a test run that names nothing of the kind (the project's own ``testpaths``)
 collects no scenario and writes nothing. Each scenario and variant is one item,
 ``burst[patched]``: it runs the scenario's trials of that variant on its own servers
 (own ports, own databases, so xdist workers never share one) and passes when the variant
-meets its expectation; a failing item's message is the verdict in words.
+meets its expectation; a failing item's message is the verdict in words. The variants are
+the configuration's (:mod:`harness.config`): ``--harness-config PATH``, else the one found
+in the rootdir (``harness.toml``, ``[tool.harness]`` in ``pyproject.toml``), else the
+tutorial's builds.
 
 At the end of the session the controller merges the items' results, per scenario, into
 one results file with every variant's trials, and there the verdicts carry the
@@ -22,19 +25,24 @@ Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.results import DEFAULT_OUT_DIR  # light: no network stack at plugin load
+
 if TYPE_CHECKING:
+    from harness.config import Config
     from harness.results import RunResult, Verdict
     from harness.scenario import Scenario
+    from harness.variant import Variant
 
-DEFAULT_OUT_DIR = Path("harness-out")
 MERGED_FILE = "results.json"
 
+_CONFIG = pytest.StashKey["Config"]()
 _NAMED = pytest.StashKey[set[Path]]()
 _SESSION_DIR = pytest.StashKey[Path]()
 _MERGED = pytest.StashKey[list[tuple[Path, "RunResult"]]]()
@@ -49,6 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_OUT_DIR,
         metavar="DIR",
         help=f"folder for the session's results; each session gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
+    )
+    group.addoption(
+        "--harness-config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the harness configuration with the variants to run (default: harness.toml or [tool.harness] in "
+        "pyproject.toml in the rootdir, else the tutorial's builds)",
     )
     group.addoption(
         "--harness-trials",
@@ -69,16 +85,14 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_SESSION_DIR] = _new_session_dir(config.getoption("harness_out"))
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         return  # testpaths or the current folder: the user named no scenario
-    from harness.scenario import builtin_scenarios
-
     here = config.invocation_params.dir
-    builtins = None
+    named = None
     for position, arg in enumerate(config.args):
         path = here / arg.split("::")[0]
         if not path.exists():
-            builtins = builtins if builtins is not None else builtin_scenarios()
-            if arg in builtins:
-                path = _builtin_path(arg)
+            named = named if named is not None else _scenario_files(_harness_config(config))
+            if arg in named:
+                path = named[arg]
                 config.args[position] = str(path)
         if path.suffix == ".toml":
             config.stash[_NAMED].add(path.resolve())
@@ -105,7 +119,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return  # the controller merges, once every worker is done
     session_dir = config.stash[_SESSION_DIR]
     if session_dir.is_dir():
-        config.stash[_MERGED].extend(merge_session(session_dir))
+        config.stash[_MERGED].extend(merge_session(session_dir, list(_harness_config(config).variants)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -129,13 +143,12 @@ class ScenarioFile(pytest.File):
     def collect(self) -> list[pytest.Item]:
         from dataclasses import replace
 
-        from harness.errors import ScenarioError
-        from harness.scenario import load_scenario
-        from harness.variant import VARIANTS
+        from harness.errors import UsageError
 
+        harness_config = _harness_config(self.config)
         try:
-            scenario = load_scenario(str(self.path))
-        except ScenarioError as exc:
+            scenario = harness_config.scenario(str(self.path))
+        except UsageError as exc:
             raise self.CollectError(exc.message) from None
         trials = self.config.getoption("harness_trials")
         if trials is not None:
@@ -143,8 +156,8 @@ class ScenarioFile(pytest.File):
                 raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
             scenario = replace(scenario, trials=trials)
         return [
-            ScenarioItem.from_parent(self, name=f"{scenario.name}[{name}]", scenario=scenario, variant=name)
-            for name in VARIANTS
+            ScenarioItem.from_parent(self, name=f"{scenario.name}[{name}]", scenario=scenario, variant=variant)
+            for name, variant in harness_config.variants.items()
         ]
 
 
@@ -155,18 +168,17 @@ class ScenarioFailed(Exception):
 class ScenarioItem(pytest.Item):
     """One variant of one scenario: its trials, its verdict."""
 
-    def __init__(self, *, scenario: Scenario, variant: str, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: Scenario, variant: Variant, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.variant = variant
 
     def runtest(self) -> None:
         from harness.pipeline import RunPlan, execute
-        from harness.variant import VARIANTS
 
-        run_dir = self.config.stash[_SESSION_DIR] / self.scenario.name / self.variant
+        run_dir = self.config.stash[_SESSION_DIR] / self.scenario.name / self.variant.name
         run_dir.mkdir(parents=True, exist_ok=True)
-        plan = RunPlan(scenario=self.scenario, variants=(VARIANTS[self.variant],), run_dir=run_dir)
+        plan = RunPlan(scenario=self.scenario, variants=(self.variant,), run_dir=run_dir)
         [verdict] = execute(plan).verdicts
         self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
         self.user_properties.append(("results", str(plan.results_path)))
@@ -182,14 +194,18 @@ class ScenarioItem(pytest.Item):
         return self.path, None, self.name
 
 
-def merge_session(session_dir: Path) -> list[tuple[Path, RunResult]]:
-    """Merge each scenario's item runs under ``session_dir`` into one results file; return each with its path."""
-    from harness.results import read_results, write_results
+def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Path, RunResult]]:
+    """Merge each scenario's item runs under ``session_dir`` into one results file; return each with its path.
+
+    Variants come in ``order`` (the configuration's), others after them.
+    """
     from harness.reports import publish
+    from harness.results import read_results, write_results
 
     merged = []
     for scenario_dir in sorted(p for p in session_dir.iterdir() if p.is_dir()):
         parts = [read_results(path) for path in sorted(scenario_dir.glob(f"*/{MERGED_FILE}"))]
+        parts.sort(key=lambda part: order.index(part.variants[0]) if part.variants[0] in order else len(order))
         if parts:
             path = scenario_dir / MERGED_FILE
             result = merge_results(parts)
@@ -200,17 +216,16 @@ def merge_session(session_dir: Path) -> list[tuple[Path, RunResult]]:
 
 
 def merge_results(parts: list[RunResult]) -> RunResult:
-    """One result of a scenario's runs of single variants: every trial, verdicts judged together."""
+    """One result of a scenario's single-variant runs, in the parts' order: every trial, verdicts judged together."""
     from harness.results import RunResult
-    from harness.variant import VARIANTS
     from harness.verdict import judge
 
     scenario = parts[0].scenario
-    present = {name for part in parts for name in part.variants}
-    variants = tuple(name for name in VARIANTS if name in present)
+    variants = tuple(dict.fromkeys(name for part in parts for name in part.variants))
+    expected = {verdict.variant: verdict.expected for part in parts for verdict in part.verdicts}
     order = {name: position for position, name in enumerate(variants)}
     trials = sorted((t for part in parts for t in part.trials), key=lambda t: (t.trial, order[t.variant]))
-    summaries, verdicts, code = judge({name: scenario.expectation(VARIANTS[name]) for name in variants}, trials)
+    summaries, verdicts, code = judge({name: expected[name] for name in variants}, trials, fail_on=scenario.fail_on)
     start = min(datetime.fromisoformat(part.started_at) for part in parts)
     end = max(datetime.fromisoformat(part.started_at).timestamp() + part.duration for part in parts)
     return RunResult(
@@ -232,10 +247,29 @@ def _failure_message(verdict: Verdict, results: Path) -> str:
     return f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
 
 
-def _builtin_path(name: str) -> Path:
+def _harness_config(config: pytest.Config) -> Config:
+    """The harness configuration of this session, loaded once; a bad one stops pytest with its message."""
+    if _CONFIG not in config.stash:
+        from harness.config import load_config
+        from harness.errors import UsageError
+
+        try:
+            config.stash[_CONFIG] = load_config(config.getoption("harness_config"), folder=config.rootpath)
+        except UsageError as exc:
+            raise pytest.UsageError(f"harness: {exc.message}") from None
+    return config.stash[_CONFIG]
+
+
+def _scenario_files(harness_config: Config) -> dict[str, Path]:
+    """The file of each scenario known by name: the built-ins, then the configuration's."""
     from importlib import resources
 
-    return Path(str(resources.files("harness.scenarios").joinpath(f"{name}.toml")))
+    folders = [Path(str(resources.files("harness.scenarios"))), *harness_config.scenario_paths]
+    files = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else [folder]:
+            files[path.stem] = path
+    return files
 
 
 def _new_session_dir(out_dir: Path) -> Path:

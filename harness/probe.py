@@ -1,11 +1,14 @@
 """The harness's probe, loaded inside each launched server process.
 
 uvicorn starts ``harness.probe:create_app`` as a factory; it imports the variant's app
-(``HARNESS_APP``) and wraps it. Every exception that leaves the app is written, with the
-request id the runner sent, as one JSON line to ``HARNESS_EVENTS`` and then re-raised, so
-uvicorn behaves exactly as it would without the probe. When ``HARNESS_TRACE`` names a
-file, :mod:`harness.tracer` also records each request's connection events and phases
-there, keyed by the same id. The app itself is not edited.
+(``HARNESS_PROBE_APP``, called first when ``HARNESS_PROBE_FACTORY`` is set) and wraps it.
+Every exception that leaves the app is written, with the request id the runner sent, as
+one JSON line to ``HARNESS_PROBE_EVENTS`` and then re-raised, so uvicorn behaves exactly
+as it would without the probe. When ``HARNESS_PROBE_TRACE`` names a file,
+:mod:`harness.tracer` also records each request's connection events and phases there,
+keyed by the same id. An app that does not import is described in one line in
+``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not
+edited.
 
 Standard library only (the tracer imports Peewee and Starlette, which the app brings):
 the probe must import wherever the app under test runs.
@@ -76,11 +79,24 @@ class ExceptionProbe:
 
 
 def create_app() -> ExceptionProbe:
-    """uvicorn factory: the app named by ``HARNESS_APP``, wrapped in the probe."""
-    if os.environ.get("HARNESS_TRACE"):
-        trace = open(os.environ["HARNESS_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
+    """uvicorn factory: the app named by ``HARNESS_PROBE_APP``, wrapped in the probe."""
+    if os.environ.get("HARNESS_PROBE_TRACE"):
+        trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
         tracer.install(tracer.Tracer(trace))
-    module_name, _, attribute = os.environ["HARNESS_APP"].partition(":")
-    app = getattr(importlib.import_module(module_name), attribute)
-    events = open(os.environ["HARNESS_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
+    name = os.environ["HARNESS_PROBE_APP"]
+    try:
+        app = _load_app(name, factory=bool(os.environ.get("HARNESS_PROBE_FACTORY")))
+    except Exception as exc:
+        with open(os.environ["HARNESS_PROBE_STARTUP_FAILURE"], "w", encoding="utf-8") as failure:
+            failure.write(f"app {name!r} did not load: {type(exc).__name__}: {exc}\n")
+        raise
+    events = open(os.environ["HARNESS_PROBE_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     return ExceptionProbe(app, events)
+
+
+def _load_app(name: str, *, factory: bool) -> ASGIApp:
+    module_name, _, attribute = name.partition(":")
+    app = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        app = getattr(app, part)
+    return app() if factory else app  # type: ignore[operator,no-any-return]

@@ -23,9 +23,11 @@ from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
-SCHEMA_VERSION = 3  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses
+SCHEMA_VERSION = 4  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+# 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
+DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current folder (ignored by git)
 SWEEP_FILE = "sweep.json"  # in a sweep's folder, its document of record; its cells' runs beside it
 
 _T = TypeVar("_T")
@@ -34,7 +36,7 @@ Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
 Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
-TraceKind = Literal["connect", "query", "close", "phase"]
+TraceKind = Literal["database", "connect", "query", "close", "phase"]
 CauseKind = Literal["leaked-connection", "double-connect", "startup-connection", "unexplained", "no-trace"]
 Stage = Literal["grid", "confirm"]  # of a sweep's cell: its grid trials, or a candidate's confirmation
 
@@ -225,6 +227,8 @@ class RunResult:
     exit_code: ExitCode
     jobs: int = 1
     confidence: float | None = None
+    trace: bool = True  # the servers ran with the tracer
+    url: str | None = None  # a server the user started (harness run --url): no probe, no trace in it
 
     @property
     def trials_run(self) -> int:
@@ -232,7 +236,8 @@ class RunResult:
         return len({trial.trial for trial in self.trials})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        # The scenario as its own file has it, which is what Scenario.from_dict validates.
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self), "scenario": self.scenario.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:

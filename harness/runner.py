@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import httpx
 from harness.errors import SeedError
 from harness.probe import REQUEST_ID_HEADER
 from harness.results import Outcome, Phase, RequestRecord, ServerException, read_json_lines
-from harness.scenario import Scenario, Seed
+from harness.scenario import HttpRequest, Scenario, Seed
 
 DEFAULT_SEED_ATTEMPTS = 5
 
@@ -92,12 +92,15 @@ def in_trial_order(records: Iterable[RequestRecord]) -> list[RequestRecord]:
 
 async def run_trial(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
     """Seed the app, then fire the scenario's schedule at its planned offsets."""
-    await seed_app(client, scenario.seed, recorder)
+    if isinstance(scenario.seed, Seed):
+        await seed_tutorial(client, scenario.seed, recorder)
+    else:
+        await seed_steps(client, scenario.seed, recorder)
     recorder.start_schedule()
     schedule = scenario.schedule
     async with anyio.create_task_group() as tg:
         for index, offset in enumerate(schedule.offsets(scenario.time_scale)):
-            tg.start_soon(_send_at, client, recorder, index, offset, schedule.path)
+            tg.start_soon(_send_at, client, recorder, index, offset, schedule.request)
 
 
 def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
@@ -137,9 +140,22 @@ def attach_exceptions(
     return joined, unmatched
 
 
-async def _send_at(client: httpx.AsyncClient, recorder: Recorder, index: int, offset: float, path: str) -> None:
+async def _send_at(
+    client: httpx.AsyncClient, recorder: Recorder, index: int, offset: float, request: HttpRequest
+) -> None:
     await anyio.sleep(max(0.0, offset - recorder.clock()))
-    await _send(client, recorder, "GET", path, phase="schedule", index=index, planned_offset=offset)
+    path, body, headers = request.render(i=index, trial=recorder.trial)
+    await _send(
+        client,
+        recorder,
+        request.method,
+        path,
+        phase="schedule",
+        index=index,
+        planned_offset=offset,
+        body=body,
+        headers=headers,
+    )
 
 
 async def _send(
@@ -151,11 +167,14 @@ async def _send(
     phase: Phase,
     index: int,
     planned_offset: float | None = None,
-    body: dict[str, Any] | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response | None:
     request_id = recorder.begin(phase=phase, index=index, method=method, path=path, planned_offset=planned_offset)
     try:
-        response = await client.request(method, path, json=body, headers={REQUEST_ID_HEADER: request_id})
+        response = await client.request(
+            method, path, json=body, headers={**(headers or {}), REQUEST_ID_HEADER: request_id}
+        )
     except httpx.TimeoutException as exc:
         recorder.finish(request_id, status=None, outcome="timeout", error=_describe(exc))
         return None
@@ -166,7 +185,32 @@ async def _send(
     return response
 
 
-async def seed_app(client: httpx.AsyncClient, seed: Seed, recorder: Recorder) -> None:
+async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], recorder: Recorder) -> None:
+    """Send each seed step's requests in order, each retried until it answers 2xx.
+
+    A build under test may drop set-up requests the way it drops the schedule's; they are
+    recorded, retried and counted apart.
+    """
+    counter = itertools.count()
+    for step in steps:
+        for i in range(step.repeat):
+            path, body, headers = step.render(i=i, trial=recorder.trial)
+            seen = []
+            for _ in range(DEFAULT_SEED_ATTEMPTS):
+                response = await _send(
+                    client, recorder, step.method, path, phase="seed", index=next(counter), body=body, headers=headers
+                )
+                if response is not None and response.is_success:
+                    break
+                seen.append(f"HTTP {response.status_code}" if response is not None else "no answer")
+            else:
+                raise SeedError(
+                    f"seeding failed: {step.method} {path} did not answer 2xx in {DEFAULT_SEED_ATTEMPTS} attempts "
+                    f"({', '.join(seen)})"
+                )
+
+
+async def seed_tutorial(client: httpx.AsyncClient, seed: Seed, recorder: Recorder) -> None:
     """Create users with items, as the tutorial asks, retrying what the unpatched build drops."""
     counter = itertools.count()
 

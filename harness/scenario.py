@@ -1,31 +1,46 @@
 """Scenarios: what to seed, which requests to fire when, how often, and what to expect.
 
-A scenario is a TOML file; the built-ins live in the ``scenarios`` package and load by
-name. Times in ``[schedule]`` are in the app's seconds, like the countdown of
-``/slowusers/``: ``time_scale`` shrinks both, so a scaled run keeps the tutorial's shape.
+A scenario is a TOML file; the built-ins live in ``harness.scenarios`` and load by name,
+a user's are found in ``scenarios/`` beside their configuration (:mod:`harness.config`)
+or named by path. Seed steps and the schedule's request are plain HTTP requests::
 
-Every complaint about a file is one line, ``FILE:LINE: [table] key: problem``, as
-compilers write them; the line is the key's (or its table's, for a missing key), found by
-a scan of the text, and left out when the key is not written on a line of its own.
+    [[seed]]
+    method = "POST"
+    path = "/users/"
+    json = { email = "user{i}@example.com" }
+    repeat = 2
+
+    [schedule]
+    kind = "burst"
+    requests = 50
+
+    [schedule.request]
+    path = "/orders/{i}"
+
+``{i}`` is the request's number (from 0) within its seed step or the schedule, ``{trial}``
+the trial's. Times in ``[schedule]`` are in the app's seconds: ``time_scale`` multiplies
+them, and the launcher hands it to the app (``{time_scale}`` in a variant's ``env``), so a
+scaled run keeps the app's shape. The tutorial's shorthand ``[seed] users = 2`` creates
+users with items through the tutorial's API.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, NoReturn, get_args
+from typing import Any, Literal, get_args
 
 from harness.errors import ScenarioError
-from harness.variant import VARIANTS, Expectation, Variant
+from harness.tomlfile import Table, parse_toml
+from harness.variant import Expectation, Variant
 
 __all__ = [
     "Expectation",
+    "FailureKind",
+    "HttpRequest",
     "Scenario",
     "Schedule",
     "ScheduleKind",
@@ -36,6 +51,8 @@ __all__ = [
 ]
 
 ScheduleKind = Literal["staggered", "burst", "waves"]
+# What makes a trial fail: a 5xx answer, no answer (a reset connection), or no answer in time.
+FailureKind = Literal["5xx", "transport-error", "timeout"]
 
 DEFAULT_SCENARIO = "burst"
 DEFAULT_TRIALS = 5
@@ -49,11 +66,34 @@ DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"
+DEFAULT_FAIL_ON: tuple[FailureKind, ...] = ("5xx",)
+PLACEHOLDERS = ("i", "trial")
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpRequest:
+    """One request of a seed step or of the schedule; strings may hold ``{i}`` and ``{trial}``."""
+
+    method: str = "GET"
+    path: str = DEFAULT_PATH
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    repeat: int = 1  # a seed step's number of requests
+
+    def render(self, *, i: int, trial: int) -> tuple[str, Any, dict[str, str]]:
+        """The path, body and headers of the ``i``-th request of trial ``trial``."""
+        values = {"i": i, "trial": trial}
+        return (
+            self.path.format_map(values),
+            _render(self.json, values),
+            {key: value.format_map(values) for key, value in self.headers.items()},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Seed:
-    """Data created through the API before the schedule starts."""
+    """The tutorial's shorthand: users created through its API, each with items."""
 
     users: int = 2
     items_per_user: int = 2
@@ -70,7 +110,7 @@ class Schedule:
     requests: int
     interval: float = 0.0
     wave_size: int = 1
-    path: str = DEFAULT_PATH
+    request: HttpRequest = field(default_factory=HttpRequest)
 
     def offsets(self, time_scale: float) -> list[float]:
         """Planned send time of each request, in seconds from the trial's start."""
@@ -83,17 +123,32 @@ class Scenario:
     name: str
     description: str
     schedule: Schedule
-    seed: Seed = field(default_factory=Seed)
+    seed: Seed | tuple[HttpRequest, ...] = field(default_factory=Seed)
     trials: int = DEFAULT_TRIALS
     time_scale: float = DEFAULT_TIME_SCALE
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    fail_on: tuple[FailureKind, ...] = DEFAULT_FAIL_ON
     expect: dict[str, Expectation] = field(default_factory=dict)
 
     def expectation(self, variant: Variant) -> Expectation:
         return self.expect.get(variant.name, variant.expect)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The scenario as its TOML file has it (what :meth:`from_dict` and :func:`scenario_toml` take)."""
+        request = _request_table(asdict(self.schedule.request))
+        del request["repeat"]
+        seed: Any = asdict(self.seed) if isinstance(self.seed, Seed) else [_request_table(asdict(s)) for s in self.seed]
+        return {
+            "name": self.name,
+            "description": self.description,
+            "trials": self.trials,
+            "time_scale": self.time_scale,
+            "request_timeout": self.request_timeout,
+            "fail_on": list(self.fail_on),
+            "seed": seed,
+            "schedule": {**asdict(self.schedule), "request": request},
+            "expect": dict(self.expect),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "scenario") -> Scenario:
@@ -102,30 +157,39 @@ class Scenario:
 
 
 def builtin_scenarios() -> dict[str, Scenario]:
-    """The scenarios shipped in the ``scenarios`` package, by name."""
-    files = sorted(resources.files("harness.scenarios").iterdir(), key=lambda entry: entry.name)
+    """The scenarios shipped in ``harness.scenarios``, by name."""
+    return scenarios_in(resources.files("harness.scenarios"))
+
+
+def scenarios_in(folder: Any) -> dict[str, Scenario]:
+    """The ``*.toml`` scenarios in ``folder`` (a path or a package's resources), by file name."""
+    files = sorted(folder.iterdir(), key=lambda entry: entry.name)
     return {
-        entry.name.removesuffix(".toml"): _load_text(entry.read_text(encoding="utf-8"), origin=entry.name)
+        entry.name.removesuffix(".toml"): _load_text(entry.read_text(encoding="utf-8"), origin=str(entry))
         for entry in files
         if entry.name.endswith(".toml")
     }
 
 
-def load_scenario(name_or_path: str) -> Scenario:
-    """A built-in scenario by name, or a user's TOML file by path."""
+def load_scenario(name_or_path: str, known: dict[str, Scenario] | None = None) -> Scenario:
+    """A scenario of ``known`` (default: the built-ins) by name, or a TOML file by path."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ScenarioError(f"{path}: not a UTF-8 text file") from None
-        return _load_text(text, origin=str(path))
-    builtins = builtin_scenarios()
-    if name_or_path not in builtins:
-        raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file, nor a built-in ({', '.join(builtins)})")
-    return builtins[name_or_path]
+        return load_scenario_file(path)
+    known = builtin_scenarios() if known is None else known
+    if name_or_path not in known:
+        raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file, nor one of: {', '.join(known)}")
+    return known[name_or_path]
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: not a UTF-8 text file") from None
+    return _load_text(text, origin=str(path))
 
 
 def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
@@ -133,56 +197,85 @@ def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
 
     ``comment`` heads the file, each of its lines as a TOML comment.
     """
-    top = {
-        "name": scenario.name,
-        "description": scenario.description,
-        "trials": scenario.trials,
-        "time_scale": scenario.time_scale,
-        "request_timeout": scenario.request_timeout,
-    }
-    tables: dict[str, dict[str, Any]] = {
-        "seed": asdict(scenario.seed),
-        "schedule": asdict(scenario.schedule),
-        "expect": dict(scenario.expect),
-    }
+    document = scenario.to_dict()
+    tables = {key: document.pop(key) for key in ("seed", "schedule", "expect")}
+    request = tables["schedule"].pop("request")
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    lines += [f"{key} = {_toml_value(value)}" for key, value in top.items()]
-    for table, entries in tables.items():
-        lines += ["", f"[{table}]", *(f"{key} = {_toml_value(value)}" for key, value in entries.items())]
+    lines += _assignments(document)
+    if isinstance(tables["seed"], dict):
+        lines += ["", "[seed]", *_assignments(tables["seed"])]
+    for step in tables["seed"] if isinstance(tables["seed"], list) else ():
+        lines += ["", "[[seed]]", *_assignments(step)]
+    lines += ["", "[schedule]", *_assignments(tables["schedule"]), "", "[schedule.request]", *_assignments(request)]
+    lines += ["", "[expect]", *_assignments(tables["expect"])]
     return "\n".join(lines) + "\n"
+
+
+def _request_table(data: dict[str, Any]) -> dict[str, Any]:
+    """A request as its TOML table has it: no ``json`` or ``headers`` it does not have."""
+    return {key: value for key, value in data.items() if value is not None and value != {}}
+
+
+def _assignments(table: dict[str, Any]) -> list[str]:
+    return [f"{_toml_key(key)} = {_toml_value(value)}" for key, value in table.items()]
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _toml_value(key)
 
 
 def _toml_value(value: object) -> str:
     if isinstance(value, str):
         # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped and JSON does not.
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)
 
 
+def _render(value: Any, values: dict[str, int]) -> Any:
+    """A JSON body with the placeholders of its strings filled in, keys included."""
+    if isinstance(value, str):
+        return value.format_map(values)
+    if isinstance(value, dict):
+        return {_render(key, values): _render(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render(item, values) for item in value]
+    return value
+
+
 def _load_text(text: str, *, origin: str) -> Scenario:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = re.search(r"at line (\d+)", str(exc))
-        raise ScenarioError(f"{origin}{':' + line.group(1) if line else ''}: invalid TOML: {exc}") from None
+    data = parse_toml(text, origin=origin, error=ScenarioError)
     return _parse(data, origin=origin, default_name=Path(origin).stem, text=text)
 
 
 def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = "") -> Scenario:
-    top = _Table(data, origin=origin, source=text)
-    top.only({"name", "description", "trials", "time_scale", "request_timeout", "seed", "schedule", "expect"})
+    top = Table(data, origin=origin, error=ScenarioError, source=text)
+    top.only(
+        {"name", "description", "trials", "time_scale", "request_timeout", "fail_on", "seed", "schedule", "expect"}
+    )
     schedule = top.table("schedule", required=True)
-    schedule.only({"kind", "requests", "interval", "wave_size", "path"})
+    schedule.only({"kind", "requests", "interval", "wave_size", "path", "request"})
     kind = schedule.choice("kind", get_args(ScheduleKind), required=True)
-    path = schedule.text("path", DEFAULT_PATH)
-    if not path.startswith("/"):
-        schedule.fail("path", f"must start with '/', got {path!r}")
-    seed = top.table("seed")
-    seed.only({"users", "items_per_user"})
+    if "path" in schedule.data and "request" in schedule.data:
+        schedule.fail("path", "give the path in [schedule.request], or path alone, not both")
+    if "request" in schedule.data:
+        request = _request(schedule.table("request"), seed=False)
+    else:
+        request = HttpRequest(path=_path(schedule, schedule.text("path", DEFAULT_PATH)))
     expect = top.table("expect")
-    expect.only(set(VARIANTS), what="variant")
+    for variant in expect.data:
+        expect.choice(variant, get_args(Expectation))
+    fail_on = top.strings("fail_on", DEFAULT_FAIL_ON)
+    for kind_name in fail_on:
+        if kind_name not in get_args(FailureKind):
+            top.fail("fail_on", f"expected a list of {', '.join(map(repr, get_args(FailureKind)))}, got {kind_name!r}")
     name = top.text("name", default_name)
-    if not _FOLDER_SAFE.fullmatch(name):
+    if not folder_safe(name):
         top.fail("name", f"names the run's folder: letters, digits, '.', '_', '-' and spaces only, got {name!r}")
     return Scenario(
         name=name,
@@ -192,107 +285,65 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             requests=schedule.count("requests", required=True),
             interval=schedule.seconds("interval", 0.0, allow_zero=True),
             wave_size=schedule.count("wave_size", 1, required=kind == "waves"),
-            path=path,
+            request=request,
         ),
-        seed=Seed(
-            users=seed.count("users", Seed.users, allow_zero=True),
-            items_per_user=seed.count("items_per_user", Seed.items_per_user, allow_zero=True),
-        ),
+        seed=_seed(top),
         trials=top.count("trials", DEFAULT_TRIALS),
         time_scale=top.seconds("time_scale", DEFAULT_TIME_SCALE),
         request_timeout=top.seconds("request_timeout", DEFAULT_REQUEST_TIMEOUT),
-        expect={name: expect.choice(name, get_args(Expectation)) for name in expect.data},
+        fail_on=tuple(dict.fromkeys(fail_on)),
+        expect=dict(expect.data),
     )
 
 
-class _Table:
-    """One table of a scenario document; every complaint names the origin, line, table and key."""
-
-    def __init__(self, data: dict[str, Any], *, origin: str, name: str = "", source: str = "") -> None:
-        self.data = data
-        self.origin = origin
-        self.name = name
-        self.source = source  # the file's text, to find lines in
-
-    def fail(self, key: str, problem: str) -> NoReturn:
-        where = f"[{self.name}] {key}" if self.name else key
-        line = _line_of(self.source, self.name, key)
-        raise ScenarioError(f"{self.origin}{f':{line}' if line else ''}: {where}: {problem}")
-
-    def only(self, known: set[str], *, what: str = "key") -> None:
-        for key in self.data:
-            if key not in known:
-                self.fail(key, f"unknown {what}; expected one of: {', '.join(sorted(known))}")
-
-    def table(self, key: str, *, required: bool = False) -> _Table:
-        value = self._get(key, {}, required)
-        if not isinstance(value, dict):
-            self.fail(key, f"expected a table, got {_describe(value)}")
-        return _Table(value, origin=self.origin, name=key, source=self.source)
-
-    def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
-        value = self._get(key, default, required)
-        lowest = 0 if allow_zero else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            self.fail(key, f"expected a whole number >= {lowest}, got {_describe(value)}")
-        return value
-
-    def seconds(self, key: str, default: float, *, allow_zero: bool = False) -> float:
-        value = self._get(key, default, False)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-            or (value == 0 and not allow_zero)
-        ):
-            self.fail(key, f"expected a number {'>= 0' if allow_zero else '> 0'}, got {_describe(value)}")
-        return float(value)
-
-    def text(self, key: str, default: str) -> str:
-        value = self._get(key, default, False)
-        if not isinstance(value, str):
-            self.fail(key, f"expected a string, got {_describe(value)}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], *, required: bool = False) -> Any:
-        value = self._get(key, None, required)
-        if value not in choices:
-            self.fail(key, f"expected one of {', '.join(map(repr, choices))}, got {_describe(value)}")
-        return value
-
-    def _get(self, key: str, default: object, required: bool) -> object:
-        if key not in self.data:
-            if required:
-                self.fail(key, "missing")
-            return default
-        return self.data[key]
+def _seed(top: Table) -> Seed | tuple[HttpRequest, ...]:
+    """``[[seed]]`` steps, or the tutorial's ``[seed]`` shorthand (also when no seed is given)."""
+    if isinstance(top.get("seed"), list):
+        return tuple(_request(step, seed=True) for step in top.tables("seed"))
+    seed = top.table("seed")
+    seed.only({"users", "items_per_user"})
+    return Seed(
+        users=seed.count("users", Seed.users, allow_zero=True),
+        items_per_user=seed.count("items_per_user", Seed.items_per_user, allow_zero=True),
+    )
 
 
-_FOLDER_SAFE = re.compile(r"[\w.\- ]{1,100}")
-_HEADER = re.compile(r"""\s*\[\s*["']?([^"'\[\]]+?)["']?\s*\]\s*(#.*)?""")
+def _request(table: Table, *, seed: bool) -> HttpRequest:
+    table.only({"method", "path", "json", "headers", *(("repeat",) if seed else ())})
+    method = table.text("method", "GET").upper()
+    if method not in _METHODS:
+        table.fail("method", f"expected one of {', '.join(_METHODS)}, got {table.data['method']!r}")
+    headers = {
+        key: table.template("headers", value, PLACEHOLDERS) for key, value in table.string_table("headers").items()
+    }
+    body = table.get("json")
+    _check_body(table, body)
+    return HttpRequest(
+        method=method,
+        path=_path(table, table.text("path", required=True)),
+        json=body,
+        headers=headers,
+        repeat=table.count("repeat", 1) if seed else 1,
+    )
 
 
-def _line_of(text: str, table: str, key: str) -> int | None:
-    """The line of ``key = ...`` in ``[table]`` (a top-level table's own header counts), else of ``[table]``."""
-    assignment = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""")
-    current, header_line = "", None
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.fullmatch(line)
-        if header:
-            current = header.group(1)
-            if current == table:
-                header_line = number
-            elif not table and current == key:
-                return number
-        elif current == table and assignment.match(line):
-            return number
-    return header_line
+def _check_body(table: Table, value: Any) -> None:
+    if isinstance(value, str):
+        table.template("json", value, PLACEHOLDERS)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_body(table, key)
+            _check_body(table, item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_body(table, item)
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
+def _path(table: Table, path: str) -> str:
+    if not path.startswith("/"):
+        table.fail("path", f"must start with '/', got {path!r}")
+    return table.template("path", path, PLACEHOLDERS)
+
+
+def folder_safe(name: str) -> bool:
+    return 0 < len(name) <= 100 and all(c.isalnum() or c in "._- " for c in name)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 from harness.diagnosis import CAUSE_WORDS
 from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
-from harness.scenario import Scenario
+from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower
+from harness.trace import uses_peewee
 
 CONFIDENCE_95 = 0.95
 
@@ -37,7 +38,44 @@ def describe_schedule(scenario: Scenario) -> str:
             f"{schedule.interval * scenario.time_scale:g} s apart"
         ),
     }[schedule.kind]
-    return f"{shape} on {schedule.path}, time scale {scenario.time_scale:g}"
+    return f"{shape} on {describe_request(schedule.request)}, time scale {scenario.time_scale:g}"
+
+
+def describe_request(request: HttpRequest) -> str:
+    """``/slowusers/`` for a plain GET, else ``POST /orders/``."""
+    return request.path if request.method == "GET" else f"{request.method} {request.path}"
+
+
+def describe_seed(scenario: Scenario) -> str:
+    """What a trial creates before its schedule, in words."""
+    seed = scenario.seed
+    if isinstance(seed, Seed):
+        return f"{seed.users} users with {seed.items_per_user} items each, through the tutorial's API"
+    if not seed:
+        return "nothing"
+    return "; ".join(f"{step.repeat} x {step.method} {step.path}" for step in seed)
+
+
+def missing_evidence(result: RunResult) -> list[str]:
+    """What the run could not see, each in a sentence: the report and the summary say so instead of showing nothing."""
+    if result.url is not None:
+        return [
+            f"Server-side exceptions and the thread and connection trace: {result.url} is a server the harness did "
+            "not start, so its probe is not inside it; a 5xx is known only by its status.",
+            "A fresh server and database for each trial: every trial went to the same server.",
+        ]
+    if not result.trace:
+        return ["The thread and connection trace (--no-trace): no 5xx has a diagnosed cause."]
+    untraced = sorted(
+        {t.variant for t in result.trials if t.error is None and t.pid is not None and not uses_peewee(t.trace)},
+        key=result.variants.index,
+    )
+    if untraced:
+        return [
+            f"The Peewee connection trace for {', '.join(untraced)}: the app made no Peewee database, so its 5xx are "
+            "grouped by their server-side exception, with no diagnosed cause."
+        ]
+    return []
 
 
 def format_summary(result: RunResult) -> str:
@@ -83,6 +121,9 @@ def format_summary(result: RunResult) -> str:
         lines += ["", "trials that could not be carried out:"]
         lines += [f"  {t.variant} trial {t.trial}: {t.error.splitlines()[0]}" for t in errors if t.error]
         lines += ["", f"the first of them in full ({errors[0].variant} trial {errors[0].trial}):", str(errors[0].error)]
+    missing = missing_evidence(result)
+    if missing:
+        lines += ["", "evidence this run could not collect:", *(f"  {sentence}" for sentence in missing)]
     return "\n".join(lines)
 
 

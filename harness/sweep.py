@@ -34,7 +34,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
     started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     started = time.monotonic()
     environment = describe_environment()
-    expectations = {variant.name: variant.expect for variant in plan.variants}
+    expectations = plan.expectations
     settings = plan.settings
     cells: list[CellResult] = []
     complete = limit_reached = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.results import TraceEvent, read_json_lines, rebuild
@@ -28,3 +29,8 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
         except (ValueError, TypeError, KeyError):
             continue
     return events, truncated
+
+
+def uses_peewee(trace: Iterable[TraceEvent]) -> bool:
+    """Whether the app made a Peewee database: only then does its trace say what its connections did."""
+    return any(event.kind == "database" for event in trace)

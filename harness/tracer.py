@@ -11,7 +11,8 @@ itself is never edited. Three kinds of hook:
   enter or exit, the endpoint, response validation;
 - ``peewee.Database.connect``, ``execute_sql`` and ``close`` note the connection they
   opened, used or closed, numbered in the order opened, and whether ``connect()`` raised
-  (then the number of the connection the state still held).
+  (then the number of the connection the state still held); a ``database`` event notes
+  each Peewee database the app makes, so an app on another ORM shows as one.
 
 Each event is one JSON line, written and flushed as it happens, with ``time.perf_counter()``
 times (one clock for every process on the machine; the harness shifts them to the
@@ -116,7 +117,12 @@ def _hook_peewee(tracer: Tracer) -> None:
     import peewee
 
     database: Any = peewee.Database  # untyped; its methods are replaced below
-    connect, execute_sql, close = database.connect, database.execute_sql, database.close
+    init, connect, execute_sql, close = database.__init__, database.connect, database.execute_sql, database.close
+
+    @functools.wraps(init)
+    def traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        tracer.event("database", sql=type(self).__name__)  # the app uses Peewee: its trace means something
 
     @functools.wraps(connect)
     def traced_connect(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -150,6 +156,7 @@ def _hook_peewee(tracer: Tracer) -> None:
         finally:
             tracer.event("close", connection=tracer.number(held, forget=True))
 
+    database.__init__ = traced_init
     database.connect, database.execute_sql, database.close = traced_connect, traced_execute_sql, traced_close
 
 

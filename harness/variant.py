@@ -1,13 +1,19 @@
-"""The builds of the app under test that the harness knows how to launch."""
+"""A build of the app under test: what uvicorn imports, with which environment, and what is expected of it.
+
+Builds are declared in the user's configuration (:mod:`harness.config`), or are the
+tutorial's built-in ones.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from harness.errors import UsageError
-
 Expectation = Literal["fails", "clean"]
+
+# What a variant's ``env`` values may hold: an empty folder made fresh for each server of
+# each trial, the port it listens on, and the scenario's time scale.
+ENV_PLACEHOLDERS = ("tmp", "port", "time_scale")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -15,35 +21,16 @@ class Variant:
     """A build of the app: a name, the ASGI app uvicorn imports, what scenarios expect of it by default."""
 
     name: str
-    app: str
-    description: str
-    expect: Expectation
+    app: str  # "package.module:attribute", as uvicorn takes it
+    description: str = ""
+    expect: Expectation = "clean"
+    factory: bool = False  # the attribute is a function that returns the app
+    app_dir: str | None = None  # put first on the server's import path
+    env: dict[str, str] = field(default_factory=dict)  # values may hold ENV_PLACEHOLDERS
+    env_file: str | None = None  # KEY=VALUE lines, read before ``env``
+    ready: str | None = None  # a path polled until it answers 2xx; None: ready once it listens
 
-
-VARIANTS: dict[str, Variant] = {
-    variant.name: variant
-    for variant in (
-        Variant(
-            name="unpatched",
-            app="harness.app_variants.unpatched:app",
-            description="Peewee's default thread-local connection state (the tutorial's broken build)",
-            expect="fails",
-        ),
-        Variant(
-            name="patched",
-            app="harness.app_variants.patched:app",
-            description="the tutorial's contextvars connection state, reset per request",
-            expect="clean",
-        ),
-    )
-}
-
-
-def get_variants(names: list[str] | None = None) -> list[Variant]:
-    """Look up variants by name, in the order given; all of them when ``names`` is empty."""
-    if not names:
-        return list(VARIANTS.values())
-    unknown = [name for name in names if name not in VARIANTS]
-    if unknown:
-        raise UsageError(f"unknown variant {unknown[0]!r}; known variants: {', '.join(VARIANTS)}")
-    return [VARIANTS[name] for name in dict.fromkeys(names)]
+    @property
+    def uses_port(self) -> bool:
+        """Whether the app must be told its port before it starts (``{port}`` in its env)."""
+        return any("{port}" in value for value in self.env.values())

@@ -1,8 +1,10 @@
 """From records to verdicts: count what each variant did and hold it to its expectation.
 
-A trial *fails* when a request of its schedule got a 5xx: the reproducer's signature.
-Requests that got no HTTP answer at all (transport errors, timeouts) are counted apart:
-a variant with some of those and no 5xx is *degraded*, which does not count as the
+A trial *fails* when a request of its schedule failed in a way the scenario's ``fail_on``
+counts: a 5xx (the default, the tutorial's signature), a transport error (a connection
+reset by a crashing worker), a timeout (a hang: a thread pool or a database pool ran
+dry). Each kind is counted apart. A variant with uncounted unanswered requests (transport
+errors, timeouts) and no counted failure is *degraded*, which does not count as the
 reproducer reproducing, and does not count as clean either. Seed requests are set-up,
 not the experiment: the harness retries them and counts them apart. A variant *errors*
 when any of its trials could not be carried out (its server did not start, seeding
@@ -17,7 +19,7 @@ measured in the same run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.diagnosis import count_causes
@@ -25,6 +27,7 @@ from harness.errors import VERDICT_EXIT_CODES, ExitCode
 from harness.results import (
     ExceptionCount,
     Observed,
+    Outcome,
     Power,
     Rate,
     RequestRecord,
@@ -33,15 +36,19 @@ from harness.results import (
     Verdict,
     VerdictKind,
 )
+from harness.scenario import DEFAULT_FAIL_ON, FailureKind
 from harness.stats import clean_is_decided, detection_power, wilson_interval
 from harness.variant import Expectation
 
 
-def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:
+def summarise(
+    variant: str, trials: Iterable[TrialResult], fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON
+) -> VariantSummary:
     own = [trial for trial in trials if trial.variant == variant]
     schedule = [r for trial in own for r in trial.records if r.phase == "schedule"]
     seed = [r for trial in own for r in trial.records if r.phase == "seed"]
-    failed = [trial.trial for trial in own if trial.error is None and _failed(trial)]
+    counted = {_OUTCOMES[kind] for kind in fail_on}
+    failed = [trial.trial for trial in own if trial.error is None and _failed(trial, counted)]
 
     def count(outcome: str) -> int:
         return sum(1 for r in schedule if r.outcome == outcome)
@@ -64,7 +71,7 @@ def summarise(variant: str, trials: Iterable[TrialResult]) -> VariantSummary:
         exceptions=group_exceptions(r for trial in own for r in trial.records),
         causes=count_causes(r for trial in own for r in trial.records),
         trial_failure_rate=rate(len(failed), sum(1 for trial in own if trial.error is None)),
-        request_failure_rate=rate(count("server-error"), len(schedule)),
+        request_failure_rate=rate(sum(1 for r in schedule if r.outcome in counted), len(schedule)),
     )
 
 
@@ -82,13 +89,17 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
 
 
 def judge(
-    expectations: Mapping[str, Expectation], trials: Sequence[TrialResult], *, confidence: float | None = None
+    expectations: Mapping[str, Expectation],
+    trials: Sequence[TrialResult],
+    *,
+    confidence: float | None = None,
+    fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
 ) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
     """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code.
 
     The reference a clean variant's power is measured against is every variant expected to fail, pooled.
     """
-    summaries = tuple(summarise(variant, trials) for variant in expectations)
+    summaries = tuple(summarise(variant, trials, fail_on) for variant in expectations)
     broken = [s for s in summaries if expectations[s.variant] == "fails"]
     reference = (
         Reference(
@@ -98,7 +109,10 @@ def judge(
         if broken
         else None
     )
-    verdicts = tuple(decide(s, expectations[s.variant], reference=reference, confidence=confidence) for s in summaries)
+    verdicts = tuple(
+        decide(s, expectations[s.variant], reference=reference, confidence=confidence, fail_on=fail_on)
+        for s in summaries
+    )
     return summaries, verdicts, exit_code(verdicts)
 
 
@@ -121,6 +135,7 @@ def decide(
     *,
     reference: Reference | None = None,
     confidence: float | None = None,
+    fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
 ) -> Verdict:
     """Hold one variant's summary to what the scenario expects of it.
 
@@ -143,12 +158,11 @@ def decide(
         return Verdict(
             variant=name, expected=expected, observed="error", kind="error", reason=reason, confidence=confidence
         )
-    unanswered = summary.transport_errors + summary.timeouts
-    observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
-    failures = (
-        f"{summary.server_errors} of {summary.requests} requests returned 5xx, "
-        f"in {failed} of {trials} trials ({failed / trials:.0%})"
+    unanswered = (0 if "transport-error" in fail_on else summary.transport_errors) + (
+        0 if "timeout" in fail_on else summary.timeouts
     )
+    observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
+    failures = f"{_failed_requests(summary, fail_on)}, in {failed} of {trials} trials ({failed / trials:.0%})"
     if summary.exceptions:
         top = summary.exceptions[0]
         failures += f"; most common: {_short_type(top.type)}: {top.message} ({top.count}x)"
@@ -161,7 +175,7 @@ def decide(
         reason += f"; first failure in trial {summary.first_failed_trial}; {_rates(summary)}"
     elif expected == "fails":
         reason = (
-            f"{name} was expected to fail but no request of its {trials} trials returned a 5xx "
+            f"{name} was expected to fail but no request of its {trials} trials {_failing(fail_on)} "
             f"(its per-trial failure rate is at most {summary.trial_failure_rate.high:.0%}, 95%)"
         )
         if confidence is None:
@@ -177,7 +191,10 @@ def decide(
         kind = "regression"
         reason = f"{name} was expected to be clean but {unanswered} of {summary.requests} requests got no answer"
     else:
-        kind, reason = "met", f"{name} was clean as expected: {summary.requests} requests in {trials} trials, no 5xx"
+        kind, reason = (
+            "met",
+            f"{name} was clean as expected: {summary.requests} requests in {trials} trials, none {_failing(fail_on)}",
+        )
         reason += f"; {_describe_power(power)}"
         if confidence is not None:
             decided = reference is not None and clean_is_decided(
@@ -188,7 +205,7 @@ def decide(
             )
             kind = "met" if decided else "undecided"
             reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
-    if unanswered:
+    if summary.transport_errors + summary.timeouts and set(fail_on) == {"5xx"}:
         reason += f" ({summary.transport_errors} transport errors and {summary.timeouts} timeouts, counted apart)"
     return Verdict(
         variant=name,
@@ -244,8 +261,31 @@ def _floor_percent(value: float) -> str:
     return f"{math.floor(value * 1000) / 10:.1f}%"
 
 
-def _failed(trial: TrialResult) -> bool:
-    return any(r.phase == "schedule" and r.outcome == "server-error" for r in trial.records)
+_OUTCOMES: dict[FailureKind, Outcome] = {
+    "5xx": "server-error",
+    "transport-error": "transport-error",
+    "timeout": "timeout",
+}
+
+
+def _failed(trial: TrialResult, counted: Collection[Outcome]) -> bool:
+    return any(r.phase == "schedule" and r.outcome in counted for r in trial.records)
+
+
+def _failed_requests(summary: VariantSummary, fail_on: Collection[FailureKind]) -> str:
+    """``3 of 10 requests returned 5xx``, or with more kinds counted, each kind's share."""
+    if set(fail_on) == {"5xx"}:
+        return f"{summary.server_errors} of {summary.requests} requests returned 5xx"
+    counts = {"5xx": summary.server_errors, "transport-error": summary.transport_errors, "timeout": summary.timeouts}
+    words = {"5xx": "5xx", "transport-error": "transport errors", "timeout": "timeouts"}
+    parts = ", ".join(f"{counts[kind]} {words[kind]}" for kind in _OUTCOMES if kind in fail_on)
+    return f"{sum(counts[kind] for kind in fail_on)} of {summary.requests} requests failed ({parts})"
+
+
+def _failing(fail_on: Collection[FailureKind]) -> str:
+    """What a failed request did, in the words of a sentence: ``returned a 5xx``."""
+    words = {"5xx": "returned a 5xx", "transport-error": "lost its connection", "timeout": "timed out"}
+    return " or ".join(words[kind] for kind in _OUTCOMES if kind in fail_on)
 
 
 def _short_type(qualified: str) -> str:

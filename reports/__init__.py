@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.results import RunResult
 from harness.reports._index import INDEX_FILE, write_index
 from harness.reports._matrix import write_matrix
 from harness.reports._report import REPORT_FILE, render_report, write_report
 from harness.reports._sweep import SWEEP_REPORT_FILE, publish_sweep, render_sweep_report, write_sweep_report
+from harness.results import RunResult
 
 __all__ = [
     "INDEX_FILE",

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ResultsError
-from harness.results import RESULTS_FILE, RunResult, read_results
 from harness.reports._render import render, write_page
 from harness.reports._report import REPORT_FILE
+from harness.results import RESULTS_FILE, RunResult, read_results
 
 INDEX_FILE = "index.html"
 

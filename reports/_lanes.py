@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.diagnosis import request_name, thread_name
-from harness.results import RequestRecord, TraceEvent, TrialResult
 from harness.reports._timeline import Axis
+from harness.results import RequestRecord, TraceEvent, TrialResult
 
 ROW = 11.0  # SVG units per thread
 _GOLDEN_ANGLE = 137.508  # successive requests get far-apart hues

@@ -8,10 +8,10 @@ from pathlib import Path
 from harness.environment import PACKAGES
 from harness.errors import ExitCode
 from harness.matrix import Matrix, describe_matrix
-from harness.results import RESULTS_FILE
-from harness.summary import format_rate
 from harness.reports._render import render, write_page
 from harness.reports._report import REPORT_FILE
+from harness.results import RESULTS_FILE
+from harness.summary import format_rate
 
 _BANNERS = {ExitCode.REGRESSION: "bad", ExitCode.HARNESS_ERROR: "error"}
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from harness.diagnosis import CAUSE_WORDS
 from harness.errors import ExitCode
-from harness.results import RunResult, VariantSummary, Verdict
-from harness.summary import describe_schedule, format_rate
 from harness.reports._lanes import ROW, thread_lanes
 from harness.reports._render import render, write_page
 from harness.reports._timeline import GUTTER, WIDTH, trial_timelines
+from harness.results import RunResult, VariantSummary, Verdict
+from harness.summary import describe_schedule, format_rate
 
 REPORT_FILE = "report.html"
 OPEN_TIMELINES = 4  # the first trials with a failure open; the rest stay one click away

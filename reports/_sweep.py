@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ExitCode
-from harness.results import RESULTS_FILE, CellResult, SweepResult, VariantSummary, read_results
-from harness.summary import describe_cell, detection_lower_bound, format_rate
 from harness.reports._render import render, write_page
 from harness.reports._report import REPORT_FILE, write_report
+from harness.results import RESULTS_FILE, CellResult, SweepResult, VariantSummary, read_results
+from harness.summary import describe_cell, detection_lower_bound, format_rate
 
 SWEEP_REPORT_FILE = "sweep.html"
 _BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent"}

@@ -6,8 +6,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.config import builtin_config
 from harness.launcher import Server
-from harness.variant import VARIANTS
 
 pytest_plugins = ("pytester",)
 
@@ -25,7 +25,9 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     servers: list[Server] = []
 
     async def start(variant: str, *, time_scale: float = 0.05) -> Server:
-        server = Server(VARIANTS[variant], tmp_path / f"{variant}-{len(servers)}", time_scale=time_scale)
+        server = Server(
+            builtin_config().variants[variant], tmp_path / f"{variant}-{len(servers)}", time_scale=time_scale
+        )
         servers.append(server)
         await server.wait_ready()
         return server

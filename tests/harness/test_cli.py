@@ -16,7 +16,11 @@ from tests.harness.factories import make_result, stack_run
     ("argv", "message"),
     [
         (["run", "--scenario", "bursty"], "unknown scenario 'bursty'"),
-        (["run", "--variant", "sideways"], "unknown variant 'sideways'; known variants: unpatched, patched"),
+        (
+            ["run", "--variant", "sideways"],
+            "unknown variant 'sideways'; the built-in configuration (the tutorial's builds) declares: "
+            "unpatched, patched, recommended",
+        ),
         (["run", "--trials", "0"], "--trials: must be > 0, got 0"),
         (["run", "--trials", "many"], "--trials: expected a int, got 'many'"),
         (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
@@ -204,7 +208,7 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
     assert len({trial.server_dir for _, trial in trials}) == 4
     for run_dir, trial in trials:
         server_dir = Path(trial.server_dir)
-        assert server_dir.parent.parent == run_dir and (server_dir / "app.sqlite3").is_file()
+        assert server_dir.parent.parent == run_dir and (server_dir / "tmp" / "app.sqlite3").is_file()
         log = (server_dir / "server.log").read_text()
         # The port and pid are this server's own, and it answered this run's requests and no others.
         assert f"Uvicorn running on http://127.0.0.1:{trial.port} " in log

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import builtin_config
 from harness.errors import ExitCode, UsageError
 from harness.grid import SweepPlan, check_grid, detects, winner_scenario
 from harness.results import SweepCell, SweepSettings
 from harness.scenario import load_scenario
-from harness.variant import Expectation, get_variants
+from harness.variant import Expectation
 from tests.harness.factories import cell, make_sweep, sweep_settings
 
 
 @pytest.fixture
 def plan_for(tmp_path: Path) -> Callable[[SweepSettings], SweepPlan]:
     def make(settings: SweepSettings) -> SweepPlan:
-        return SweepPlan(settings=settings, variants=tuple(get_variants()), sweep_dir=tmp_path)
+        return SweepPlan(settings=settings, variants=tuple(builtin_config().get_variants()), sweep_dir=tmp_path)
 
     return make
 

@@ -29,7 +29,7 @@ _HOLD = 2.0  # seconds each server stays up when noted, so that the four overlap
 @pytest.mark.parametrize("number", range(4))
 async def test_a_server_of_one_parallel_test(number: int, start_server: StartServer, tmp_path: Path) -> None:
     server = await start_server("patched")
-    assert server.database_path.is_relative_to(tmp_path) and server.port
+    assert server.tmp_dir.is_relative_to(tmp_path) and server.port
     notes = os.environ.get(_NOTES)
     if notes:
         began = time.time()
@@ -37,7 +37,7 @@ async def test_a_server_of_one_parallel_test(number: int, start_server: StartSer
         note = {
             "worker": os.environ.get("PYTEST_XDIST_WORKER"),
             "port": server.port,
-            "database": str(server.database_path),
+            "database": str(server.tmp_dir / "app.sqlite3"),
             "folder": str(tmp_path),
             "up": [began, time.time()],
         }

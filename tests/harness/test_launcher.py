@@ -7,9 +7,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from harness.errors import LaunchError, UsageError
+from harness.config import builtin_config
+from harness.errors import AppError, LaunchError, UsageError
 from harness.launcher import Server, ServerState, check_host
-from harness.variant import VARIANTS, Variant
+from harness.variant import Variant
 from tests.conftest import StartServer, is_running
 
 
@@ -29,13 +30,15 @@ async def test_a_server_binds_loopback_on_its_own_port_and_stops(start_server: S
 
 @pytest.mark.anyio
 @pytest.mark.e2e
-async def test_a_variant_that_cannot_import_fails_with_its_name_and_log(tmp_path: Path) -> None:
+async def test_a_variant_that_cannot_import_fails_with_its_name_and_the_import_error(tmp_path: Path) -> None:
     broken = Variant(name="broken", app="harness.app_variants.no_such_module:app", description="", expect="fails")
     server = Server(broken, tmp_path / "broken", time_scale=1.0)
-    with pytest.raises(LaunchError) as caught:
+    with pytest.raises(AppError) as caught:
         await server.wait_ready(timeout=30)
-    assert "variant 'broken' exited with code" in caught.value.message
-    assert "No module named 'harness.app_variants.no_such_module'" in caught.value.log_tail
+    assert caught.value.message == (
+        "variant 'broken': app 'harness.app_variants.no_such_module:app' did not load: "
+        "ModuleNotFoundError: No module named 'harness.app_variants.no_such_module'"
+    )
     assert not is_running(server.pid)
 
 
@@ -76,7 +79,7 @@ async def test_the_reported_port_is_the_one_the_server_itself_bound(start_server
 @pytest.mark.e2e
 async def test_a_server_that_cannot_bind_is_a_launch_failure_with_uvicorn_s_reason(tmp_path: Path) -> None:
     # With port 0 a bind can only fail for the address: 192.0.2.1 (TEST-NET-1) is on no machine.
-    server = Server(VARIANTS["patched"], tmp_path / "unbindable", time_scale=1.0, host="192.0.2.1")
+    server = Server(builtin_config().variants["patched"], tmp_path / "unbindable", time_scale=1.0, host="192.0.2.1")
     with pytest.raises(LaunchError) as caught:
         await server.wait_ready()
     assert "variant 'patched' exited with code 3 before it was ready" in caught.value.message
@@ -87,7 +90,7 @@ async def test_a_server_that_cannot_bind_is_a_launch_failure_with_uvicorn_s_reas
 @pytest.mark.anyio
 @pytest.mark.e2e
 async def test_a_loopback_address_other_than_127_0_0_1_is_allowed(tmp_path: Path) -> None:
-    server = Server(VARIANTS["patched"], tmp_path / "other-loopback", time_scale=1.0, host="127.0.0.2")
+    server = Server(builtin_config().variants["patched"], tmp_path / "other-loopback", time_scale=1.0, host="127.0.0.2")
     try:
         await server.wait_ready()
         assert server.base_url.startswith("http://127.0.0.2:")

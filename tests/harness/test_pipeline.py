@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import builtin_config
 from harness.environment import PACKAGES
-from harness.errors import ExitCode
+from harness.errors import AppError, ExitCode
 from harness.journal import read_journal
 from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import read_results
 from harness.scenario import Scenario, Seed, load_scenario
 from harness.summary import format_summary
-from harness.variant import VARIANTS, get_variants
 from tests.conftest import is_running
 from tests.harness import faulty_apps, runs
 
@@ -26,7 +26,11 @@ pytestmark = pytest.mark.e2e
 
 def test_burst_breaks_the_unpatched_build_with_connection_already_opened(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=3)
-    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario.name))
+    plan = RunPlan(
+        scenario=scenario,
+        variants=tuple(builtin_config().get_variants()),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+    )
     seen: list[int] = []
 
     def on_trial(trial: int, results: object) -> None:
@@ -66,7 +70,11 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
     # harness must say that the reproducer went silent instead of calling it a pass.
     tabs = load_scenario("tutorial-tabs")
     scenario = replace(tabs, trials=1, schedule=replace(tabs.schedule, requests=1))
-    plan = RunPlan(scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario.name))
+    plan = RunPlan(
+        scenario=scenario,
+        variants=(builtin_config().variants["unpatched"],),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+    )
 
     result = execute(plan)
 
@@ -81,33 +89,47 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
 def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broken = faulty_apps.variant("broken_import", monkeypatch)
     crashes = faulty_apps.variant("crashes_at_startup", monkeypatch)
     scenario = _small_burst(requests=5)
     plan = RunPlan(
         scenario=scenario,
-        variants=(VARIANTS["patched"], broken, crashes),
+        variants=(builtin_config().variants["patched"], crashes),
         run_dir=make_run_dir(tmp_path, scenario.name),
     )
 
     result = execute(plan)
 
-    assert [(v.variant, v.kind) for v in result.verdicts] == [
-        ("patched", "met"),
-        ("broken_import", "error"),
-        ("crashes_at_startup", "error"),
-    ]
+    assert [(v.variant, v.kind) for v in result.verdicts] == [("patched", "met"), ("crashes_at_startup", "error")]
     assert result.exit_code is ExitCode.HARNESS_ERROR
     assert result.summaries[0].ok == 5
     errors = {t.variant: t.error or "" for t in result.trials}
-    assert errors["broken_import"].startswith("variant 'broken_import' exited with code 1 before it was ready")
-    assert "ImportError: cannot import name 'no_such_name'" in errors["broken_import"]
     assert errors["crashes_at_startup"].startswith("variant 'crashes_at_startup' exited with code 3")
     assert "cannot reach the database (test app)" in errors["crashes_at_startup"]
-    summary = format_summary(result)
-    assert "broken_import trial 1: variant 'broken_import' exited" in summary
-    assert "crashes_at_startup trial 1: variant 'crashes_at_startup' exited" in summary
+    assert "crashes_at_startup trial 1: variant 'crashes_at_startup' exited" in format_summary(result)
     assert all(not is_running(t.pid) for t in result.trials if t.pid)
+
+
+def test_an_app_that_does_not_import_stops_the_run_with_its_import_error_and_keeps_what_was_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = faulty_apps.variant("broken_import", monkeypatch)
+    scenario = _small_burst(requests=5)
+    plan = RunPlan(
+        scenario=scenario,
+        variants=(builtin_config().variants["patched"], broken),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+    )
+
+    with pytest.raises(AppError) as caught:
+        execute(plan)
+
+    assert caught.value.exit_code is ExitCode.USAGE_ERROR
+    assert caught.value.message.startswith("variant 'broken_import': app 'tests.harness.broken_import:app' did not")
+    assert "ImportError: cannot import name 'no_such_name'" in caught.value.message
+    saved = read_results(plan.results_path)
+    assert not saved.complete
+    assert {t.variant for t in saved.trials} == {"patched", "broken_import"}
+    assert all(not is_running(t.pid) for t in saved.trials if t.pid)
 
 
 def test_a_variant_that_never_gets_ready_is_given_up_at_the_start_timeout(
@@ -192,7 +214,11 @@ def test_a_2000_request_scenario_records_every_request_in_results_and_journal(tm
         'trials = 1\ntime_scale = 0.05\n[schedule]\nkind = "waves"\nrequests = 2000\nwave_size = 200\ninterval = 1.0\n'
     )
     scenario = load_scenario(str(path))
-    plan = RunPlan(scenario=scenario, variants=(VARIANTS["patched"],), run_dir=make_run_dir(tmp_path, scenario.name))
+    plan = RunPlan(
+        scenario=scenario,
+        variants=(builtin_config().variants["patched"],),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+    )
 
     result = execute(plan)
 

@@ -6,11 +6,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from harness.config import builtin_config
 from harness.errors import ExitCode
 from harness.plugin import merge_results
 from harness.results import Outcome, RunResult, read_results
 from harness.scenario import load_scenario
-from harness.variant import VARIANTS
 from harness.verdict import judge
 from tests.harness.factories import trial
 
@@ -67,7 +67,7 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
 
     def part(variant: str, outcomes: list[Outcome], started_at: str, duration: float) -> RunResult:
         trials = tuple(trial(variant, n, [outcome]) for n, outcome in enumerate(outcomes, 1))
-        summaries, verdicts, code = judge({variant: scenario.expectation(VARIANTS[variant])}, trials)
+        summaries, verdicts, code = judge({variant: scenario.expectation(builtin_config().variants[variant])}, trials)
         return RunResult(
             scenario=scenario,
             variants=(variant,),
@@ -84,7 +84,7 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
     patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0)
     unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0)
 
-    merged = merge_results([patched, unpatched])
+    merged = merge_results([unpatched, patched])  # in the configuration's order
 
     assert merged.variants == ("unpatched", "patched")
     assert [(t.trial, t.variant) for t in merged.trials] == [

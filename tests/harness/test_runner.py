@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from harness.errors import SeedError
-from harness.runner import DEFAULT_SEED_ATTEMPTS, Recorder, attach_exceptions, read_events, seed_app
+from harness.runner import DEFAULT_SEED_ATTEMPTS, Recorder, attach_exceptions, read_events, seed_tutorial
 from harness.scenario import Seed, load_scenario
 from tests.harness.factories import CONNECTION_OPENED, record
 
@@ -69,7 +69,7 @@ async def test_seeding_retries_a_500_and_recovers_a_user_created_by_the_failed_a
     recorder = Recorder(variant="unpatched", trial=1)
     scenario = replace(load_scenario("burst"), seed=Seed(users=1, items_per_user=1))
     async with httpx.AsyncClient(transport=httpx.MockTransport(app), base_url="http://test") as client:
-        await seed_app(client, scenario.seed, recorder)
+        await seed_tutorial(client, scenario.seed, recorder)
 
     assert calls == [("POST", "/users/"), ("POST", "/users/"), ("GET", "/users/"), ("POST", "/users/1/items/")]
     assert [r.outcome for r in recorder.records()] == ["server-error", "client-error", "ok", "ok"]
@@ -81,5 +81,5 @@ async def test_seeding_gives_up_with_a_seed_error_after_its_attempts() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(500))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         with pytest.raises(SeedError, match=f"did not succeed in {DEFAULT_SEED_ATTEMPTS} attempts"):
-            await seed_app(client, Seed(users=1, items_per_user=0), recorder)
+            await seed_tutorial(client, Seed(users=1, items_per_user=0), recorder)
     assert len(recorder.records()) == DEFAULT_SEED_ATTEMPTS

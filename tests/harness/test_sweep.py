@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ExitCode
+from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE
 from harness.results import RESULTS_FILE, SWEEP_FILE, SweepCell, SweepResult, read_results, read_sweep
 from harness.scenario import load_scenario
-from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE
 from tests.conftest import is_running
 from tests.harness import runs
 

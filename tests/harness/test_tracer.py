@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import builtin_config
 from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import TrialResult
 from harness.scenario import load_scenario
 from harness.trace import TRACE_FILE, read_trace
 from harness.tracer import Tracer, current_request, phase_name
-from harness.variant import VARIANTS, get_variants
 
 ENTER, EXIT = "dependency enter (get_db)", "dependency exit (get_db)"
 
@@ -83,7 +83,11 @@ def _events_of(trial: TrialResult) -> dict[str, list[str]]:
 @pytest.mark.e2e
 def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=1)
-    plan = RunPlan(scenario=scenario, variants=tuple(get_variants()), run_dir=make_run_dir(tmp_path, scenario.name))
+    plan = RunPlan(
+        scenario=scenario,
+        variants=tuple(builtin_config().get_variants()),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+    )
 
     result = execute(plan)
 
@@ -122,7 +126,10 @@ def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path:
 def test_without_the_trace_no_file_is_written_and_no_cause_given(tmp_path: Path) -> None:
     scenario = replace(load_scenario("burst"), trials=1)
     plan = RunPlan(
-        scenario=scenario, variants=(VARIANTS["unpatched"],), run_dir=make_run_dir(tmp_path, scenario.name), trace=False
+        scenario=scenario,
+        variants=(builtin_config().variants["unpatched"],),
+        run_dir=make_run_dir(tmp_path, scenario.name),
+        trace=False,
     )
 
     [trial] = execute(plan).trials

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from harness.results import Outcome, ServerException, read_results
 from harness.reports import write_report, write_sweep_report
+from harness.results import Outcome, ServerException, read_results
 from tests.harness import runs
 from tests.harness.factories import cell, make_result, make_sweep, trial
 

@@ -4,8 +4,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from harness.results import write_results
 from harness.reports import publish, write_index
+from harness.results import write_results
 from tests.harness.factories import make_result, trial
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import Outcome, ServerException
 from harness.reports import render_report, write_report
+from harness.results import Outcome, ServerException
 from tests.harness.factories import make_result, trial
 
 FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]

@@ -6,8 +6,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from harness.results import RESULTS_FILE, write_results
 from harness.reports import REPORT_FILE, SWEEP_REPORT_FILE, publish_sweep, render_sweep_report
+from harness.results import RESULTS_FILE, write_results
 from tests.harness.factories import cell, make_result, make_sweep
 
 GRID = (

@@ -1,0 +1,291 @@
+"""The user's project: the builds to test, where their scenarios are, and the run's settings.
+
+Where the configuration comes from, first found wins: ``--config PATH``, the
+``HARNESS_CONFIG`` variable, ``harness.toml`` in the current folder, ``[tool.harness]`` in
+its ``pyproject.toml``; else the built-in one, the tutorial's builds (``tutorial.toml``
+in this package). A build is a table ``[variants.NAME]`` (:class:`harness.variant.Variant`);
+relative paths in the file are relative to the file's folder.
+
+Each setting of a run is taken, as uvicorn and Locust take theirs, from the first of: the
+command line, a ``HARNESS_*`` environment variable, the configuration file, the built-in
+default; :func:`resolve` says where each value came from (``harness config`` prints it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from harness.errors import ConfigError
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
+from harness.results import DEFAULT_OUT_DIR
+from harness.scenario import (
+    DEFAULT_JOBS,
+    DEFAULT_SCENARIO,
+    Scenario,
+    builtin_scenarios,
+    folder_safe,
+    load_scenario,
+    load_scenario_file,
+    scenarios_in,
+)
+from harness.tomlfile import Table, parse_toml
+from harness.variant import ENV_PLACEHOLDERS, Expectation, Variant
+
+CONFIG_FILE = "harness.toml"
+PYPROJECT_FILE = "pyproject.toml"
+SCENARIOS_FOLDER = "scenarios"
+CONFIG_VARIABLE = "HARNESS_CONFIG"
+
+Source = Literal["command line", "environment", "config file", "built-in"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """A setting's value and where it came from (``origin`` names the variable or file)."""
+
+    value: Any
+    source: Source
+    origin: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A configuration as loaded: its builds in declaration order, its scenarios, its settings."""
+
+    path: Path | None  # None: the built-in configuration
+    variants: dict[str, Variant]
+    scenario_paths: tuple[Path, ...] = ()  # folders and files of the user's scenarios
+    settings: dict[str, Any] = field(default_factory=dict)  # as written in the file, checked
+
+    @property
+    def origin(self) -> str:
+        return str(self.path) if self.path else "the built-in configuration (the tutorial's builds)"
+
+    def get_variants(self, names: list[str] | None = None) -> list[Variant]:
+        """Builds by name, in the order given; all of them when ``names`` is empty."""
+        if not names:
+            return list(self.variants.values())
+        for name in names:
+            if name not in self.variants:
+                raise ConfigError(f"unknown variant {name!r}; {self.origin} declares: {', '.join(self.variants)}")
+        return [self.variants[name] for name in dict.fromkeys(names)]
+
+    def scenarios(self) -> dict[str, Scenario]:
+        """Every scenario known by name: the built-ins, then the user's (which win on a clash)."""
+        known = builtin_scenarios()
+        for path in self.scenario_paths:
+            if path.is_dir():
+                known.update(scenarios_in(path))
+            else:
+                known[path.stem] = load_scenario_file(path)
+        return known
+
+    def scenario(self, name_or_path: str) -> Scenario:
+        """A scenario by name or path, checked against the builds declared here."""
+        scenario = load_scenario(name_or_path, self.scenarios())
+        undeclared = [name for name in scenario.expect if name not in self.variants]
+        if undeclared:
+            raise ConfigError(
+                f"scenario {scenario.name!r}: [expect] names {undeclared[0]!r}, which {self.origin} does not "
+                f"declare (declared: {', '.join(self.variants)})"
+            )
+        return scenario
+
+
+def builtin_config() -> Config:
+    text = resources.files("harness").joinpath("tutorial.toml").read_text(encoding="utf-8")
+    return _parse(parse_toml(text, origin="tutorial.toml", error=ConfigError), path=None, text=text)
+
+
+def find_config(explicit: Path | None = None, *, folder: Path | None = None) -> Path | None:
+    """The configuration file to use, by the order of the module's docstring; None: the built-in."""
+    folder = folder or Path.cwd()
+    named = explicit or (Path(os.environ[CONFIG_VARIABLE]) if os.environ.get(CONFIG_VARIABLE) else None)
+    if named is not None:
+        if not named.is_file():
+            how = "--config" if explicit else CONFIG_VARIABLE
+            raise ConfigError(f"{how}: no configuration file {named}")
+        return named
+    if (folder / CONFIG_FILE).is_file():
+        return folder / CONFIG_FILE
+    pyproject = folder / PYPROJECT_FILE
+    if pyproject.is_file() and "harness" in _read(pyproject).get("tool", {}):
+        return pyproject
+    return None
+
+
+def load_config(explicit: Path | None = None, *, folder: Path | None = None) -> Config:
+    """The configuration :func:`find_config` finds, loaded and checked."""
+    path = find_config(explicit, folder=folder)
+    if path is None:
+        return builtin_config()
+    path = path.resolve()
+    data = _read(path)
+    if path.name == PYPROJECT_FILE:
+        if not isinstance(data.get("tool", {}).get("harness"), dict):
+            raise ConfigError(f"{path}: no [tool.harness] table to read the configuration from")
+        data = data["tool"]["harness"]
+    return _parse(data, path=path, text=path.read_text(encoding="utf-8"))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_toml(text, origin=str(path), error=ConfigError)
+
+
+# The settings a configuration file and HARNESS_* variables may give, and how to read one.
+def _positive(kind: type[int] | type[float]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            value = kind(value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"expected a number > 0, got {value!r}")
+        if kind is int and not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return kind(value)
+
+    return check
+
+
+def _fraction(value: Any) -> float:
+    value = float(value) if isinstance(value, str) else value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"expected a number between 0 and 1, e.g. 0.99, got {value!r}")
+    return float(value)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if value.lower() not in words:
+            raise ValueError(f"expected true or false, got {value!r}")
+        return words[value.lower()]
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+SETTINGS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
+    # key (the option's name with "_", the variable's after HARNESS_): how to read it, its default, what it is
+    "scenario": (_text, DEFAULT_SCENARIO, "the scenario a run replays: a name or a TOML file"),
+    "trials": (_positive(int), None, "trials per variant (none: the scenario's)"),
+    "time_scale": (
+        _positive(float),
+        None,
+        "multiplies the app's sleeps and the schedule's gaps (none: the scenario's)",
+    ),
+    "request_timeout": (_positive(float), None, "seconds before a request counts as a timeout (none: the scenario's)"),
+    "jobs": (_positive(int), DEFAULT_JOBS, "trials side by side"),
+    "out": (_text, str(DEFAULT_OUT_DIR), "the folder run folders go in"),
+    "start_timeout": (_positive(float), DEFAULT_START_TIMEOUT, "seconds a server has to get ready"),
+    "confidence": (_fraction, None, "run until every verdict is decided at this level (none: a fixed count)"),
+    "max_trials": (_positive(int), None, "with confidence: the most trials per variant"),
+    "max_seconds": (_positive(float), None, "with confidence: the most seconds"),
+    "trace": (_flag, True, "trace threads and Peewee connections inside the servers"),
+    "host": (_text, DEFAULT_HOST, "the loopback address servers listen on"),
+}
+_PATH_SETTINGS = {"out"}
+
+
+def resolve(command_line: Mapping[str, Any], config: Config) -> dict[str, Setting]:
+    """Every setting's value and source: command line > HARNESS_* environment > config file > built-in."""
+    resolved = {}
+    for key, (read, default, _) in SETTINGS.items():
+        variable = f"HARNESS_{key.upper()}"
+        if command_line.get(key) is not None:
+            resolved[key] = Setting(value=command_line[key], source="command line")
+        elif os.environ.get(variable):
+            try:
+                value = read(os.environ[variable])
+            except ValueError as exc:
+                raise ConfigError(f"{variable}={os.environ[variable]!r}: {exc}") from None
+            resolved[key] = Setting(value=value, source="environment", origin=variable)
+        elif key in config.settings:
+            resolved[key] = Setting(value=config.settings[key], source="config file", origin=config.origin)
+        else:
+            resolved[key] = Setting(value=default, source="built-in")
+    return resolved
+
+
+def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
+    origin = str(path) if path else "tutorial.toml"
+    top = Table(data, origin=origin, error=ConfigError, source=text)
+    top.only({"variants", "scenarios", *SETTINGS})
+    folder = path.parent if path else None
+    variants_table = top.table("variants", required=True)
+    if not variants_table.data:
+        top.fail("variants", 'declare at least one build, e.g. [variants.main] with app = "myapp.main:app"')
+    for name in variants_table.data:
+        if not folder_safe(name) or " " in name:
+            variants_table.fail(name, "a variant's name names its servers' folders: letters, digits, '.', '_', '-'")
+    variants = {name: _variant(variants_table.table(name), name, folder) for name in variants_table.data}
+    settings = {}
+    for key in SETTINGS:
+        if key in top.data:
+            try:
+                settings[key] = SETTINGS[key][0](top.data[key])
+            except (ValueError, TypeError) as exc:
+                top.fail(key, str(exc))
+            if key in _PATH_SETTINGS and folder is not None:
+                settings[key] = str(folder / settings[key])
+    scenario_paths = []
+    if folder is not None:
+        if (folder / SCENARIOS_FOLDER).is_dir():
+            scenario_paths.append(folder / SCENARIOS_FOLDER)
+        for name in top.strings("scenarios"):
+            where = folder / name
+            if not where.exists():
+                top.fail("scenarios", f"no file or folder {where}")
+            scenario_paths.append(where)
+    return Config(path=path, variants=variants, scenario_paths=tuple(scenario_paths), settings=settings)
+
+
+def _variant(table: Table, name: str, folder: Path | None) -> Variant:
+    table.only({"app", "factory", "app_dir", "env", "env_file", "ready", "expect", "description"})
+    app = table.text("app", required=True)
+    module, _, attribute = app.partition(":")
+    if not module or not attribute:
+        table.fail("app", f'expected "package.module:attribute", as uvicorn takes it, got {app!r}')
+    env = {key: table.template("env", value, ENV_PLACEHOLDERS) for key, value in table.string_table("env").items()}
+    ready = table.text("ready")
+    if ready is not None and not ready.startswith("/"):
+        table.fail("ready", f"must be a path starting with '/', got {ready!r}")
+    app_dir = _relative(table, "app_dir", folder, "." if folder else None)
+    if app_dir is not None and not Path(app_dir).is_dir():
+        table.fail("app_dir", f"no folder {app_dir}")
+    env_file = _relative(table, "env_file", folder, None)
+    if env_file is not None and not Path(env_file).is_file():
+        table.fail("env_file", f"no file {env_file}")
+    expect: Expectation = table.choice("expect", get_args(Expectation), default="clean")
+    return Variant(
+        name=name,
+        app=app,
+        description=table.text("description", ""),
+        expect=expect,
+        factory=table.flag("factory", False),
+        app_dir=app_dir,
+        env=env,
+        env_file=env_file,
+        ready=ready,
+    )
+
+
+def _relative(table: Table, key: str, folder: Path | None, default: str | None) -> str | None:
+    value = table.text(key, default)
+    if value is None:
+        return None
+    return str(((folder or Path.cwd()) / value).resolve())

@@ -1,0 +1,178 @@
+"""Reading the harness's TOML files (scenarios, configuration) with errors a user can act on.
+
+Every complaint is one line, ``FILE:LINE: [table] key: problem``, as compilers write them;
+the line is the key's (or its table's, for a missing key), found by a scan of the text,
+and left out when the key is not written on a line of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import tomllib
+from typing import Any, NoReturn
+
+from harness.errors import UsageError
+
+
+def parse_toml(text: str, *, origin: str, error: type[UsageError]) -> dict[str, Any]:
+    """The document in ``text``; invalid TOML is an ``error`` naming the file and line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"at line (\d+)", str(exc))
+        raise error(f"{origin}{':' + line.group(1) if line else ''}: invalid TOML: {exc}") from None
+
+
+class Table:
+    """One table of a TOML document; every complaint names the origin, line, table and key."""
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        *,
+        origin: str,
+        error: type[UsageError],
+        name: str = "",
+        source: str = "",
+    ) -> None:
+        self.data = data
+        self.origin = origin
+        self.error = error
+        self.name = name
+        self.source = source  # the file's text, to find lines in
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        where = f"[{self.name}] {key}" if self.name else key
+        line = _line_of(self.source, self.name, key)
+        raise self.error(f"{self.origin}{f':{line}' if line else ''}: {where}: {problem}")
+
+    def only(self, known: set[str], *, what: str = "key") -> None:
+        for key in self.data:
+            if key not in known:
+                self.fail(key, f"unknown {what}; expected one of: {', '.join(sorted(known))}")
+
+    def table(self, key: str, *, required: bool = False) -> Table:
+        value = self.get(key, {}, required=required)
+        if not isinstance(value, dict):
+            self.fail(key, f"expected a table, got {describe(value)}")
+        return Table(
+            value,
+            origin=self.origin,
+            error=self.error,
+            name=f"{self.name}.{key}" if self.name else key,
+            source=self.source,
+        )
+
+    def tables(self, key: str) -> list[Table]:
+        """An array of tables, ``[[key]]``; none when the key is absent."""
+        value = self.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.fail(key, f"expected an array of tables ([[{key}]]), got {describe(value)}")
+        return [Table(item, origin=self.origin, error=self.error, name=key, source=self.source) for item in value]
+
+    def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
+        value = self.get(key, default, required=required)
+        lowest = 0 if allow_zero else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            self.fail(key, f"expected a whole number >= {lowest}, got {describe(value)}")
+        return value
+
+    def seconds(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+        value = self.get(key, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+            or (value == 0 and not allow_zero)
+        ):
+            self.fail(key, f"expected a number {'>= 0' if allow_zero else '> 0'}, got {describe(value)}")
+        return float(value)
+
+    def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
+        value = self.get(key, default, required=required)
+        if not isinstance(value, str) and not (value is None and default is None):
+            self.fail(key, f"expected a string, got {describe(value)}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {describe(value)}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(key, list(default))
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.fail(key, f"expected a list of strings, got {describe(value)}")
+        return tuple(value)
+
+    def string_table(self, key: str) -> dict[str, str]:
+        """A table whose every value is a string, such as ``env`` or ``headers``."""
+        table = self.table(key)
+        for name, value in table.data.items():
+            if not isinstance(value, str):
+                table.fail(name, f"expected a string, got {describe(value)}")
+        return dict(table.data)
+
+    def choice(self, key: str, choices: tuple[str, ...], *, default: Any = None, required: bool = False) -> Any:
+        value = self.get(key, default, required=required)
+        if value not in choices:
+            self.fail(key, f"expected one of {', '.join(map(repr, choices))}, got {describe(value)}")
+        return value
+
+    def template(self, key: str, value: str, known: tuple[str, ...]) -> str:
+        """``value`` if every ``{placeholder}`` in it is one of ``known`` (``{{`` and ``}}`` are literal braces)."""
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            self.fail(key, f"{exc} in {value!r} (write {{{{ and }}}} for literal braces)")
+        for name in fields:
+            if name not in known:
+                self.fail(
+                    key,
+                    f"unknown placeholder {{{name}}} in {value!r}; known: {', '.join(f'{{{k}}}' for k in known)}",
+                )
+        return value
+
+    def get(self, key: str, default: object = None, *, required: bool = False) -> Any:
+        if key not in self.data:
+            if required:
+                self.fail(key, "missing")
+            return default
+        return self.data[key]
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+_HEADER = re.compile(r"""\s*\[\[?\s*["']?([^"'\[\]]+?)["']?\s*\]\]?\s*(#.*)?""")
+
+
+def _line_of(text: str, table: str, key: str) -> int | None:
+    """The line of ``key = ...`` in ``[table]`` (a top-level table's own header counts), else of ``[table]``."""
+    assignment = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""")
+    current, header_line = "", None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.fullmatch(line)
+        if header:
+            current = header.group(1)
+            if _same_table(current, table):
+                header_line = number
+            elif not table and current == key:
+                return number
+        elif _same_table(current, table) and assignment.match(line):
+            return number
+    return header_line
+
+
+def _same_table(header: str, table: str) -> bool:
+    """``[tool.harness.variants.x]`` in a pyproject.toml is the table ``variants.x`` of the harness's part."""
+    return header == table or (bool(table) and header.endswith(f".{table}"))
