@@ -19,28 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.config import builtin_config
 from harness.pipeline import RunPlan, execute
 from harness.results import RunResult, TrialResult, VariantSummary
 from harness.scenario import load_scenario
-from harness.variant import Variant
 
 SCENARIOS = ("burst", "tutorial-tabs", "waves")
-# How the launcher hands the tutorial's builds their database and time scale, where the
-# Variant declares its environment (harness/tutorial.toml); older launchers set both themselves.
-TUTORIAL_ENV = {"APP_VARIANTS_DATABASE": "{tmp}/app.sqlite3", "APP_VARIANTS_TIME_SCALE": "{time_scale}"}
-
-
-def build(name: str, expect: str, description: str) -> Variant:
-    extra = {"env": dict(TUTORIAL_ENV)} if "env" in {f.name for f in dataclasses.fields(Variant)} else {}
-    app = f"harness.app_variants.{name}:app"
-    return Variant(name=name, app=app, description=description, expect=expect, **extra)  # type: ignore[arg-type]
-
-
-VARIANTS = (
-    build("unpatched", "fails", "the tutorial's get_db, Peewee's thread-local state"),
-    build("patched", "clean", "the tutorial's get_db and contextvars state"),
-    build("recommended", "clean", "connection_context() in each endpoint's body, thread-local state"),
-)
+VARIANTS = tuple(builtin_config().get_variants(["unpatched", "patched", "recommended"]))
 
 
 def run(scenario_name: str, trials: int) -> RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -43,6 +44,7 @@ from harness.scenario import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_TRIALS,
     DEFAULT_SCENARIO,
+    builtin_scenarios,
     folder_safe,
 )
 from harness.stack import installed_stack, stacks
@@ -74,13 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"harness: {signals.exit_code.meaning}", file=sys.stderr)
             return signals.exit_code
+        except BrokenPipeError:
+            # The reader went away (harness list | head): what it read was whole; say no more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return ExitCode.OK
 
 
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="harness",
-        description="Replay concurrent request schedules against the builds of an ASGI app, each under its own "
-        f"uvicorn, and tell which one fails. The builds come from {CONFIG_FILE} (harness init writes one), "
+        description="Replay concurrent request schedules against the builds of an ASGI app, each under its own\n"
+        f"uvicorn, and tell which one fails. The builds come from {CONFIG_FILE} (harness init writes one),\n"
         "else they are the Peewee tutorial's.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -288,7 +294,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
     sweep = commands.add_parser(
         "sweep",
-        help="measure a grid of schedules and name the cheapest that catches the unpatched build",
+        help="measure a grid of schedules and name the cheapest that catches the builds expected to fail",
         description="Run every cell of a grid of schedules against the variants: a cell sends IN_FLIGHT requests "
         "to /slowusers/ at once, WAVES times, INTERVAL tutorial-seconds apart, in TRIALS trials. Writes each cell's "
         "failure rate per variant (sweep.json, sweep.html: a heat map per variant) and names the cheapest cell that "
@@ -469,11 +475,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
     scenario = config.scenario(settings["scenario"])
     overrides = {key: settings[key] for key in ("trials", "time_scale", "request_timeout")}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
-    if args.url is not None:
-        url = check_url(args.url, allow_remote=args.allow_remote)
-        variants = (_external_variant(args.variant, config),)
-    else:
-        url, variants = None, tuple(config.get_variants(args.variant))
+    url = check_url(args.url, allow_remote=args.allow_remote) if args.url is not None else None
+    variants = (_external_variant(args.variant, config),) if url else tuple(config.get_variants(args.variant))
     plan = RunPlan(
         scenario=scenario,
         variants=variants,
@@ -596,15 +599,19 @@ def _recover(args: argparse.Namespace) -> ExitCode:
 def _list(args: argparse.Namespace) -> ExitCode:
     config = load_config(args.config)
     scenarios = config.scenarios()
+    builtins = builtin_scenarios() if config.path else {}
     width = max(map(len, [*scenarios, *config.variants]))
     print("scenarios (harness run --scenario NAME, or a path to a TOML file):")
     for name, scenario in scenarios.items():
+        origin = ", the tutorial's" if builtins.get(name) == scenario else ""
         print(
-            f"  {name:<{width}}  {scenario.description} ({scenario.trials} trials, time scale {scenario.time_scale:g})"
+            f"  {name:<{width}}  {scenario.description} ({scenario.trials} trials, time scale "
+            f"{scenario.time_scale:g}{origin})"
         )
     print(f"variants (harness run --variant NAME), from {config.origin}:")
     for name, variant in config.variants.items():
-        print(f"  {name:<{width}}  {variant.description}; expected by default: {variant.expect} ({variant.app})")
+        described = f"{variant.description}; " if variant.description else ""
+        print(f"  {name:<{width}}  {described}expected by default: {variant.expect} ({variant.app})")
     print(f"stacks (nox -s matrix; this environment: {installed_stack()}):")
     for name, stack in stacks().items():
         print(f"  {name:<{width}}  {stack.description}")

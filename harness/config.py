@@ -145,7 +145,10 @@ def _read(path: Path) -> dict[str, Any]:
 def _positive(kind: type[int] | type[float]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if isinstance(value, str):
-            value = kind(value)
+            try:
+                value = kind(value)
+            except ValueError:
+                raise ValueError(f"expected a {'whole ' if kind is int else ''}number > 0, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValueError(f"expected a number > 0, got {value!r}")
         if kind is int and not isinstance(value, int):
@@ -156,7 +159,10 @@ def _positive(kind: type[int] | type[float]) -> Callable[[Any], Any]:
 
 
 def _fraction(value: Any) -> float:
-    value = float(value) if isinstance(value, str) else value
+    try:
+        value = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"expected a number between 0 and 1, e.g. 0.99, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         raise ValueError(f"expected a number between 0 and 1, e.g. 0.99, got {value!r}")
     return float(value)
@@ -198,7 +204,13 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
     "trace": (_flag, True, "trace threads and Peewee connections inside the servers"),
     "host": (_text, DEFAULT_HOST, "the loopback address servers listen on"),
 }
-_PATH_SETTINGS = {"out"}
+
+
+def _is_path(key: str, value: Any, folder: Path) -> bool:
+    """Whether a setting from the file names a path, which is relative to the file's folder."""
+    if key == "out":
+        return True
+    return key == "scenario" and (value.endswith(".toml") or (folder / value).exists())
 
 
 def resolve(command_line: Mapping[str, Any], config: Config) -> dict[str, Setting]:
@@ -240,7 +252,7 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
                 settings[key] = SETTINGS[key][0](top.data[key])
             except (ValueError, TypeError) as exc:
                 top.fail(key, str(exc))
-            if key in _PATH_SETTINGS and folder is not None:
+            if folder is not None and _is_path(key, settings[key], folder):
                 settings[key] = str(folder / settings[key])
     scenario_paths = []
     if folder is not None:

@@ -186,8 +186,12 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailed(_failure_message(verdict, plan.results_path))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        from harness.errors import HarnessError
+
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
+        if isinstance(excinfo.value, HarnessError):  # a build that cannot be served: its message, not a traceback
+            return f"harness: error: {excinfo.value.message}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

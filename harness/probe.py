@@ -21,6 +21,7 @@ import json
 import os
 import time
 import traceback
+import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
@@ -96,7 +97,7 @@ def create_app() -> ExceptionProbe:
 
 def _load_app(name: str, *, factory: bool) -> ASGIApp:
     module_name, _, attribute = name.partition(":")
-    app = importlib.import_module(module_name)
+    app: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         app = getattr(app, part)
-    return app() if factory else app  # type: ignore[operator,no-any-return]
+    return typing.cast(ASGIApp, app() if factory else app)

@@ -31,7 +31,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from harness.errors import ScenarioError
 from harness.tomlfile import Table, parse_toml
@@ -291,7 +291,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
         trials=top.count("trials", DEFAULT_TRIALS),
         time_scale=top.seconds("time_scale", DEFAULT_TIME_SCALE),
         request_timeout=top.seconds("request_timeout", DEFAULT_REQUEST_TIMEOUT),
-        fail_on=tuple(dict.fromkeys(fail_on)),
+        fail_on=tuple(dict.fromkeys(cast(tuple[FailureKind, ...], fail_on))),
         expect=dict(expect.data),
     )
 

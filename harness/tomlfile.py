@@ -36,16 +36,19 @@ class Table:
         error: type[UsageError],
         name: str = "",
         source: str = "",
+        occurrence: int = 0,
     ) -> None:
         self.data = data
         self.origin = origin
         self.error = error
         self.name = name
         self.source = source  # the file's text, to find lines in
+        self.occurrence = occurrence  # which [[name]] of an array of tables this is
 
     def fail(self, key: str, problem: str) -> NoReturn:
-        where = f"[{self.name}] {key}" if self.name else key
-        line = _line_of(self.source, self.name, key)
+        shown = key if key.isprintable() and key.strip() == key and key else repr(key)  # one line, always
+        where = f"[{self.name}] {shown}" if self.name else shown
+        line = _line_of(self.source, self.name, key, self.occurrence)
         raise self.error(f"{self.origin}{f':{line}' if line else ''}: {where}: {problem}")
 
     def only(self, known: set[str], *, what: str = "key") -> None:
@@ -70,7 +73,10 @@ class Table:
         value = self.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             self.fail(key, f"expected an array of tables ([[{key}]]), got {describe(value)}")
-        return [Table(item, origin=self.origin, error=self.error, name=key, source=self.source) for item in value]
+        return [
+            Table(item, origin=self.origin, error=self.error, name=key, source=self.source, occurrence=number)
+            for number, item in enumerate(value)
+        ]
 
     def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
         value = self.get(key, default, required=required)
@@ -156,19 +162,22 @@ def describe(value: Any) -> str:
 _HEADER = re.compile(r"""\s*\[\[?\s*["']?([^"'\[\]]+?)["']?\s*\]\]?\s*(#.*)?""")
 
 
-def _line_of(text: str, table: str, key: str) -> int | None:
-    """The line of ``key = ...`` in ``[table]`` (a top-level table's own header counts), else of ``[table]``."""
+def _line_of(text: str, table: str, key: str, occurrence: int = 0) -> int | None:
+    """The line of ``key = ...`` in the ``occurrence``-th ``[table]`` (a top-level table's own header
+    counts), else of that header."""
     assignment = re.compile(rf"""\s*(["']?){re.escape(key)}\1\s*=""")
-    current, header_line = "", None
+    current, header_line, seen = "", None, -1 if table else 0  # the top level has no header
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.fullmatch(line)
         if header:
             current = header.group(1)
             if _same_table(current, table):
-                header_line = number
+                seen += 1
+                if seen == occurrence:
+                    header_line = number
             elif not table and current == key:
                 return number
-        elif _same_table(current, table) and assignment.match(line):
+        elif _same_table(current, table) and seen == occurrence and assignment.match(line):
             return number
     return header_line
 

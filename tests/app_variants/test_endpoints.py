@@ -2,58 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
 
+from harness.config import builtin_config
 from harness.launcher import Server
 from harness.probe import REQUEST_ID_HEADER
 from harness.trace import read_trace
-from harness.variant import Variant
-from tests.conftest import StartServer, is_running
+from tests.conftest import StartServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-# Where the Variant declares its environment, the builds' database and time scale, as in
-# harness/tutorial.toml; older launchers set both themselves.
-_ENV = {"APP_VARIANTS_DATABASE": "{tmp}/app.sqlite3", "APP_VARIANTS_TIME_SCALE": "{time_scale}"}
+BUILDS = list(builtin_config().variants)
 
 
-def _build(name: str) -> Variant:
-    extra = {"env": dict(_ENV)} if "env" in {f.name for f in dataclasses.fields(Variant)} else {}
-    return Variant(name=name, app=f"harness.app_variants.{name}:app", description="", expect="clean", **extra)  # type: ignore[arg-type]
-
-
-# Declared here, not taken from the harness: ``recommended`` is not (yet) one of its variants.
-BUILDS = {name: _build(name) for name in ("unpatched", "patched", "recommended")}
-
-
-@pytest.fixture
-def start_build(tmp_path: Path) -> Iterator[StartServer]:
-    """Like conftest's ``start_server``, for the builds above; every server is stopped."""
-    servers: list[Server] = []
-
-    async def start(build: str, *, time_scale: float = 0.05) -> Server:
-        server = Server(BUILDS[build], tmp_path / f"{build}-{len(servers)}", time_scale=time_scale)
-        servers.append(server)
-        await server.wait_ready()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-        assert not is_running(server.pid)
-
-
-@pytest.mark.parametrize("build", list(BUILDS))
+@pytest.mark.parametrize("build", BUILDS)
 async def test_the_tutorials_endpoints(
-    build: str, start_build: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
+    build: str, start_server: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
 ) -> None:
-    server = await start_build(build)
+    server = await start_server(build)
     client = client_for(server)
 
     created = await client.post("/users/", json={"email": "a@example.com", "password": "pw"})
@@ -81,10 +51,10 @@ async def test_the_tutorials_endpoints(
 
 @pytest.mark.parametrize("build", ["patched", "recommended"])
 async def test_slowusers_counts_down_from_ten_scaled_by_the_time_scale(
-    build: str, start_build: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
+    build: str, start_server: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
 ) -> None:
     scale = 0.1
-    client = client_for(await start_build(build, time_scale=scale))
+    client = client_for(await start_server(build, time_scale=scale))
     durations = []
     for _ in range(3):
         start = time.perf_counter()
@@ -97,10 +67,10 @@ async def test_slowusers_counts_down_from_ten_scaled_by_the_time_scale(
 
 
 async def test_recommended_opens_and_closes_the_connection_in_the_endpoints_own_job(
-    start_build: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
+    start_server: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
 ) -> None:
     """No dependency runs; the lazy ``items`` query in validation autoconnects, outside the endpoint's connection."""
-    server = await start_build("recommended")
+    server = await start_server("recommended")
     client = client_for(server)
     created = await client.post("/users/", json={"email": "a@example.com", "password": "pw"})
     await client.post(f"/users/{created.json()['id']}/items/", json={"title": "t", "description": "d"})
@@ -119,9 +89,9 @@ async def test_recommended_opens_and_closes_the_connection_in_the_endpoints_own_
 
 
 async def test_each_server_gets_its_own_fresh_database(
-    start_build: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
+    start_server: StartServer, client_for: Callable[[Server], httpx.AsyncClient]
 ) -> None:
-    first = await start_build("unpatched")
+    first = await start_server("unpatched")
     await client_for(first).post("/users/", json={"email": "a@example.com", "password": "pw"})
-    second = await start_build("unpatched")
+    second = await start_server("unpatched")
     assert (await client_for(second).get("/users/")).json() == []

@@ -12,9 +12,13 @@ from pathlib import Path
 from tests.conftest import is_running
 
 REPO = Path(__file__).resolve().parents[2]
+INSTALLED_HARNESS = Path(sys.executable).parent / "harness"  # the console script, as a user runs it
 
 # The tutorial's ten tabs at its real pace: a trial takes about 10 s, so a test has time to act.
 REAL_PACE = ("--scenario", "tutorial-tabs", "--time-scale", "1")
+# Two of the built-in builds, one expected to fail and one clean: two servers per trial, for
+# the tests about stopping, killing and isolating runs rather than about the builds themselves.
+TWO_BUILDS = ("--variant", "unpatched", "--variant", "patched")
 
 
 def start(

@@ -197,7 +197,7 @@ def test_request_timeout_from_the_command_line_overrides_the_scenario(tmp_path: 
 
 @pytest.mark.e2e
 def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) -> None:
-    processes = [runs.start(tmp_path, "--scenario", "burst", "--trials", "1") for _ in range(2)]
+    processes = [runs.start(tmp_path, "--scenario", "burst", "--trials", "1", *runs.TWO_BUILDS) for _ in range(2)]
     outputs = [process.communicate(timeout=180) for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
@@ -218,9 +218,8 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
 
 @pytest.mark.e2e
 def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
-    completed = runs.harness(
-        "run", "--scenario", "burst", "--confidence", "0.9", "--max-trials", "40", "--jobs", "2", "--out", tmp_path
-    )
+    options = ("--scenario", "burst", *runs.TWO_BUILDS, "--confidence", "0.9", "--max-trials", "40", "--jobs", "2")
+    completed = runs.harness("run", *options, "--out", tmp_path)
     assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
     [path] = tmp_path.glob("*-burst/results.json")
     result = read_results(path)

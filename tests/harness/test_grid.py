@@ -140,7 +140,7 @@ def test_the_winner_is_written_as_a_scenario_the_loader_runs_as_is(
     assert scenario == plan.scenario(SweepCell(interval=0.5, in_flight=10), trials=10)
     assert (scenario.schedule.kind, scenario.schedule.wave_size, scenario.schedule.requests) == ("waves", 10, 30)
     assert (scenario.schedule.interval, scenario.time_scale) == (0.5, 0.05)
-    assert scenario.expect == {"unpatched": "fails", "patched": "clean"}
+    assert scenario.expect == {"unpatched": "fails", "patched": "clean", "recommended": "clean"}
     assert text.startswith("# Written by harness sweep")
     assert f"# Sweep results: {tmp_path / 'sweep.json'}" in text
     assert "unpatched failed 10 of 10 trials" in text

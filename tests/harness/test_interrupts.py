@@ -78,7 +78,7 @@ def test_sigterm_is_a_ctrl_c_that_exits_143() -> None:
 def test_a_signal_during_the_schedule_stops_servers_within_5_s_and_keeps_the_requests(
     tmp_path: Path, stop: signal.Signals, code: ExitCode
 ) -> None:
-    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+    with runs.running(tmp_path, *runs.REAL_PACE, *runs.TWO_BUILDS) as process:
         pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
         time.sleep(1.5)  # into the schedule: requests are in flight
         process.send_signal(stop)
@@ -97,7 +97,7 @@ def test_a_signal_during_the_schedule_stops_servers_within_5_s_and_keeps_the_req
 
 @pytest.mark.e2e
 def test_a_background_job_ignores_ctrl_c_as_shells_intend_but_sigterm_still_stops_it(tmp_path: Path) -> None:
-    with runs.running(tmp_path, *runs.REAL_PACE, background=True) as process:
+    with runs.running(tmp_path, *runs.REAL_PACE, *runs.TWO_BUILDS, background=True) as process:
         pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
         time.sleep(1.5)
         process.send_signal(signal.SIGINT)
@@ -113,7 +113,7 @@ def test_a_background_job_ignores_ctrl_c_as_shells_intend_but_sigterm_still_stop
 
 @pytest.mark.e2e
 def test_ctrl_c_with_trials_side_by_side_stops_every_server_of_every_trial(tmp_path: Path) -> None:
-    with runs.running(tmp_path, *runs.REAL_PACE, "--jobs", "2", servers=4) as process:
+    with runs.running(tmp_path, *runs.REAL_PACE, *runs.TWO_BUILDS, "--jobs", "2", servers=4) as process:
         pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
         time.sleep(1.5)
         process.send_signal(signal.SIGINT)
@@ -134,7 +134,7 @@ def test_a_signal_during_seeding_stops_servers_and_keeps_the_seed_requests(
 ) -> None:
     scenario = tmp_path / "long-seed.toml"
     scenario.write_text('[seed]\nusers = 500\nitems_per_user = 0\n[schedule]\nkind = "burst"\nrequests = 2\n')
-    with runs.running(tmp_path / "out", "--scenario", str(scenario)) as process:
+    with runs.running(tmp_path / "out", "--scenario", str(scenario), *runs.TWO_BUILDS) as process:
         servers = runs.serving(tmp_path / "out")
         # Seeding is sequential: once a server logged its second POST, the first answer was recorded.
         runs.wait_until(
@@ -156,7 +156,7 @@ def test_a_signal_during_seeding_stops_servers_and_keeps_the_seed_requests(
 
 @pytest.mark.e2e
 def test_ctrl_c_pressed_again_and_again_during_teardown_leaves_a_whole_file_and_no_server(tmp_path: Path) -> None:
-    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+    with runs.running(tmp_path, *runs.REAL_PACE, *runs.TWO_BUILDS) as process:
         pids = [runs.server_pid(directory) for directory in runs.serving(tmp_path)]
         time.sleep(1.5)
         # uvicorn takes up to 2 s to let in-flight requests finish: these land during teardown.

@@ -47,7 +47,7 @@ def test_the_recorder_journals_each_request_when_sent_when_answered_and_when_the
 
 @pytest.mark.e2e
 def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_last_trial(tmp_path: Path) -> None:
-    with runs.running(tmp_path, *runs.REAL_PACE) as process:
+    with runs.running(tmp_path, *runs.REAL_PACE, *runs.TWO_BUILDS) as process:
         servers = runs.serving(tmp_path)
         pids = [runs.server_pid(directory) for directory in servers]
         time.sleep(1.5)  # seeded, and the first tabs are in flight

@@ -14,6 +14,8 @@ from harness.scenario import load_scenario
 from harness.verdict import judge
 from tests.harness.factories import trial
 
+BUILDS = ("unpatched", "patched", "recommended")  # the built-in configuration's, in its order
+
 _BURST = """
 name = "{name}"
 trials = {trials}
@@ -31,11 +33,14 @@ def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Py
         [
             "burst.toml::burst[[]unpatched]",
             "burst.toml::burst[[]patched]",
+            "burst.toml::burst[[]recommended]",
             "tutorial-tabs.toml::tutorial-tabs[[]unpatched]",
             "tutorial-tabs.toml::tutorial-tabs[[]patched]",
+            "tutorial-tabs.toml::tutorial-tabs[[]recommended]",
             "mine.toml::my-burst[[]unpatched]",
             "mine.toml::my-burst[[]patched]",
-            "6 tests collected*",
+            "mine.toml::my-burst[[]recommended]",
+            "9 tests collected*",
         ]
     )
     assert result.ret == pytest.ExitCode.OK
@@ -111,7 +116,7 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
 
     result = pytester.runpytest("-n", "2", "good.toml", "swapped.toml", "--junitxml=junit.xml", "--harness-out=out")
 
-    result.assert_outcomes(passed=2, failed=2)
+    result.assert_outcomes(passed=4, failed=2)  # recommended is expected clean in both
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines_random(
         [
@@ -125,16 +130,19 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     )
     [session] = (pytester.path / "out").iterdir()
     good = read_results(session / "good" / "results.json")
-    assert good.variants == ("unpatched", "patched") and good.complete
+    assert good.variants == ("unpatched", "patched", "recommended") and good.complete
     assert [(t.trial, t.variant) for t in good.trials] == [
         (1, "unpatched"),
         (1, "patched"),
+        (1, "recommended"),
         (2, "unpatched"),
         (2, "patched"),
+        (2, "recommended"),
     ]
-    assert [v.kind for v in good.verdicts] == ["met", "met"] and good.exit_code is ExitCode.OK
-    power = good.verdicts[1].power
-    assert power is not None and power.reference == ("unpatched",) and power.trials == 2
+    assert [v.kind for v in good.verdicts] == ["met", "met", "met"] and good.exit_code is ExitCode.OK
+    for clean in good.verdicts[1:]:
+        power = clean.power
+        assert power is not None and power.reference == ("unpatched",) and power.trials == 2
     assert good.summaries[0].first_failed_trial == 1
     assert read_results(session / "swapped" / "results.json").exit_code is ExitCode.REGRESSION
     result.stdout.fnmatch_lines(
@@ -142,7 +150,8 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     )
 
     cases = {case.get("name"): case for case in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
-    assert set(cases) == {"good[unpatched]", "good[patched]", "swapped[unpatched]", "swapped[patched]"}
+    assert set(cases) == {f"{name}[{variant}]" for name in ("good", "swapped") for variant in BUILDS}
     failure = cases["swapped[unpatched]"].find("failure")
     assert failure is not None and "Connection already opened." in failure.get("message", "")
     assert cases["good[patched]"].find("failure") is None
+    assert cases["swapped[recommended]"].find("failure") is None

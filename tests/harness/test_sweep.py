@@ -31,7 +31,9 @@ def _servers_stopped(sweep_dir: Path, sweep: SweepResult) -> None:
 
 def test_a_small_sweep_names_the_cell_that_detects_and_writes_a_scenario_that_runs(tmp_path: Path) -> None:
     scenario = tmp_path / "winner.toml"
-    completed = runs.harness("sweep", *SMALL_GRID, "--out", tmp_path / "out", "--write-scenario", scenario)
+    completed = runs.harness(
+        "sweep", *SMALL_GRID, *runs.TWO_BUILDS, "--out", tmp_path / "out", "--write-scenario", scenario
+    )
 
     assert completed.returncode == ExitCode.OK, completed.stderr
     assert "sweep of 2 cells (1 intervals x 2 in flight) x 2 trials x 2 variants" in completed.stderr

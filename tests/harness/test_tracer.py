@@ -85,7 +85,7 @@ def test_a_real_burst_is_traced_per_request_and_every_5xx_gets_a_cause(tmp_path:
     scenario = replace(load_scenario("burst"), trials=1)
     plan = RunPlan(
         scenario=scenario,
-        variants=tuple(builtin_config().get_variants()),
+        variants=tuple(builtin_config().get_variants(["unpatched", "patched"])),  # the builds with get_db
         run_dir=make_run_dir(tmp_path, scenario.name),
     )
 

@@ -94,7 +94,7 @@ def test_the_thread_lanes_show_each_failure_and_highlight_one_request_on_every_t
     completed = runs.harness("run", "--scenario", "burst", "--trials", "1", "--out", tmp_path)
     assert completed.returncode == 0, completed.stderr
     [report] = tmp_path.glob("*/report.html")
-    unpatched, patched = read_results(report.with_name("results.json")).trials
+    unpatched, patched, recommended = read_results(report.with_name("results.json")).trials
     failed = [r for r in unpatched.records if r.outcome == "server-error"]
 
     errors, _ = _open(page, report)
@@ -117,7 +117,7 @@ def test_the_thread_lanes_show_each_failure_and_highlight_one_request_on_every_t
     assert selected.count() == lanes.locator(f'svg.threads [data-req="{other}"]').count() >= 2  # jobs and connection
     assert all(selected.nth(i).get_attribute("data-req") == other for i in range(selected.count()))
     assert lanes.locator(f'svg.threads [data-req="{culprit.request_id}"].selected').count() == 0
-    assert patched.trace  # both builds were traced
+    assert patched.trace and recommended.trace  # every build was traced
 
 
 @pytest.mark.e2e
