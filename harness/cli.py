@@ -23,7 +23,7 @@ from harness.config import (
 )
 from harness.errors import ExitCode, HarnessError, UsageError
 from harness.interrupts import held, sigterm_as_ctrl_c
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_host, check_url
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_answers, check_host, check_url
 from harness.results import (
     DEFAULT_OUT_DIR,
     JOURNAL_FILE,
@@ -476,6 +476,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
     overrides = {key: settings[key] for key in ("trials", "time_scale", "request_timeout")}
     scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
     url = check_url(args.url, allow_remote=args.allow_remote) if args.url is not None else None
+    if url:
+        check_answers(url, settings["start_timeout"])
     variants = (_external_variant(args.variant, config),) if url else tuple(config.get_variants(args.variant))
     plan = RunPlan(
         scenario=scenario,

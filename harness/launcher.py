@@ -302,3 +302,13 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a name: it may resolve anywhere
+
+
+def check_answers(url: str, timeout: float = DEFAULT_START_TIMEOUT) -> None:
+    """A usage error unless something answers HTTP at ``url`` (any status will do) within ``timeout``."""
+    try:
+        httpx.get(url, timeout=timeout, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"--url {url}: nothing answers there ({type(exc).__name__}: {exc}); is the server up?"
+        ) from None

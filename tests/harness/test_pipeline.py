@@ -18,6 +18,7 @@ from harness.pipeline import RunPlan, execute, make_run_dir
 from harness.results import read_results
 from harness.scenario import Scenario, Seed, load_scenario
 from harness.summary import format_summary
+from harness.variant import Variant
 from tests.conftest import is_running
 from tests.harness import faulty_apps, runs
 
@@ -87,16 +88,18 @@ def test_a_silent_reproducer_exits_2_and_says_so(tmp_path: Path) -> None:
     assert "went silent" in verdict.reason and "no request of its 1 trials" in verdict.reason
 
 
+def _beside_patched(variant: Variant, tmp_path: Path) -> RunPlan:
+    """A small burst of ``variant`` and the patched build side by side."""
+    scenario = _small_burst(requests=5)
+    variants = (builtin_config().variants["patched"], variant)
+    return RunPlan(scenario=scenario, variants=variants, run_dir=make_run_dir(tmp_path, scenario.name))
+
+
 def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     crashes = faulty_apps.variant("crashes_at_startup", monkeypatch)
-    scenario = _small_burst(requests=5)
-    plan = RunPlan(
-        scenario=scenario,
-        variants=(builtin_config().variants["patched"], crashes),
-        run_dir=make_run_dir(tmp_path, scenario.name),
-    )
+    plan = _beside_patched(crashes, tmp_path)
 
     result = execute(plan)
 
@@ -114,12 +117,7 @@ def test_an_app_that_does_not_import_stops_the_run_with_its_import_error_and_kee
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = faulty_apps.variant("broken_import", monkeypatch)
-    scenario = _small_burst(requests=5)
-    plan = RunPlan(
-        scenario=scenario,
-        variants=(builtin_config().variants["patched"], broken),
-        run_dir=make_run_dir(tmp_path, scenario.name),
-    )
+    plan = _beside_patched(broken, tmp_path)
 
     with pytest.raises(AppError) as caught:
         execute(plan)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -53,7 +54,7 @@ ready = "/health"
 
 LISTING = """\
 description = "20 order listings at once"
-request_timeout = 1.5
+request_timeout = 4  # 20 times what a listing takes: only a hang reaches it
 fail_on = ["5xx", "timeout"]
 
 [[seed]]
@@ -334,11 +335,12 @@ def test_a_ready_path_that_never_answers_2xx_is_an_error_showing_the_servers_las
     folder = user_project(tmp_path / "shop")
     (folder / "harness.toml").write_text(BUILDS.replace('ready = "/health"', 'ready = "/ready-never"'))
 
-    completed = harness(folder, "run", "--variant", "fixed", "--trials", "1", "--start-timeout", "1.5", timeout=60)
+    # Long enough for the server to start listening on a loaded machine; the ready path then answers 404 until it ends.
+    completed = harness(folder, "run", "--variant", "fixed", "--trials", "1", "--start-timeout", "8", timeout=60)
 
     assert_usage_error(
         completed,
-        "variant 'fixed': its ready path /ready-never did not answer 2xx within 1.5 s (last answer: HTTP 404)",
+        "variant 'fixed': its ready path /ready-never did not answer 2xx within 8 s (last answer: HTTP 404)",
     )
     tail = completed.stderr.split("harness: error:", 1)[1]
     assert "--- last lines of its server's output ---" in tail
@@ -456,3 +458,15 @@ def test_url_on_another_machine_is_refused_without_allow_remote(tmp_path: Path) 
 
     assert_usage_error(completed, "--url http://10.1.2.3:80 is not on this machine", "--allow-remote")
     assert not (folder / "harness-out").exists()  # refused before any run folder, and any request
+
+
+def test_url_where_nothing_answers_is_a_usage_error_before_any_run(tmp_path: Path) -> None:
+    folder = user_project(tmp_path / "shop")
+    with socket.socket() as closed:  # a port that was free a moment ago, and that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+    completed = harness(folder, "run", "--url", url, "--variant", "fixed", timeout=60)
+
+    assert_usage_error(completed, f"--url {url}: nothing answers there", "is the server up?")
+    assert not (folder / "harness-out").exists()

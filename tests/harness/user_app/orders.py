@@ -69,30 +69,7 @@ def make_app(build: str) -> FastAPI:
             _database().write_text(json.dumps(orders))
         return orders[-1]
 
-    if build == "broken":
-
-        @app.get("/orders/")
-        def list_orders() -> list[dict[str, Any]]:
-            shared.open()
-            try:
-                time.sleep(HOLD_SECONDS)
-                return _read()
-            finally:
-                shared.close()
-
-    elif build == "fixed":
-
-        @app.get("/orders/")
-        def list_orders() -> list[dict[str, Any]]:
-            own = Connection()
-            own.open()
-            try:
-                time.sleep(HOLD_SECONDS)
-                return _read()
-            finally:
-                own.close()
-
-    else:
+    if build == "hangs":
 
         @app.get("/orders/")
         async def list_orders(request: Request) -> list[dict[str, Any]]:
@@ -101,6 +78,18 @@ def make_app(build: str) -> FastAPI:
                     break
                 await asyncio.sleep(0.05)
             return _read()
+
+    else:
+
+        @app.get("/orders/")
+        def list_orders() -> list[dict[str, Any]]:
+            connection = shared if build == "broken" else Connection()  # the whole difference
+            connection.open()
+            try:
+                time.sleep(HOLD_SECONDS)
+                return _read()
+            finally:
+                connection.close()
 
     return app
 
