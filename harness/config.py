@@ -87,7 +87,7 @@ class Config:
 
     def scenario(self, name_or_path: str) -> Scenario:
         """A scenario by name or path, checked against the builds declared here."""
-        scenario = load_scenario(name_or_path, self.scenarios())
+        scenario = load_scenario(name_or_path, self.scenarios)
         undeclared = [name for name in scenario.expect if name not in self.variants]
         if undeclared:
             raise ConfigError(

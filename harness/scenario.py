@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -171,15 +172,15 @@ def scenarios_in(folder: Any) -> dict[str, Scenario]:
     }
 
 
-def load_scenario(name_or_path: str, known: dict[str, Scenario] | None = None) -> Scenario:
-    """A scenario of ``known`` (default: the built-ins) by name, or a TOML file by path."""
+def load_scenario(name_or_path: str, known: Callable[[], dict[str, Scenario]] = builtin_scenarios) -> Scenario:
+    """A TOML file by path, or a scenario of ``known()`` (default: the built-ins) by name."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         return load_scenario_file(path)
-    known = builtin_scenarios() if known is None else known
-    if name_or_path not in known:
-        raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file, nor one of: {', '.join(known)}")
-    return known[name_or_path]
+    scenarios = known()
+    if name_or_path not in scenarios:
+        raise ScenarioError(f"unknown scenario {name_or_path!r}: not a file, nor one of: {', '.join(scenarios)}")
+    return scenarios[name_or_path]
 
 
 def load_scenario_file(path: Path) -> Scenario:

@@ -258,6 +258,35 @@ def test_the_users_own_scenarios_and_reports_packages_never_stand_in_for_the_har
         assert not [m for m in messages if m in log.read_text()], log
 
 
+@pytest.mark.e2e
+def test_pytest_from_another_folder_takes_the_builds_from_harness_config(tmp_path: Path) -> None:
+    folder = user_project(tmp_path / "shop")
+    elsewhere = tmp_path / "ci"
+    elsewhere.mkdir()
+
+    completed = run(
+        elsewhere,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        str(folder / "scenarios" / "listing.toml"),
+        "--harness-config",
+        str(folder / "harness.toml"),
+        "--harness-trials",
+        "1",
+        "--junitxml",
+        "junit.xml",
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "3 passed" in completed.stdout
+    junit = (elsewhere / "junit.xml").read_text()
+    assert all(f'name="listing[{build}]"' in junit for build in ("broken", "fixed", "hangs"))
+    assert "unpatched" not in junit  # the tutorial's builds were not run
+
+
 APP_THAT_DOES_NOT_IMPORT = "import orders_helpers_not_installed  # noqa\n"
 UNKNOWN_KEY = BUILDS.replace('description = "a connection per request"', 'colour = "blue"')
 UNKNOWN_PLACEHOLDER = BUILDS.replace(ENV, 'env = { ORDERS_DB = "{temp}/orders.json" }', 1)
