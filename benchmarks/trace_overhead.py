@@ -22,7 +22,8 @@ from pathlib import Path
 from _figures import share
 
 from harness.config import builtin_config
-from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.files import make_run_dir
+from harness.pipeline import RunPlan, execute
 from harness.results import TrialResult
 from harness.scenario import load_scenario
 

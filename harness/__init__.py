@@ -5,7 +5,7 @@ launch a uvicorn server per variant (:mod:`harness.launcher`), run the schedule 
 every request (:mod:`harness.runner`), decide each verdict (:mod:`harness.verdict`), write
 the results (:mod:`harness.results`). ``harness --help`` for the command line.
 
-This module stays free of imports: :mod:`harness.probe` is loaded inside every server
+This module stays free of imports: :mod:`harness.server.probe` is loaded inside every server
 process, and importing it must not pull the harness's own dependencies in there.
 """
 

@@ -22,10 +22,10 @@ from harness.config import (
     resolve,
 )
 from harness.errors import ExitCode, HarnessError, UsageError
+from harness.files import DEFAULT_OUT_DIR, atomic_writer, make_run_dir
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_answers, check_host, check_url
 from harness.results import (
-    DEFAULT_OUT_DIR,
     JOURNAL_FILE,
     RESULTS_FILE,
     CellResult,
@@ -33,7 +33,6 @@ from harness.results import (
     SweepResult,
     SweepSettings,
     TrialResult,
-    atomic_writer,
     read_document,
     read_results,
     read_sweep,
@@ -62,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     with sigterm_as_ctrl_c() as signals:
         try:
             args = parser.parse_args(argv)
@@ -82,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.OK
 
 
-def _build_parser() -> _Parser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="harness",
         description="Replay concurrent request schedules against the builds of an ASGI app, each under its own\n"
@@ -532,8 +531,6 @@ def _external_variant(names: list[str] | None, config: Config) -> Variant:
 
 def _new_folder(out: Path, name: str) -> Path:
     """A new folder under ``out`` for the run or sweep ``name``; one that cannot be made is a usage error."""
-    from harness.pipeline import make_run_dir
-
     try:
         return make_run_dir(out, name)
     except OSError as exc:

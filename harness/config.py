@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from harness.errors import ConfigError
+from harness.files import DEFAULT_OUT_DIR
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
-from harness.results import DEFAULT_OUT_DIR
 from harness.scenario import (
     DEFAULT_JOBS,
     DEFAULT_SCENARIO,

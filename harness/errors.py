@@ -31,7 +31,7 @@ Exit codes of ``harness``:
 =====  ===============================================================================
 
 When verdicts disagree, the code of the first in this order wins: regression, harness
-error, silent reproducer, undecided, success.
+error, silent reproducer, undecided, success (:data:`harness.verdict.VERDICT_EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -53,14 +53,6 @@ class ExitCode(enum.IntEnum):
     def meaning(self) -> str:
         return _MEANINGS[self]
 
-
-# A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
-VERDICT_EXIT_CODES = {
-    "regression": ExitCode.REGRESSION,
-    "error": ExitCode.HARNESS_ERROR,
-    "silent": ExitCode.SILENT,
-    "undecided": ExitCode.UNDECIDED,
-}
 
 _MEANINGS = {
     ExitCode.OK: "every variant met its expectation",

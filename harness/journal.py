@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ResultsError
+from harness.files import read_json_lines
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
     RequestRecord,
     RunResult,
     TrialResult,
-    read_json_lines,
     read_results,
     rebuild,
 )

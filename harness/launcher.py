@@ -92,7 +92,7 @@ class Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "harness.probe:create_app",
+            "harness.server.probe:create_app",
             "--factory",
             "--host",
             host,

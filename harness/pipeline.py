@@ -51,7 +51,7 @@ class RunPlan:
     confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
     max_trials: int = DEFAULT_MAX_TRIALS
     max_seconds: float = DEFAULT_MAX_SECONDS
-    trace: bool = True  # the server-side trace (harness.tracer) and a diagnosis of every 5xx
+    trace: bool = True  # the server-side trace (harness.server.tracer) and a diagnosis of every 5xx
     url: str | None = None  # a server the user runs: every trial goes to it, none is launched
 
     @property
@@ -65,20 +65,6 @@ class RunPlan:
     @property
     def journal_path(self) -> Path:
         return self.run_dir / JOURNAL_FILE
-
-
-def make_run_dir(out_dir: Path, name: str) -> Path:
-    """A new folder for the run (or sweep) ``name`` under ``out_dir``; two runs at once never share one."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        candidate = out_dir / (f"{stamp}-{name}" + (f"-{attempt}" if attempt else ""))
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"no free run folder under {out_dir}")
 
 
 def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:

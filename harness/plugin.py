@@ -26,13 +26,13 @@ Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.results import DEFAULT_OUT_DIR  # light: no network stack at plugin load
+from harness.files import DEFAULT_OUT_DIR  # standard library only: nothing heavy at plugin load
 
 if TYPE_CHECKING:
     from harness.config import Config
@@ -79,10 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_NAMED] = set()
     config.stash[_MERGED] = []
     worker_input = getattr(config, "workerinput", None)
-    if worker_input is not None:
+    if worker_input is not None and _WORKER_INPUT in worker_input:
         config.stash[_SESSION_DIR] = Path(worker_input[_WORKER_INPUT])
-    else:
-        config.stash[_SESSION_DIR] = _new_session_dir(config.getoption("harness_out"))
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         return  # testpaths or the current folder: the user named no scenario
     here = config.invocation_params.dir
@@ -96,12 +94,17 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.args[position] = str(path)
         if path.suffix == ".toml":
             config.stash[_NAMED].add(path.resolve())
+    if config.stash[_NAMED] and worker_input is None and not config.option.collectonly:  # the controller
+        from harness.files import make_run_dir
+
+        config.stash[_SESSION_DIR] = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker puts its items' runs under the controller's session folder."""
-    node.workerinput[_WORKER_INPUT] = str(node.config.stash[_SESSION_DIR])
+    if _SESSION_DIR in node.config.stash:
+        node.workerinput[_WORKER_INPUT] = str(node.config.stash[_SESSION_DIR])
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -117,8 +120,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return  # the controller merges, once every worker is done
-    session_dir = config.stash[_SESSION_DIR]
-    if session_dir.is_dir():
+    session_dir = config.stash.get(_SESSION_DIR, None)
+    if session_dir is not None:
         config.stash[_MERGED].extend(merge_session(session_dir, list(_harness_config(config).variants)))
 
 
@@ -274,14 +277,3 @@ def _scenario_files(harness_config: Config) -> dict[str, Path]:
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else [folder]:
             files[path.stem] = path
     return files
-
-
-def _new_session_dir(out_dir: Path) -> Path:
-    """A folder name no other session uses; created only when a scenario runs."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    candidate = out_dir / f"{stamp}-pytest"
-    attempt = 0
-    while candidate.exists():
-        attempt += 1
-        candidate = out_dir / f"{stamp}-pytest-{attempt}"
-    return candidate.resolve()

@@ -7,19 +7,16 @@ dates are ISO 8601 in UTC.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
+from harness.files import atomic_writer
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
@@ -27,7 +24,6 @@ SCHEMA_VERSION = 4  # 2: failure rates, power, confidence, jobs; 3: server-side 
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
-DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current folder (ignored by git)
 SWEEP_FILE = "sweep.json"  # in a sweep's folder, its document of record; its cells' runs beside it
 
 _T = TypeVar("_T")
@@ -57,7 +53,7 @@ class ServerException:
 
 @dataclass(frozen=True, kw_only=True)
 class TraceEvent:
-    """One thing a server thread did for a request, as :mod:`harness.tracer` saw it.
+    """One thing a server thread did for a request, as :mod:`harness.server.tracer` saw it.
 
     Threads are numbered per server in the order first seen, 0 being the event loop's;
     connections in the order opened. ``phase`` is the thread-pool job the event happened
@@ -123,7 +119,7 @@ class TrialResult:
     error: str | None = None
     server_exit_code: int | None = None  # set when the server exited before the harness stopped it
     trace: tuple[TraceEvent, ...] = ()
-    trace_truncated: bool = False  # the server wrote harness.tracer.DEFAULT_TRACE_LIMIT events, then stopped
+    trace_truncated: bool = False  # the server wrote harness.server.tracer.DEFAULT_TRACE_LIMIT events, then stopped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -339,31 +335,6 @@ def write_results(result: RunResult | SweepResult, path: Path) -> None:
         json.dump(result.to_dict(), file, indent=1)  # streamed: a 2,000-request run never holds its text whole
 
 
-@contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[IO[str]]:
-    """A file to write ``path`` through: a reader never sees half of it, even if the writer is killed.
-
-    Each writer gets its own temporary file, so two runs refreshing one index never mix.
-    """
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
-    ) as partial:
-        os.chmod(partial.name, 0o666 & ~_umask())  # as open() would make it; a temp file is private
-        try:
-            yield partial
-        except BaseException:
-            partial.close()
-            os.unlink(partial.name)
-            raise
-    os.replace(partial.name, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def read_results(path: Path) -> RunResult:
     return RunResult.from_dict(_read_document(path))
 
@@ -388,26 +359,6 @@ def _read_document(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: not a JSON results file")
     return data
-
-
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSON Lines file written as things happened (journal, probe events, trace).
-
-    A missing file has none; a line cut short when its writer was killed is skipped.
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    objects = []
-    for line in lines:
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            objects.append(value)
-    return objects
 
 
 def rebuild(annotation: type[_T], value: Any) -> _T:

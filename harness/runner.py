@@ -19,9 +19,10 @@ import anyio
 import httpx
 
 from harness.errors import SeedError
-from harness.probe import REQUEST_ID_HEADER
-from harness.results import Outcome, Phase, RequestRecord, ServerException, read_json_lines
+from harness.files import read_json_lines
+from harness.results import Outcome, Phase, RequestRecord, ServerException
 from harness.scenario import HttpRequest, Scenario, Seed
+from harness.server.probe import REQUEST_ID_HEADER
 
 DEFAULT_SEED_ATTEMPTS = 5
 

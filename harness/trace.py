@@ -1,11 +1,12 @@
-"""Read a server's trace (written by :mod:`harness.tracer`) into the results' terms."""
+"""Read a server's trace (written by :mod:`harness.server.tracer`) into the results' terms."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.results import TraceEvent, read_json_lines, rebuild
+from harness.files import read_json_lines
+from harness.results import TraceEvent, rebuild
 
 TRACE_FILE = "trace.jsonl"  # in each server's folder, beside its log
 

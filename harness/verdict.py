@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.diagnosis import count_causes
-from harness.errors import VERDICT_EXIT_CODES, ExitCode
+from harness.errors import ExitCode
 from harness.results import (
     ExceptionCount,
     Observed,
@@ -39,6 +39,14 @@ from harness.results import (
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind
 from harness.stats import clean_is_decided, detection_power, wilson_interval
 from harness.variant import Expectation
+
+# A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
+VERDICT_EXIT_CODES: dict[VerdictKind, ExitCode] = {
+    "regression": ExitCode.REGRESSION,
+    "error": ExitCode.HARNESS_ERROR,
+    "silent": ExitCode.SILENT,
+    "undecided": ExitCode.UNDECIDED,
+}
 
 
 def summarise(

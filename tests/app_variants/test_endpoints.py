@@ -10,7 +10,7 @@ import pytest
 
 from harness.config import builtin_config
 from harness.launcher import Server
-from harness.probe import REQUEST_ID_HEADER
+from harness.server.probe import REQUEST_ID_HEADER
 from harness.trace import read_trace
 from tests.conftest import StartServer
 

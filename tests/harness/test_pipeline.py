@@ -13,8 +13,9 @@ import pytest
 from harness.config import builtin_config
 from harness.environment import PACKAGES
 from harness.errors import AppError, ExitCode
+from harness.files import make_run_dir
 from harness.journal import read_journal
-from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.pipeline import RunPlan, execute
 from harness.results import read_results
 from harness.scenario import Scenario, Seed, load_scenario
 from harness.summary import format_summary

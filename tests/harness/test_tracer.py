@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from harness.config import builtin_config
-from harness.pipeline import RunPlan, execute, make_run_dir
+from harness.files import make_run_dir
+from harness.pipeline import RunPlan, execute
 from harness.results import TrialResult
 from harness.scenario import load_scenario
+from harness.server.tracer import Tracer, current_request, phase_name
 from harness.trace import TRACE_FILE, read_trace
-from harness.tracer import Tracer, current_request, phase_name
 
 ENTER, EXIT = "dependency enter (get_db)", "dependency exit (get_db)"
 

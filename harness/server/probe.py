@@ -5,7 +5,7 @@ uvicorn starts ``harness.probe:create_app`` as a factory; it imports the variant
 Every exception that leaves the app is written, with the request id the runner sent, as
 one JSON line to ``HARNESS_PROBE_EVENTS`` and then re-raised, so uvicorn behaves exactly
 as it would without the probe. When ``HARNESS_PROBE_TRACE`` names a file,
-:mod:`harness.tracer` also records each request's connection events and phases there,
+:mod:`harness.server.tracer` also records each request's connection events and phases there,
 keyed by the same id. An app that does not import is described in one line in
 ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not
 edited.
@@ -25,7 +25,7 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness import tracer
+from harness.server import tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 

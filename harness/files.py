@@ -1,0 +1,76 @@
+"""The harness's files on disk: where output goes, new run folders, whole-or-nothing writes, JSON Lines.
+
+Standard library only: the pytest plugin imports it when pytest starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current folder (ignored by git)
+
+
+def make_run_dir(out_dir: Path, name: str) -> Path:
+    """A new folder for the run (or sweep) ``name`` under ``out_dir``; two runs at once never share one."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        candidate = out_dir / (f"{stamp}-{name}" + (f"-{attempt}" if attempt else ""))
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free run folder under {out_dir}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[IO[str]]:
+    """A file to write ``path`` through: a reader never sees half of it, even if the writer is killed.
+
+    Each writer gets its own temporary file, so two runs refreshing one index never mix.
+    """
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial", delete=False
+    ) as partial:
+        os.chmod(partial.name, 0o666 & ~_umask())  # as open() would make it; a temp file is private
+        try:
+            yield partial
+        except BaseException:
+            partial.close()
+            os.unlink(partial.name)
+            raise
+    os.replace(partial.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON Lines file written as things happened (journal, probe events, trace).
+
+    A missing file has none; a line cut short when its writer was killed is skipped.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    objects = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
