@@ -8,7 +8,7 @@ from typing import Any
 
 import jinja2
 
-from harness.results import atomic_writer
+from harness.files import atomic_writer
 
 
 @functools.cache
