@@ -60,6 +60,14 @@ def demo(session: nox.Session) -> None:
     session.run("harness", "run", *session.posargs)
 
 
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/; the CLI reference, exit codes and screenshots are made at build time."""
+    session.run("tools/install-chromium", external=True)  # the screenshots are of a real report, in Chromium
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""

@@ -131,7 +131,7 @@ def build_parser() -> _Parser:
         help="merge the results of runs on several stacks into one matrix report",
         description="Read every results file under DIR (as 'nox -s matrix' leaves them, one folder per stack), "
         "keep the newest run of each scenario on each stack (the stack its results file records), and write one "
-        "HTML page: rows scenario x variant, columns stacks, each cell the failure rate per trial with its 95%% "
+        "HTML page: rows scenario x variant, columns stacks, each cell the failure rate per trial with its 95% "
         "interval and the verdict, silent and weakened reproducers flagged. Exits 1 on a regression and 3 on a "
         "harness error in any cell; silent and weakened reproducers are reported, not failed on.",
     )
@@ -235,7 +235,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
-        "the trace costs little, see the README",
+        "the trace costs little (docs/trace.md)",
     )
 
 
@@ -262,7 +262,7 @@ def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
         type=_positive(int),
         metavar="N",
         help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
-        "more distorts timings, see the README)",
+        "more distorts timings, docs/ci.md)",
     )
     parser.add_argument(
         "--start-timeout",

@@ -1,4 +1,4 @@
-"""The README's "Test your own app" example works as written, from a folder of its own."""
+"""The "Testing your own app" example of the docs (docs/own-app.md) works as written, from a folder of its own."""
 
 from __future__ import annotations
 
@@ -11,22 +11,24 @@ import pytest
 
 from tests.harness.runs import INSTALLED_HARNESS, REPO
 
+EXAMPLE_PAGE = REPO / "docs" / "own-app.md"
 
-def readme_files(section: str = "## Test your own app") -> dict[str, str]:
-    """The files the section shows: a line opening with a `path`, then its fenced block."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    body = text.split(section, 1)[1].split("\n## ", 1)[0]
+
+def example_files() -> dict[str, str]:
+    """The files the page's example shows, before its first section: a line opening with a `path`, then its block."""
+    text = EXAMPLE_PAGE.read_text(encoding="utf-8")
+    body = text.split("\n## ", 1)[0]
     blocks = re.findall(r"^`([\w./-]+)`,[^\n]*\n(?:[^\n]*\n)*?```\w*\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
     return dict(blocks)
 
 
 def test_the_section_shows_the_app_its_configuration_and_a_scenario() -> None:
-    assert set(readme_files()) == {"app.py", "harness.toml", "scenarios/checkout.toml"}
+    assert set(example_files()) == {"app.py", "harness.toml", "scenarios/checkout.toml"}
 
 
 @pytest.mark.e2e
 def test_the_example_runs_as_written_and_tells_the_broken_build_from_the_fixed_one(tmp_path: Path) -> None:
-    for name, text in readme_files().items():
+    for name, text in example_files().items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
 
