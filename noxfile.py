@@ -68,6 +68,14 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Measure every target of issue 14 against the floor of one trial, in one run (about 10 minutes on 2 cores)."""
+    # .[test]: Playwright (the report in Chromium) and pytest-xdist (the suite); nox: the bench times nox -s scenarios.
+    session.install("-e", ".[test]", "nox")
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
