@@ -8,8 +8,10 @@ decided or a limit is reached. Every request is appended to the run's
 journal as it happens (:mod:`harness.journal`); the results file is rewritten after
 every round and once more when the run ends, however it ends, so an interrupted run
 keeps what it measured and says it is incomplete. Stopping servers and writing the
-results hold off Ctrl-C and SIGTERM (:func:`harness.interrupts.held`), so a second
-signal cannot leave servers running or a file half written.
+results hold off Ctrl-C and SIGTERM (:func:`harness.interrupts.held`, and inside the
+event loop :func:`harness.interrupts.first_stop_only`), so a second signal cannot leave
+servers running or a file half written; a stop signal whose KeyboardInterrupt Python
+swallowed stops the run before its next round (:func:`harness.interrupts.raise_if_stopped`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import anyio
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError, UsageError
-from harness.interrupts import held
+from harness.interrupts import first_stop_only, held, raise_if_stopped
 from harness.journal import Journal
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, Server, stop_all
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Server, stop_all
 from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TraceEvent, TrialResult, write_results
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
@@ -36,6 +38,7 @@ from harness.variant import Variant
 from harness.verdict import judge
 
 _DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
+_STOP_POLL = 0.02  # seconds between looks at a server asked to stop
 
 TrialCallback = Callable[[int, Sequence[TrialResult]], None]
 
@@ -83,6 +86,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     try:
         done = 0
         while _more_trials(plan, done, snapshot(complete=False), started):
+            raise_if_stopped()
             numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
             outcome = _round(plan, numbers, journal, trials)
             with held():
@@ -91,6 +95,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
                 for trial in numbers:
                     on_trial(trial, outcome[trial])
             done = numbers[-1]
+        raise_if_stopped()
         complete = True
     finally:
         with held():
@@ -163,10 +168,11 @@ async def _run_side_by_side(
         )
         finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name])
 
-    async with anyio.create_task_group() as tg:
-        for trial in numbers:
-            for variant in plan.variants:
-                tg.start_soon(one, trial, variant)
+    with first_stop_only():  # a first Ctrl-C cancels the trials, which stop their servers; a second adds nothing
+        async with anyio.create_task_group() as tg:
+            for trial in numbers:
+                for variant in plan.variants:
+                    tg.start_soon(one, trial, variant)
 
 
 async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder) -> TrialResult:
@@ -184,10 +190,23 @@ async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder
         error = exc.message
         server_exit_code = await _exit_code_if_died(server, recorder)
     finally:
-        # In a thread: waiting for this server to exit must not stall the other servers' requests.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(server.stop)
+            await _stop(server)
     return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
+
+
+async def _stop(server: Server) -> None:
+    """What :meth:`Server.stop` does, waiting on the event loop: the other servers' requests go on meanwhile.
+
+    Not in a worker thread: Python waits at exit for every such thread, and anyio tells
+    its threads to end only when the event loop's main task does; a Ctrl-C that cut a
+    round short while one was being started left it waiting for ever.
+    """
+    server.ask_to_stop()
+    with anyio.move_on_after(DEFAULT_STOP_TIMEOUT):
+        while server.process.poll() is None:
+            await anyio.sleep(_STOP_POLL)
+    server.stop(timeout=0)  # reaps it, killed first if it outlived the stop timeout
 
 
 async def _run_external(plan: RunPlan, trial: int, recorder: Recorder) -> TrialResult:

@@ -4,7 +4,9 @@ Each cell is a run of its own through :func:`harness.pipeline.execute` (a fresh 
 variant per trial, ``jobs`` trials side by side), in its own folder under the sweep's
 ``cells/``, with its results. The sweep's own document (``sweep.json``, a
 :class:`harness.results.SweepResult`) is rewritten after every cell, so a sweep cut short
-keeps every cell it finished, and the one it cut short as far as it got.
+keeps every cell it finished, and the one it cut short as far as it got. A stop signal
+whose KeyboardInterrupt Python swallowed stops it before its next cell
+(:func:`harness.interrupts.raise_if_stopped`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 
 from harness.environment import describe_environment
 from harness.grid import SweepPlan, cheapest_first, choose_winner, detects, sweep_exit_code
-from harness.interrupts import held
+from harness.interrupts import held, raise_if_stopped
 from harness.pipeline import RunPlan, execute
 from harness.results import CellResult, RunResult, Stage, SweepCell, SweepResult, read_results, write_results
 from harness.variant import Expectation
@@ -58,6 +60,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
     def measure(cell: SweepCell, stage: Stage, trials: int) -> CellResult | None:
         """One stage of one cell, or None when the time is up."""
         nonlocal limit_reached
+        raise_if_stopped()
         if time.monotonic() - started >= plan.max_seconds:
             limit_reached = True
             return None
@@ -92,6 +95,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             confirmation = measure(candidate.cell, "confirm", settings.confirm_trials)
             if confirmation is None or confirmation.detects:
                 break
+        raise_if_stopped()
         complete = not limit_reached
     finally:
         with held():

@@ -22,16 +22,22 @@ TWO_BUILDS = ("--variant", "unpatched", "--variant", "patched")
 
 
 def start(
-    out: Path, *options: str, env: dict[str, str] | None = None, background: bool = False, command: str = "run"
+    out: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    background: bool = False,
+    command: str = "run",
+    prelude: str = "",
 ) -> subprocess.Popen[str]:
     """``harness COMMAND`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
 
-    Set explicitly, so the tests do not depend on how pytest itself was started.
+    Set explicitly, so the tests do not depend on how pytest itself was started. ``prelude``
+    is Python run in the harness's process first: what else happens in that process.
     """
     handler = "signal.SIG_IGN" if background else "signal.default_int_handler"
     launch = (
-        f"import runpy, signal; signal.signal(signal.SIGINT, {handler}); "
-        "runpy.run_module('harness', run_name='__main__')"
+        f"import runpy, signal\nsignal.signal(signal.SIGINT, {handler})\n{prelude}\n"
+        "runpy.run_module('harness', run_name='__main__')\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", launch, command, "--out", str(out), *options],

@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import pytest
 
 from harness.errors import ExitCode
-from harness.interrupts import held, sigterm_as_ctrl_c
+from harness.interrupts import first_stop_only, held, raise_if_stopped, sigterm_as_ctrl_c
 from harness.journal import read_journal
 from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
 from tests.conftest import is_running
@@ -71,6 +74,86 @@ def test_sigterm_is_a_ctrl_c_that_exits_143() -> None:
             time.sleep(1)
         assert signals.exit_code is ExitCode.TERMINATED
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize(("stop", "code"), STOPS)
+def test_a_stop_signal_python_swallowed_is_raised_where_the_run_checks(
+    monkeypatch: pytest.MonkeyPatch, stop: signal.Signals, code: ExitCode
+) -> None:
+    unraisable: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: unraisable.append(args.exc_type))
+    with sigterm_as_ctrl_c() as signals:
+        assert not _stops_here()  # nothing arrived yet
+        _an_object_dies_as_the_signal_arrives(stop)  # returns: Python swallowed the KeyboardInterrupt
+        _an_object_dies_as_the_signal_arrives(None)
+        assert unraisable == [ValueError], "only what is no stop is reported as Python reports it"
+        assert _stops_here()
+        assert signals.exit_code is code
+    with sigterm_as_ctrl_c():
+        assert not _stops_here()  # a new run starts with no record
+    assert not _stops_here()  # without the record (the pytest plugin), nothing to check
+
+
+def test_a_ctrl_c_the_process_ignores_is_no_stop_even_while_held() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a shell's background job
+    with sigterm_as_ctrl_c() as signals:
+        with held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+        assert not _stops_here() and not signals.arrived
+
+
+def test_a_second_ctrl_c_waits_for_the_trials_the_first_one_cancelled() -> None:
+    """The first Ctrl-C cancels, as asyncio's runner does; the second neither cuts the cleanup short nor is lost."""
+    cleaned_up = []
+
+    async def trial() -> None:
+        with first_stop_only():
+            try:
+                signal.raise_signal(signal.SIGINT)
+                await anyio.sleep(10)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    signal.raise_signal(signal.SIGINT)  # without first_stop_only: KeyboardInterrupt here
+                    await anyio.sleep(0.1)
+                    cleaned_up.append("stopped its servers")
+
+    with sigterm_as_ctrl_c() as signals:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            anyio.run(trial)
+        assert time.monotonic() - started < 5, "the first Ctrl-C did not cancel the trial"
+        assert cleaned_up == ["stopped its servers"] and signals.arrived
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _stops_here() -> bool:
+    """Whether the run would stop at this point (asked so, a KeyboardInterrupt would end the test session)."""
+    try:
+        raise_if_stopped()
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _an_object_dies_as_the_signal_arrives(stop: signal.Signals | None) -> None:
+    """Drop an object while ``stop`` arrives in its weakref callback: Python's handler raises there.
+
+    Without a signal, the callback fails another way.
+    """
+
+    def callback(ref: object) -> None:
+        if stop is None:
+            raise ValueError("a callback's own failure")
+        signal.raise_signal(stop)
+
+    class Dropped:
+        pass
+
+    dropped = Dropped()
+    watcher = weakref.ref(dropped, callback)
+    del dropped
+    assert watcher() is None
 
 
 @pytest.mark.e2e
