@@ -28,6 +28,16 @@ pytestmark = pytest.mark.e2e
 SMALL_GRID = ("--intervals", "0.5", "--in-flight", "1,100", "--waves", "2", "--trials", "2", "--confirm", "2")
 
 
+# Ctrl-C and SIGTERM, each with the exit code it ends a sweep with.
+EACH_STOP_SIGNAL = pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
+        pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
+    ],
+)
+
+
 def _servers_stopped(sweep_dir: Path, sweep: SweepResult) -> None:
     pids = [t.pid for c in sweep.cells for t in read_results(sweep_dir / c.run_dir / RESULTS_FILE).trials if t.pid]
     assert pids and not any(is_running(pid) for pid in pids)
@@ -67,13 +77,7 @@ def test_a_small_sweep_names_the_cell_that_detects_and_writes_a_scenario_that_ru
     assert "scenario sweep-100-in-flight-every-0.5: 200 requests in waves of 100" in rerun.stdout
 
 
-@pytest.mark.parametrize(
-    ("stop", "code"),
-    [
-        pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
-        pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
-    ],
-)
+@EACH_STOP_SIGNAL
 def test_a_sweep_stopped_after_its_first_cell_keeps_it_and_says_it_is_incomplete(
     tmp_path: Path, stop: signal.Signals, code: ExitCode
 ) -> None:
@@ -124,13 +128,7 @@ sys.addaudithook(_drop_an_object)
 """
 
 
-@pytest.mark.parametrize(
-    ("stop", "code"),
-    [
-        pytest.param(signal.SIGINT, ExitCode.INTERRUPTED, id="SIGINT"),
-        pytest.param(signal.SIGTERM, ExitCode.TERMINATED, id="SIGTERM"),
-    ],
-)
+@EACH_STOP_SIGNAL
 def test_a_stop_signal_python_swallowed_still_stops_the_sweep_before_its_next_round(
     tmp_path: Path, stop: signal.Signals, code: ExitCode
 ) -> None:
