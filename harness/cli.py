@@ -68,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command is None:
                 parser.print_help(sys.stderr)
                 return ExitCode.USAGE_ERROR
-            return int(args.handler(args))
+            code = int(args.handler(args))
+            if signals.arrived:  # a stop whose KeyboardInterrupt Python swallowed: still a stop
+                raise KeyboardInterrupt
+            return code
         except HarnessError as exc:
             print(f"harness: error: {exc.message}", file=sys.stderr)
             return exc.exit_code
