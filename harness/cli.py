@@ -44,11 +44,10 @@ from harness.scenario import (
     DEFAULT_MAX_TRIALS,
     DEFAULT_SCENARIO,
     builtin_scenarios,
-    folder_safe,
 )
 from harness.stack import installed_stack, stacks
 from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep, format_table
-from harness.variant import Variant
+from harness.variant import Variant, is_variant_name
 
 STARTER_SCENARIO = "concurrent.toml"  # what harness init writes into scenarios/
 
@@ -398,8 +397,6 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
     settings = {key: setting.value for key, setting in resolve(vars(args), config).items()}
     variants = tuple(config.get_variants(args.variant))
     base = config.scenario(args.scenario) if args.scenario else None
-    if not any((base.expectation(v) if base else v.expect) == "fails" for v in variants):
-        raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
     if args.write_scenario and not args.write_scenario.parent.is_dir():
         raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")
     grid = SweepSettings(
@@ -420,6 +417,8 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         max_seconds=args.max_seconds,
         base=base,
     )
+    if "fails" not in plan.expectations.values():
+        raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
     estimate = plan.estimated_seconds()
     if estimate > plan.max_seconds:
         raise UsageError(
@@ -527,7 +526,7 @@ def _external_variant(names: list[str] | None, config: Config) -> Variant:
         raise UsageError("--url: name the build that server runs with one --variant NAME")
     if names[0] in config.variants:
         return config.variants[names[0]]
-    if not folder_safe(names[0]) or " " in names[0]:
+    if not is_variant_name(names[0]):
         raise UsageError(f"--variant {names[0]!r}: letters, digits, '.', '_' and '-' only")
     return Variant(name=names[0], app="", description="a server the user started")
 

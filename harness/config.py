@@ -27,14 +27,11 @@ from harness.scenario import (
     DEFAULT_JOBS,
     DEFAULT_SCENARIO,
     Scenario,
-    builtin_scenarios,
-    folder_safe,
     load_scenario,
     load_scenario_file,
-    scenarios_in,
 )
 from harness.tomlfile import Table, parse_toml
-from harness.variant import ENV_PLACEHOLDERS, Expectation, Variant
+from harness.variant import ENV_PLACEHOLDERS, Expectation, Variant, is_variant_name
 
 CONFIG_FILE = "harness.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -75,15 +72,17 @@ class Config:
                 raise ConfigError(f"unknown variant {name!r}; {self.origin} declares: {', '.join(self.variants)}")
         return [self.variants[name] for name in dict.fromkeys(names)]
 
+    def scenario_files(self) -> dict[str, Path]:
+        """The file of every scenario known by name: the built-ins, then the user's (which win on a clash)."""
+        files = {}
+        for where in (Path(str(resources.files("harness.scenarios"))), *self.scenario_paths):
+            for path in sorted(where.glob("*.toml")) if where.is_dir() else [where]:
+                files[path.stem] = path
+        return files
+
     def scenarios(self) -> dict[str, Scenario]:
-        """Every scenario known by name: the built-ins, then the user's (which win on a clash)."""
-        known = builtin_scenarios()
-        for path in self.scenario_paths:
-            if path.is_dir():
-                known.update(scenarios_in(path))
-            else:
-                known[path.stem] = load_scenario_file(path)
-        return known
+        """Every scenario known by name, loaded."""
+        return {name: load_scenario_file(path) for name, path in self.scenario_files().items()}
 
     def scenario(self, name_or_path: str) -> Scenario:
         """A scenario by name or path, checked against the builds declared here."""
@@ -185,24 +184,20 @@ def _text(value: Any) -> str:
     return value
 
 
-SETTINGS: dict[str, tuple[Callable[[Any], Any], Any, str]] = {
-    # key (the option's name with "_", the variable's after HARNESS_): how to read it, its default, what it is
-    "scenario": (_text, DEFAULT_SCENARIO, "the scenario a run replays: a name or a TOML file"),
-    "trials": (_positive(int), None, "trials per variant (none: the scenario's)"),
-    "time_scale": (
-        _positive(float),
-        None,
-        "multiplies the app's sleeps and the schedule's gaps (none: the scenario's)",
-    ),
-    "request_timeout": (_positive(float), None, "seconds before a request counts as a timeout (none: the scenario's)"),
-    "jobs": (_positive(int), DEFAULT_JOBS, "trials side by side"),
-    "out": (_text, str(DEFAULT_OUT_DIR), "the folder run folders go in"),
-    "start_timeout": (_positive(float), DEFAULT_START_TIMEOUT, "seconds a server has to get ready"),
-    "confidence": (_fraction, None, "run until every verdict is decided at this level (none: a fixed count)"),
-    "max_trials": (_positive(int), None, "with confidence: the most trials per variant"),
-    "max_seconds": (_positive(float), None, "with confidence: the most seconds"),
-    "trace": (_flag, True, "trace threads and Peewee connections inside the servers"),
-    "host": (_text, DEFAULT_HOST, "the loopback address servers listen on"),
+SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    # key (the option's name with "_", the variable's after HARNESS_): how to read it, its default
+    "scenario": (_text, DEFAULT_SCENARIO),  # the scenario a run replays: a name or a TOML file
+    "trials": (_positive(int), None),  # trials per variant; none: the scenario's
+    "time_scale": (_positive(float), None),  # multiplies the app's sleeps and the schedule's gaps; none: the scenario's
+    "request_timeout": (_positive(float), None),  # seconds before a request is a timeout; none: the scenario's
+    "jobs": (_positive(int), DEFAULT_JOBS),  # trials side by side
+    "out": (_text, str(DEFAULT_OUT_DIR)),  # the folder run folders go in
+    "start_timeout": (_positive(float), DEFAULT_START_TIMEOUT),  # seconds a server has to get ready
+    "confidence": (_fraction, None),  # run until every verdict is decided at this level; none: a fixed count
+    "max_trials": (_positive(int), None),  # with confidence: the most trials per variant
+    "max_seconds": (_positive(float), None),  # with confidence: the most seconds
+    "trace": (_flag, True),  # trace threads and Peewee connections inside the servers
+    "host": (_text, DEFAULT_HOST),  # the loopback address servers listen on
 }
 
 
@@ -216,7 +211,7 @@ def _is_path(key: str, value: Any, folder: Path) -> bool:
 def resolve(command_line: Mapping[str, Any], config: Config) -> dict[str, Setting]:
     """Every setting's value and source: command line > HARNESS_* environment > config file > built-in."""
     resolved = {}
-    for key, (read, default, _) in SETTINGS.items():
+    for key, (read, default) in SETTINGS.items():
         variable = f"HARNESS_{key.upper()}"
         if command_line.get(key) is not None:
             resolved[key] = Setting(value=command_line[key], source="command line")
@@ -242,7 +237,7 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
     if not variants_table.data:
         top.fail("variants", 'declare at least one build, e.g. [variants.main] with app = "myapp.main:app"')
     for name in variants_table.data:
-        if not folder_safe(name) or " " in name:
+        if not is_variant_name(name):
             variants_table.fail(name, "a variant's name names its servers' folders: letters, digits, '.', '_', '-'")
     variants = {name: _variant(variants_table.table(name), name, folder) for name in variants_table.data}
     settings = {}

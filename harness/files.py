@@ -17,6 +17,11 @@ from typing import IO, Any
 DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current folder (ignored by git)
 
 
+def folder_safe(name: str) -> bool:
+    """Whether ``name`` can name a folder as it is: letters, digits, '.', '_', '-' and spaces, at most 100."""
+    return 0 < len(name) <= 100 and all(c.isalnum() or c in "._- " for c in name)
+
+
 def make_run_dir(out_dir: Path, name: str) -> Path:
     """A new folder for the run (or sweep) ``name`` under ``out_dir``; two runs at once never share one."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

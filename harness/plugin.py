@@ -88,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for position, arg in enumerate(config.args):
         path = here / arg.split("::")[0]
         if not path.exists():
-            named = named if named is not None else _scenario_files(_harness_config(config))
+            named = named if named is not None else _harness_config(config).scenario_files()
             if arg in named:
                 path = named[arg]
                 config.args[position] = str(path)
@@ -265,15 +265,3 @@ def _harness_config(config: pytest.Config) -> Config:
         except UsageError as exc:
             raise pytest.UsageError(f"harness: {exc.message}") from None
     return config.stash[_CONFIG]
-
-
-def _scenario_files(harness_config: Config) -> dict[str, Path]:
-    """The file of each scenario known by name: the built-ins, then the configuration's."""
-    from importlib import resources
-
-    folders = [Path(str(resources.files("harness.scenarios"))), *harness_config.scenario_paths]
-    files = {}
-    for folder in folders:
-        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else [folder]:
-            files[path.stem] = path
-    return files

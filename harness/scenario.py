@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 from harness.errors import ScenarioError
+from harness.files import folder_safe
 from harness.tomlfile import Table, parse_toml
 from harness.variant import Expectation, Variant
 
@@ -159,12 +160,7 @@ class Scenario:
 
 def builtin_scenarios() -> dict[str, Scenario]:
     """The scenarios shipped in ``harness.scenarios``, by name."""
-    return scenarios_in(resources.files("harness.scenarios"))
-
-
-def scenarios_in(folder: Any) -> dict[str, Scenario]:
-    """The ``*.toml`` scenarios in ``folder`` (a path or a package's resources), by file name."""
-    files = sorted(folder.iterdir(), key=lambda entry: entry.name)
+    files = sorted(resources.files("harness.scenarios").iterdir(), key=lambda entry: entry.name)
     return {
         entry.name.removesuffix(".toml"): _load_text(entry.read_text(encoding="utf-8"), origin=str(entry))
         for entry in files
@@ -344,7 +340,3 @@ def _path(table: Table, path: str) -> str:
     if not path.startswith("/"):
         table.fail("path", f"must start with '/', got {path!r}")
     return table.template("path", path, PLACEHOLDERS)
-
-
-def folder_safe(name: str) -> bool:
-    return 0 < len(name) <= 100 and all(c.isalnum() or c in "._- " for c in name)

@@ -9,11 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness.files import folder_safe
+
 Expectation = Literal["fails", "clean"]
 
 # What a variant's ``env`` values may hold: an empty folder made fresh for each server of
 # each trial, the port it listens on, and the scenario's time scale.
 ENV_PLACEHOLDERS = ("tmp", "port", "time_scale")
+
+
+def is_variant_name(name: str) -> bool:
+    """Whether ``name`` can name a build: it names its servers' folders, so no spaces either."""
+    return folder_safe(name) and " " not in name
 
 
 @dataclass(frozen=True, kw_only=True)

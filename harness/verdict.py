@@ -287,7 +287,7 @@ def _failed_requests(summary: VariantSummary, fail_on: Collection[FailureKind]) 
     counts = {"5xx": summary.server_errors, "transport-error": summary.transport_errors, "timeout": summary.timeouts}
     words = {"5xx": "5xx", "transport-error": "transport errors", "timeout": "timeouts"}
     parts = ", ".join(f"{counts[kind]} {words[kind]}" for kind in _OUTCOMES if kind in fail_on)
-    return f"{sum(counts[kind] for kind in fail_on)} of {summary.requests} requests failed ({parts})"
+    return f"{summary.request_failure_rate.count} of {summary.requests} requests failed ({parts})"
 
 
 def _failing(fail_on: Collection[FailureKind]) -> str:
