@@ -156,11 +156,11 @@ def _confidence(figures: Figures, out: Path) -> None:
         return
     run_dir = run_dirs[0]
     result = json.loads((run_dir / "results.json").read_text())
-    per_build = Counter(trial["variant"] for trial in result["trials"])
+    per_build = {summary["variant"]: summary["trials"] for summary in result["summaries"]}
     verdicts = ", ".join(f"{v['variant']} {v['kind']}" for v in result["verdicts"])
     report = run_dir / "report.html"
     files = [path for path in run_dir.rglob("*") if path.is_file() and path != report]
-    listed = [run_dir / "results.json", run_dir / "records.jsonl", *run_dir.glob("servers/*/trace.jsonl")]
+    listed = [run_dir / name for name in ("results.json", "trials.jsonl", "records.jsonl")]
     figures.trials_per_build.extend(per_build.values())
     figures.verdicts[verdicts] += 1
     figures.run_mb.append(sum(path.stat().st_size for path in files) / 1e6)
@@ -171,7 +171,7 @@ def _confidence(figures: Figures, out: Path) -> None:
         f"--confidence 0.99: {ran.seconds:.1f} s, {ran.status}; trials per build "
         + ", ".join(f"{name} {count}" for name, count in per_build.items())
         + f"; {verdicts}; run folder but report.html {figures.run_mb[-1]:.2f} MB in {len(files)} files "
-        f"(results.json + records.jsonl + trace.jsonl {figures.listed_mb[-1]:.2f} MB), "
+        f"(results.json + trials.jsonl + records.jsonl {figures.listed_mb[-1]:.2f} MB), "
         f"report.html {figures.report_mb[-1]:.2f} MB",
         flush=True,
     )
@@ -291,7 +291,7 @@ def _table(figures: Figures, repeats: int, nox_repeats: int) -> None:
             _met(median(figures.run_mb) <= 2),
         ),
         (
-            "  of which results.json + records.jsonl + servers/*/trace.jsonl, MB",
+            "  of which the record: results.json + trials.jsonl (with the trace) + records.jsonl, MB",
             spread(figures.listed_mb),
             "-",
             "-",

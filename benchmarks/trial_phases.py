@@ -50,7 +50,7 @@ from harness.files import make_run_dir
 from harness.journal import Journal
 from harness.launcher import Server
 from harness.reports import publish
-from harness.results import TrialResult, write_results
+from harness.results import TRIALS_FILE, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, make_client, run_trial
 from harness.summary import format_summary
 from harness.variant import Variant
@@ -83,7 +83,8 @@ def one_run(out: Path) -> dict[str, float]:
     mark = time.perf_counter()
     started_at, started = pipeline._now(), time.monotonic()
     environment = describe_environment()
-    write_results(pipeline._assemble(plan, [], environment, started_at, started, complete=False), plan.results_path)
+    write_summary(pipeline._assemble(plan, [], environment, started_at, started, complete=False), plan.results_path)
+    trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))
     journal = Journal(plan.journal_path)
     times["run set-up"] = time.perf_counter() - mark
 
@@ -91,11 +92,13 @@ def one_run(out: Path) -> dict[str, float]:
     trial = anyio.run(_trial, plan, variant, recorder, times)
 
     mark = time.perf_counter()
+    trial_log.append(trial)
     for complete in (False, True):  # after the round, then at the end
         if complete:
+            trial_log.close()
             journal.close()
         result = pipeline._assemble(plan, [trial], environment, started_at, started, complete=complete)
-        write_results(result, plan.results_path)
+        write_summary(result, plan.results_path)
     times["write results"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

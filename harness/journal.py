@@ -1,10 +1,11 @@
-"""``records.jsonl``: each request record appended the moment it changes, so none is lost.
+"""``records.jsonl``: each request record of the trials under way, appended the moment it changes.
 
-``results.json`` is the document of record, rewritten whole after each round of trials. The journal
-is its safety net for a harness that dies without a chance to write (SIGKILL, a power
-cut): every request is appended when it is sent and again when its outcome is known, one
-flushed JSON line each, and :func:`recover` rebuilds the unfinished trials from it. The
-last line of a request wins; a line cut short by the kill is skipped.
+A trial is recorded whole in ``trials.jsonl`` when it ends. The journal is the safety net
+of the trials under way, for a harness that dies without a chance to write (SIGKILL, a
+power cut): every request is appended when it is sent and again when its outcome is
+known, one flushed JSON line each, and :func:`recover` rebuilds the unfinished trials from
+it. It is cleared after each round, whose trials are in ``trials.jsonl`` by then. The last
+line of a request wins; a line cut short by the kill is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from harness.errors import ResultsError
 from harness.files import read_json_lines
+from harness.launcher import EVENTS_FILE
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
@@ -42,6 +44,10 @@ class Journal:
     def append(self, record: RequestRecord) -> None:
         self._file.write(json.dumps(_without_exceptions(record)) + "\n")
         self._file.flush()
+
+    def clear(self) -> None:
+        """Forget what was written: the trials it covered are in trials.jsonl, whole."""
+        self._file.truncate(0)  # in append mode, the next line goes to the start
 
     def close(self) -> None:
         self._file.close()
@@ -86,7 +92,7 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
 
 def _rebuild_trial(run_dir: Path, variant: str, trial: int, records: list[RequestRecord]) -> TrialResult:
     server_dir = run_dir / "servers" / f"{variant}-trial{trial}"
-    joined, unmatched = attach_exceptions(in_trial_order(records), read_events(server_dir / "events.jsonl"))
+    joined, unmatched = attach_exceptions(in_trial_order(records), read_events(server_dir / EVENTS_FILE))
     return TrialResult(
         variant=variant,
         trial=trial,

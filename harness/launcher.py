@@ -43,6 +43,7 @@ DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 
+EVENTS_FILE = "events.jsonl"  # the probe writes each exception that left the app
 STARTUP_FAILURE_FILE = "startup-failure.txt"  # the probe writes why the app did not import
 
 _POLL_INTERVAL = 0.02
@@ -66,7 +67,7 @@ class Server:
         self.host = host
         self.directory = directory = directory.resolve()  # the server runs with it as its cwd
         self.log_path = directory / "server.log"
-        self.events_path = directory / "events.jsonl"
+        self.events_path = directory / EVENTS_FILE
         self.startup_failure_path = directory / STARTUP_FAILURE_FILE
         self.tmp_dir = directory / "tmp"  # the variant's {tmp}: its database goes here
         self.trace_path = directory / TRACE_FILE if trace else None

@@ -102,7 +102,7 @@ def collect_matrix(directory: Path) -> Matrix:
     unreadable: list[str] = []
     for path in sorted(directory.rglob(RESULTS_FILE)):
         try:
-            runs.append((path, read_results(path)))
+            runs.append((path, read_results(path, with_trials=False)))
         except ResultsError as exc:
             unreadable.append(exc.message)
     if not runs:

@@ -5,9 +5,11 @@ process state) and runs the variants side by side, or with ``url`` sends every t
 server the user runs; a round runs ``jobs`` trials side by side. A run does the
 scenario's number of trials, or with ``confidence`` goes on until every verdict is
 decided or a limit is reached. Every request is appended to the run's
-journal as it happens (:mod:`harness.journal`); the results file is rewritten after
-every round and once more when the run ends, however it ends, so an interrupted run
-keeps what it measured and says it is incomplete. Stopping servers and writing the
+journal as it happens (:mod:`harness.journal`); each trial is appended to
+``trials.jsonl`` when it ends, its server's exceptions and trace with it (the server's
+own files are then removed); the small ``results.json`` is rewritten after every round
+and once more when the run ends, however it ends, so an interrupted run keeps what it
+measured and says it is incomplete. Stopping servers and writing the
 results hold off Ctrl-C and SIGTERM (:func:`harness.interrupts.held`, and inside the
 event loop :func:`harness.interrupts.first_stop_only`), so a second signal cannot leave
 servers running or a file half written; a stop signal whose KeyboardInterrupt Python
@@ -29,11 +31,20 @@ from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError, UsageError
 from harness.interrupts import first_stop_only, held, raise_if_stopped
 from harness.journal import Journal
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, Server, stop_all
-from harness.results import JOURNAL_FILE, RESULTS_FILE, RunResult, TraceEvent, TrialResult, write_results
+from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
+from harness.results import (
+    JOURNAL_FILE,
+    RESULTS_FILE,
+    TRIALS_FILE,
+    RunResult,
+    TraceEvent,
+    TrialLog,
+    TrialResult,
+    write_summary,
+)
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
-from harness.trace import read_trace, uses_peewee
+from harness.trace import TRACE_FILE, read_trace, uses_peewee
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -81,16 +92,24 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         return _assemble(plan, trials, environment, started_at, started, complete=complete)
 
     complete = False
-    write_results(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
+    write_summary(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
+    trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))
     journal = Journal(plan.journal_path)
+
+    def keep(trial: TrialResult) -> None:
+        trial_log.append(trial)
+        trials.append(trial)
+        _drop_server_files(trial)
+
     try:
         done = 0
         while _more_trials(plan, done, snapshot(complete=False), started):
             raise_if_stopped()
             numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
-            outcome = _round(plan, numbers, journal, trials)
+            outcome = _round(plan, numbers, journal, keep)
             with held():
-                write_results(snapshot(complete=False), plan.results_path)
+                write_summary(snapshot(complete=False), plan.results_path)
+                journal.clear()  # its requests are in trials.jsonl now
             if on_trial:
                 for trial in numbers:
                     on_trial(trial, outcome[trial])
@@ -99,9 +118,10 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         complete = True
     finally:
         with held():
+            trial_log.close()
             journal.close()
             result = snapshot(complete=complete)
-            write_results(result, plan.results_path)
+            write_summary(result, plan.results_path)
     return result
 
 
@@ -115,8 +135,10 @@ def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) ->
     return in_time and any(verdict.kind == "undecided" for verdict in so_far.verdicts)
 
 
-def _round(plan: RunPlan, numbers: range, journal: Journal, trials: list[TrialResult]) -> dict[int, list[TrialResult]]:
-    """Trials ``numbers`` of every variant, added to ``trials``; a trial cut short is added as far as it got."""
+def _round(
+    plan: RunPlan, numbers: range, journal: Journal, keep: Callable[[TrialResult], None]
+) -> dict[int, list[TrialResult]]:
+    """Trials ``numbers`` of every variant, each given to ``keep``; a trial cut short is kept as far as it got."""
     recorders = {
         (n, v.name): Recorder(variant=v.name, trial=n, on_change=journal.append) for n in numbers for v in plan.variants
     }
@@ -141,11 +163,14 @@ def _round(plan: RunPlan, numbers: range, journal: Journal, trials: list[TrialRe
                     finished.setdefault(key, _trial_result(servers[key], key[0], recorder, started_at, reason))
                 elif plan.url is not None and recorder.records():
                     finished.setdefault(key, _external_result(plan, key[0], recorder, started_at, reason))
-            trials.extend(finished[key] for key in recorders if key in finished)
+            for key in recorders:
+                if key in finished:
+                    keep(finished[key])
         if stop is exc:
             raise
         raise stop from None
-    trials.extend(finished[key] for key in recorders)
+    for key in recorders:
+        keep(finished[key])
     return {n: [finished[n, v.name] for v in plan.variants] for n in numbers}
 
 
@@ -287,6 +312,13 @@ def _trial_result(
         trace=tuple(trace),
         trace_truncated=truncated,
     )
+
+
+def _drop_server_files(trial: TrialResult) -> None:
+    """Remove what the trial's server wrote for the harness (its exceptions, its trace): trials.jsonl has it now."""
+    if trial.server_dir:
+        for name in (EVENTS_FILE, TRACE_FILE):
+            (Path(trial.server_dir) / name).unlink(missing_ok=True)
 
 
 def _assemble(

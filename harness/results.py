@@ -1,13 +1,20 @@
-"""The results schema: one versioned JSON document per run, shared by every reader.
+"""The results schema: one versioned record per run, shared by every reader.
 
-The CLI writes it, the pytest plugin and the HTML report read it. Times of a trial are
-in seconds from the start of its schedule (seed requests come before it, so negative);
-dates are ISO 8601 in UTC.
+The CLI writes it, the pytest plugin and the HTML report read it. A run's record is two
+files in its folder: ``results.json``, the run without its trials (scenario, environment,
+summaries, verdicts), small enough to rewrite after every round; and ``trials.jsonl``,
+one line per trial appended when the trial ends and never rewritten, so a run's writing
+grows with its trials, not with their square. A trial's line names its columns once and
+holds each request and trace event as a row, every text in it once (:func:`pack_trial`):
+a traceback repeated by 50 failed requests, or a request id the trace names 10 times.
+Times of a trial are in seconds from the start of its schedule (seed requests come before
+it, so negative), to the microsecond; dates are ISO 8601 in UTC.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -16,14 +23,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
-from harness.files import atomic_writer
+from harness.files import atomic_writer, read_json_lines
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
-SCHEMA_VERSION = 4  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
-# 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run
-RESULTS_FILE = "results.json"  # in each run's folder, the document of record
-JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
+SCHEMA_VERSION = 5  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+# 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
+# 5: the trials in trials.jsonl beside results.json, one compact line each, written once
+RESULTS_FILE = "results.json"  # in each run's folder: the run, its summaries and verdicts, rewritten each round
+TRIALS_FILE = "trials.jsonl"  # beside it: each trial appended once, when it ends (:func:`pack_trial`)
+JOURNAL_FILE = "records.jsonl"  # beside it: the requests of the trials under way, as they happen (harness.journal)
 SWEEP_FILE = "sweep.json"  # in a sweep's folder, its document of record; its cells' runs beside it
 
 _T = TypeVar("_T")
@@ -37,7 +46,12 @@ CauseKind = Literal["leaked-connection", "double-connect", "startup-connection",
 Stage = Literal["grid", "confirm"]  # of a sweep's cell: its grid trials, or a candidate's confirmation
 
 
-@dataclass(frozen=True, kw_only=True)
+def microseconds(seconds: float) -> float:
+    """A time of the record, to the microsecond: finer than any clock tick it is compared with, and 9 digits long."""
+    return round(seconds, 6)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a long run holds many
 class ServerException:
     """An exception that left the app inside a server, as the probe saw it."""
 
@@ -51,7 +65,7 @@ class ServerException:
     time: float
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a long run holds many
 class TraceEvent:
     """One thing a server thread did for a request, as :mod:`harness.server.tracer` saw it.
 
@@ -72,7 +86,7 @@ class TraceEvent:
     sql: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a long run holds many
 class Diagnosis:
     """Why a request failed, as far as the trace shows it."""
 
@@ -83,7 +97,7 @@ class Diagnosis:
     connection: int | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)  # slots: a long run holds many
 class RequestRecord:
     """One request, from the moment it was sent to its outcome."""
 
@@ -228,8 +242,8 @@ class RunResult:
 
     @property
     def trials_run(self) -> int:
-        """How many trials were started; every variant takes part in each."""
-        return len({trial.trial for trial in self.trials})
+        """How many trials were started; every variant takes part in each (read without its trials too)."""
+        return max((summary.trials for summary in self.summaries), default=0)
 
     def to_dict(self) -> dict[str, Any]:
         # The scenario as its own file has it, which is what Scenario.from_dict validates.
@@ -331,12 +345,149 @@ def _from_document(cls: type[_T], data: dict[str, Any], envelope: set[str]) -> _
 
 
 def write_results(result: RunResult | SweepResult, path: Path) -> None:
+    """The whole record: a sweep's document; a run's ``results.json`` and every trial in ``trials.jsonl`` beside it."""
+    if isinstance(result, RunResult):
+        with atomic_writer(path.with_name(TRIALS_FILE)) as file:
+            for trial in result.trials:
+                file.write(json.dumps(pack_trial(trial)) + "\n")
+    write_summary(result, path)
+
+
+def write_summary(result: RunResult | SweepResult, path: Path) -> None:
+    """``results.json`` alone: a run's trials are in ``trials.jsonl``, written by :class:`TrialLog` as they end."""
+    data = result.to_dict() if isinstance(result, SweepResult) else dataclasses.replace(result, trials=()).to_dict()
+    data.pop("trials", None)
     with atomic_writer(path) as file:
-        json.dump(result.to_dict(), file, indent=1)  # streamed: a 2,000-request run never holds its text whole
+        json.dump(data, file, indent=1)
 
 
-def read_results(path: Path) -> RunResult:
-    return RunResult.from_dict(_read_document(path))
+class TrialLog:
+    """``trials.jsonl``, appended one flushed line per trial: what is written is never written again."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a", encoding="utf-8")
+
+    def append(self, trial: TrialResult) -> None:
+        self._file.write(json.dumps(pack_trial(trial)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_results(path: Path, *, with_trials: bool = True) -> RunResult:
+    """A run's record: ``results.json`` and the trials in ``trials.jsonl`` beside it (or none: the summaries alone)."""
+    return _run_record(path, _read_document(path), with_trials=with_trials)
+
+
+def _run_record(path: Path, data: dict[str, Any], *, with_trials: bool = True) -> RunResult:
+    if data.get("document") == "sweep" or "trials" in data:
+        return RunResult.from_dict(data)  # a sweep, refused; or a document with its trials in it
+    result = RunResult.from_dict({**data, "trials": []})
+    if not with_trials:
+        return result
+    trials_path = path.with_name(TRIALS_FILE)
+    try:
+        trials = tuple(unpack_trial(line) for line in read_json_lines(trials_path))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ResultsError(f"{trials_path} does not match schema {SCHEMA_VERSION}: {exc!r}") from None
+    return dataclasses.replace(result, trials=trials)
+
+
+def pack_trial(trial: TrialResult) -> dict[str, Any]:
+    """One line of ``trials.jsonl``: the trial's requests, exceptions and trace events as rows.
+
+    ``columns`` names a row's values once per kind of row (``RequestRecord``,
+    ``ServerException``, ``TraceEvent``); a row leaves out its trailing values that are the
+    field's default. In a row a text is its index in ``texts``: a 5xx's traceback, the same
+    for most failed requests, and a request id, which the trace names in most of its
+    events, are written once. Lossless: :func:`unpack_trial` gives the trial back.
+    """
+    texts: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}
+
+    def pack(value: Any) -> Any:
+        if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            fields = dataclasses.fields(value[0])
+            columns.setdefault(type(value[0]).__name__, [f.name for f in fields])
+            defaults = [pack(f.default) if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields]
+            return [_trimmed([pack(getattr(item, f.name)) for f in fields], defaults) for item in value]
+        if isinstance(value, tuple):
+            return list(value)
+        if isinstance(value, str):
+            return texts.setdefault(value, len(texts))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return value
+
+    hints = _hints(TrialResult)
+    line = {name: pack(value) if _table_element(hints[name]) else value for name, value in vars(trial).items()}
+    return {**line, "columns": columns, "texts": list(texts)}
+
+
+def unpack_trial(line: dict[str, Any]) -> TrialResult:
+    """The trial :func:`pack_trial` wrote as ``line``."""
+    texts, columns = line["texts"], line["columns"]
+
+    def unpack(annotation: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        if _is_text(annotation):
+            return texts[value]
+        element = _table_element(annotation)
+        if element is None:
+            return rebuild(annotation, value)
+        hints = _hints(element)
+        names = columns[element.__name__] if value else []  # a row may be short of its trailing defaults
+        return tuple(
+            element(**{c: unpack(hints[c], cell) for c, cell in zip(names, row, strict=False)}) for row in value
+        )
+
+    hints = _hints(TrialResult)
+    return TrialResult(
+        **{
+            name: (unpack if _table_element(hint) else rebuild)(hint, line[name])
+            for name, hint in hints.items()
+            if name in line
+        }
+    )
+
+
+_NO_DEFAULT = object()
+
+
+def _trimmed(row: list[Any], defaults: list[Any]) -> list[Any]:
+    """``row`` without its trailing values that are their field's default (packed)."""
+    end = len(row)
+    while end and row[end - 1] == defaults[end - 1]:
+        end -= 1
+    return row[:end]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _table_element(annotation: Any) -> type | None:
+    """``X`` of ``tuple[X, ...]`` when ``X`` is a dataclass: a table in a packed trial."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return typing.cast(type, args[0])
+    return None
+
+
+@functools.cache
+def _is_text(annotation: Any) -> bool:
+    """Whether values of ``annotation`` are text (``str``, a ``Literal`` of strings, either or None)."""
+    if annotation is str:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(arg, str) for arg in typing.get_args(annotation))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return all(_is_text(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return False
 
 
 def read_sweep(path: Path) -> SweepResult:
@@ -346,7 +497,7 @@ def read_sweep(path: Path) -> SweepResult:
 def read_document(path: Path) -> RunResult | SweepResult:
     """A run's or a sweep's results, whichever the file holds."""
     data = _read_document(path)
-    return SweepResult.from_dict(data) if data.get("document") == "sweep" else RunResult.from_dict(data)
+    return SweepResult.from_dict(data) if data.get("document") == "sweep" else _run_record(path, data)
 
 
 def _read_document(path: Path) -> dict[str, Any]:

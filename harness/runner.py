@@ -20,7 +20,7 @@ import httpx
 
 from harness.errors import SeedError
 from harness.files import read_json_lines
-from harness.results import Outcome, Phase, RequestRecord, ServerException
+from harness.results import Outcome, Phase, RequestRecord, ServerException, microseconds
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
 
@@ -28,7 +28,7 @@ DEFAULT_SEED_ATTEMPTS = 5
 
 
 class Recorder:
-    """The requests of one variant's trial; times are seconds from the schedule's start."""
+    """The requests of one variant's trial; times are seconds from the schedule's start, to the microsecond."""
 
     def __init__(self, *, variant: str, trial: int, on_change: Callable[[RequestRecord], None] | None = None) -> None:
         self.variant = variant
@@ -39,14 +39,15 @@ class Recorder:
         self._on_change = on_change
 
     def clock(self) -> float:
-        return time.perf_counter() - self.origin
+        return microseconds(time.perf_counter() - self.origin)
 
     def start_schedule(self) -> None:
         """Make now time zero: shift what was recorded so far (the seeding) to negative times."""
         shift = self.clock()
         self.origin += shift
         self._done = [
-            replace(r, sent_at=r.sent_at - shift, completed_at=_minus(r.completed_at, shift)) for r in self._done
+            replace(r, sent_at=microseconds(r.sent_at - shift), completed_at=_minus(r.completed_at, shift))
+            for r in self._done
         ]
         for record in self._done:
             self._changed(record)
@@ -250,4 +251,4 @@ def _describe(exc: Exception) -> str:
 
 
 def _minus(value: float | None, shift: float) -> float | None:
-    return None if value is None else value - shift
+    return None if value is None else microseconds(value - shift)

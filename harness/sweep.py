@@ -78,7 +78,8 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
         finally:  # read back as written, so a cell cut short by Ctrl-C is kept as far as it got
             with held():
                 if run.results_path.exists():  # execute writes it first thing; a Ctrl-C may come sooner
-                    cells.append(_cell_result(plan, cell, stage, run, read_results(run.results_path), expectations))
+                    summary = read_results(run.results_path, with_trials=False)
+                    cells.append(_cell_result(plan, cell, stage, run, summary, expectations))
                     write_results(snapshot(), plan.results_path)
         if on_cell:
             on_cell(cells[-1], snapshot())

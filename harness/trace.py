@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.files import read_json_lines
-from harness.results import TraceEvent, rebuild
+from harness.results import TraceEvent, microseconds, rebuild
 
 TRACE_FILE = "trace.jsonl"  # in each server's folder, beside its log
 
@@ -23,9 +23,9 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
             if data.get("kind") == "truncated":
                 truncated = True
                 continue
-            data["time"] -= origin
+            data["time"] = microseconds(data["time"] - origin)
             if data.get("start") is not None:
-                data["start"] -= origin
+                data["start"] = microseconds(data["start"] - origin)
             events.append(rebuild(TraceEvent, data))
         except (ValueError, TypeError, KeyError):
             continue

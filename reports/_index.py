@@ -38,7 +38,7 @@ def write_index(out_dir: Path) -> Path:
 def _entry(results: Path) -> _Entry:
     folder = results.parent
     try:
-        result, problem = read_results(results), None
+        result, problem = read_results(results, with_trials=False), None  # a long run's trials are not needed
     except ResultsError as exc:
         result, problem = None, exc.message
     return _Entry(folder=folder.name, result=result, problem=problem, has_report=(folder / REPORT_FILE).exists())

@@ -80,7 +80,7 @@ def thread_lanes(result: TrialResult, axis: Axis) -> ThreadLanes | None:
             f"+{event.start or 0:.3f} s to +{event.time:.3f} s",
         )
         for event in result.trace
-        if event.kind == "phase" and event.thread in rows
+        if event.kind == "phase" and event.thread in rows and event.time >= axis.start  # not the seeding's
     )
     crosses = tuple(
         Cross(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
 
 
-def write_page(path: Path, html: str) -> Path:
+def stream(template: str, **context: Any) -> Iterator[str]:
+    """The page in pieces as it renders: a long run's report is written without being held whole."""
+    return _environment().get_template(template).generate(**context)
+
+
+def write_page(path: Path, html: str | Iterable[str]) -> Path:
     with atomic_writer(path) as file:
-        file.write(html)
+        file.writelines([html] if isinstance(html, str) else html)
     return path

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.diagnosis import CAUSE_WORDS
 from harness.errors import ExitCode
-from harness.reports._lanes import ROW, thread_lanes
-from harness.reports._render import render, write_page
-from harness.reports._timeline import GUTTER, WIDTH, trial_timelines
+from harness.reports._lanes import ROW, ThreadLanes, thread_lanes
+from harness.reports._render import render, stream, write_page
+from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timelines
 from harness.results import RunResult, VariantSummary, Verdict
 from harness.summary import describe_schedule, describe_seed, format_rate, missing_evidence
 
@@ -45,14 +46,28 @@ class _ExceptionGroup:
 
 def render_report(result: RunResult) -> str:
     """The report of one run as a self-contained HTML page."""
+    return render("report.html.j2", **_context(result))
+
+
+def write_report(result: RunResult, path: Path) -> Path:
+    """Render ``result`` to ``path`` (atomically, as it renders) and return the path."""
+    return write_page(path, stream("report.html.j2", **_context(result)))
+
+
+def _context(result: RunResult) -> dict[str, Any]:
     summaries = {summary.variant: summary for summary in result.summaries}
     timelines = trial_timelines(result.trials, result.variants)
     axes = {t.trial: t.axis for t in timelines}
-    threads = {(t.trial, t.variant): thread_lanes(t, axes[t.trial]) for t in result.trials}
+    summed_up = _summed_up(timelines)
+    trials = {(t.trial, t.variant): t for t in result.trials}
+
+    def threads(trial: int, variant: str) -> ThreadLanes | None:
+        # Drawn when the page reaches them and then dropped: a long run's lanes are never all held at once.
+        return thread_lanes(trials[trial, variant], axes[trial])
+
     opened = {t.trial for t in timelines if t.failed}
     opened = set(sorted(opened)[:OPEN_TIMELINES] or [t.trial for t in timelines[:1]])
-    return render(
-        "report.html.j2",
+    return dict(
         result=result,
         title=f"{result.scenario.name}: {result.exit_code.meaning}",
         verdicts=[(verdict, summaries[verdict.variant]) for verdict in result.verdicts],
@@ -71,6 +86,7 @@ def render_report(result: RunResult) -> str:
         failures={(t.trial, t.variant): [r for r in t.records if r.diagnosis] for t in result.trials},
         cause_words=CAUSE_WORDS,
         opened=opened,
+        summed_up=summed_up,
         width=WIDTH,
         gutter=GUTTER,
         trial_errors=[trial for trial in result.trials if trial.error],
@@ -78,9 +94,23 @@ def render_report(result: RunResult) -> str:
     )
 
 
-def write_report(result: RunResult, path: Path) -> Path:
-    """Render ``result`` to ``path`` (atomically) and return the path."""
-    return write_page(path, render_report(result))
+def _summed_up(timelines: list[TrialTimeline]) -> set[tuple[int, str]]:
+    """The lanes told in one line rather than drawn: each build's clean trials after its first.
+
+    A clean trial's drawing looks like the one before it, and a long run's report would
+    grow by 150 kB with each; every trial with a failure, an error or anything but 2xx is
+    drawn in full.
+    """
+    drawn_clean: set[str] = set()
+    summed_up = set()
+    for timeline in timelines:
+        for lane in timeline.lanes:
+            clean = lane.error is None and lane.server_exit_code is None and all(b.outcome == "ok" for b in lane.bars)
+            if clean and lane.variant in drawn_clean:
+                summed_up.add((timeline.trial, lane.variant))
+            elif clean:
+                drawn_clean.add(lane.variant)
+    return summed_up
 
 
 def _headline(verdicts: tuple[Verdict, ...]) -> str:

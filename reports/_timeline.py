@@ -125,7 +125,10 @@ def _bar(record: RequestRecord, axis: Axis, row: float) -> Bar:
 
 
 def _describe_request(record: RequestRecord) -> str:
-    """What hovering or clicking a bar tells: index, timing, answer, server-side exception."""
+    """What hovering or clicking a bar tells: index, timing, answer, server-side exception.
+
+    Not the cause: a click adds it from the lane's list of causes, which has it once.
+    """
     planned = "" if record.planned_offset is None else f", planned at +{record.planned_offset:.3f} s"
     parts = [f"request #{record.index} {record.method} {record.path}{planned}, sent at +{record.sent_at:.3f} s"]
     if record.completed_at is None:
@@ -136,8 +139,6 @@ def _describe_request(record: RequestRecord) -> str:
     if record.error:
         parts.append(record.error)
     parts += [f"{exc.type}: {exc.message}" for exc in record.exceptions]
-    if record.diagnosis is not None:
-        parts.append(f"cause: {record.diagnosis.text}")
     parts.append(f"id {record.request_id}")
     return "\n".join(parts)
 

@@ -16,7 +16,7 @@ from harness.errors import AppError, ExitCode
 from harness.files import make_run_dir
 from harness.journal import read_journal
 from harness.pipeline import RunPlan, execute
-from harness.results import read_results
+from harness.results import TRIALS_FILE, read_results
 from harness.scenario import Scenario, Seed, load_scenario
 from harness.summary import format_summary
 from harness.variant import Variant
@@ -200,6 +200,27 @@ def test_a_server_killed_mid_trial_leaves_transport_errors_a_marked_trial_and_th
     assert [r.outcome for r in second.records if r.phase == "schedule"] == ["ok"] * 3
 
 
+def test_each_round_appends_its_trials_and_rewrites_none(tmp_path: Path) -> None:
+    config = builtin_config()
+    plan = RunPlan(
+        scenario=replace(_small_burst(requests=20), trials=2),
+        variants=(config.variants["unpatched"], config.variants["patched"]),
+        run_dir=make_run_dir(tmp_path, "burst"),
+    )
+    trials_file = plan.results_path.with_name(TRIALS_FILE)
+    after_each_round: list[bytes] = []
+
+    result = execute(plan, on_trial=lambda trial, _: after_each_round.append(trials_file.read_bytes()))
+
+    first, second = after_each_round
+    assert len(first.splitlines()) == 2 and second.startswith(first) and len(second.splitlines()) == 4
+    assert trials_file.read_bytes() == second
+    assert read_results(plan.results_path).trials == result.trials
+    # What the servers wrote for the harness is in trials.jsonl, not also beside their logs.
+    left = {path.name for path in plan.run_dir.glob("servers/*/*")}
+    assert "server.log" in left and not left & {"events.jsonl", "trace.jsonl"}
+
+
 def _small_burst(*, requests: int) -> Scenario:
     burst = load_scenario("burst")
     return replace(
@@ -207,7 +228,7 @@ def _small_burst(*, requests: int) -> Scenario:
     )
 
 
-def test_a_2000_request_scenario_records_every_request_in_results_and_journal(tmp_path: Path) -> None:
+def test_a_2000_request_scenario_records_every_request_once_in_its_trials_file(tmp_path: Path) -> None:
     # Its memory is measured by benchmarks/memory_2000.py, not here.
     path = tmp_path / "waves-2000.toml"
     path.write_text(
@@ -227,5 +248,6 @@ def test_a_2000_request_scenario_records_every_request_in_results_and_journal(tm
     assert [r.index for r in scheduled] == list(range(2000))
     assert all(r.completed_at is not None and r.outcome != "interrupted" for r in scheduled)
     assert result.summaries[0].requests == 2000
-    journalled = [r for r in read_journal(plan.journal_path) if r.phase == "schedule"]
-    assert sorted(journalled, key=lambda r: r.index) == scheduled
+    assert read_results(plan.results_path).trials == result.trials
+    assert len(plan.results_path.with_name(TRIALS_FILE).read_text().splitlines()) == 1
+    assert read_journal(plan.journal_path) == []  # cleared once the round's trials were in trials.jsonl

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,22 +10,65 @@ from harness.errors import ResultsError
 from harness.results import (
     SCHEMA_VERSION,
     SWEEP_FILE,
+    TRIALS_FILE,
+    Diagnosis,
     RunResult,
+    TraceEvent,
+    pack_trial,
     read_document,
     read_results,
     read_sweep,
+    unpack_trial,
     write_results,
 )
+from tests.harness import factories
 from tests.harness.factories import cell, make_result, make_sweep
+
+CAUSE = Diagnosis(kind="double-connect", text="connect() on a thread that held #2", threads=(1, 4), requests=("a", "b"))
 
 
 def test_results_round_trip_through_json(tmp_path: Path) -> None:
     result = make_result()
     path = tmp_path / "results.json"
     write_results(result, path)
-    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+    summary = json.loads(path.read_text())
+    assert summary["schema_version"] == SCHEMA_VERSION and "trials" not in summary
+    assert len((tmp_path / TRIALS_FILE).read_text().splitlines()) == len(result.trials)
     assert read_results(path) == result
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", TRIALS_FILE]
+
+
+def test_a_packed_trial_comes_back_whole_with_each_text_written_once() -> None:
+    failed = [replace(r, diagnosis=CAUSE) for r in factories.trial("unpatched", 3, ["server-error"] * 3).records]
+    trace = (
+        TraceEvent(kind="connect", request_id=failed[0].request_id, thread=1, time=0.25, phase="enter", connection=2),
+        TraceEvent(kind="phase", request_id=failed[0].request_id, thread=1, time=0.5, phase="enter", start=0.25),
+        TraceEvent(kind="query", request_id=None, thread=0, time=-0.125, sql="SELECT user", error="boom", auto=True),
+    )
+    trial = replace(factories.trial("unpatched", 3, []), records=tuple(failed), trace=trace, trace_truncated=True)
+
+    line = json.loads(json.dumps(pack_trial(trial)))
+
+    assert unpack_trial(line) == trial
+    assert line["texts"].count(factories.CONNECTION_OPENED.traceback) == 1
+    assert line["texts"].count(failed[0].request_id) == 1  # named by a record and two trace events
+    # A row leaves out its trailing defaults: a phase event has no connection, error, auto or sql.
+    assert len(line["trace"][1]) == line["columns"]["TraceEvent"].index("start") + 1
+
+
+def test_a_record_written_by_an_older_harness_with_its_trials_inside_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**make_result().to_dict(), "schema_version": 4}, default=list))
+    with pytest.raises(ResultsError, match=r"version 4 was written by an older harness"):
+        read_results(path)
+
+
+def test_a_trials_file_of_another_shape_is_a_results_error(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    write_results(make_result(), path)
+    (tmp_path / TRIALS_FILE).write_text('{"variant": "unpatched", "records": [[1, 2]]}\n')
+    with pytest.raises(ResultsError, match=rf"{TRIALS_FILE} does not match schema {SCHEMA_VERSION}"):
+        read_results(path)
 
 
 def test_a_file_of_the_first_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:

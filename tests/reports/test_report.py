@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.reports import render_report, write_report
-from harness.results import Outcome, ServerException
+from harness.results import Outcome
 from tests.harness.factories import make_result, trial
 
 FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]
@@ -70,12 +70,14 @@ def test_an_incomplete_run_renders_what_was_saved_and_says_so() -> None:
     assert "no answer (interrupted)" in html
 
 
-def test_every_request_is_a_bar_on_the_axis_its_trial_shares() -> None:
+def test_every_request_of_a_trial_with_a_failure_is_a_bar_and_later_clean_trials_are_one_line() -> None:
     trials = tuple(t for n in (1, 2, 3) for t in (trial("unpatched", n, FAILING * 25), trial("patched", n, CLEAN * 25)))
     html = render_report(make_result(trials, complete=True))
-    assert [_bars(html, v, n) for n in (1, 2, 3) for v in ("unpatched", "patched")] == [100] * 6
+    assert [_bars(html, v, n) for n in (1, 2, 3) for v in ("unpatched", "patched")] == [100, 100, 100, 0, 100, 0]
+    assert html.count('class="note summed-up"') == 2
+    assert "the other 2 clean trials are" in " ".join(html.split())
     # Both lanes of a trial are drawn on the same axis: the same tick marks.
-    section = html.split('data-trial="2"', 1)[1].split("</details>", 1)[0]
+    section = html.split('data-trial="1"', 1)[1].split("</details>", 1)[0]
     ticks = [
         re.findall(r'<text x="([\d.]+)" y="[\d.]+" text-anchor="middle">([^<]+)</text>', lane)
         for lane in section.split('<div class="lane"')[1:]
@@ -109,7 +111,7 @@ def test_many_requests_stay_small(tmp_path: Path) -> None:
 )
 def test_text_from_servers_and_scenario_files_is_shown_as_text(hostile: str) -> None:
     failing = trial("unpatched", 1, FAILING)
-    exceptions = (ServerException(**{**vars(failing.records[1].exceptions[0]), "message": hostile}),)
+    exceptions = (replace(failing.records[1].exceptions[0], message=hostile),)
     failing = replace(failing, records=(failing.records[0], replace(failing.records[1], exceptions=exceptions)))
     result = make_result((failing, trial("patched", 1, CLEAN, error=hostile)), complete=True)
     result = replace(result, scenario=replace(result.scenario, name=hostile, description=hostile))
