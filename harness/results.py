@@ -20,8 +20,9 @@ from harness.files import atomic_writer
 from harness.scenario import Scenario
 from harness.variant import Expectation
 
-SCHEMA_VERSION = 4  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
-# 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run
+SCHEMA_VERSION = 5  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+# 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
+# 5: a power's favourable pairs, the evidence of --confidence's paired stopping rule
 RESULTS_FILE = "results.json"  # in each run's folder, the document of record
 JOURNAL_FILE = "records.jsonl"  # beside it, every request as it happened (harness.journal)
 SWEEP_FILE = "sweep.json"  # in a sweep's folder, its document of record; its cells' runs beside it
@@ -159,10 +160,14 @@ class Rate:
 
 @dataclass(frozen=True, kw_only=True)
 class Power:
-    """How likely a clean variant's trials were to catch a build as broken as the reference.
+    """How likely a clean variant's trials were to catch a build as broken as the reference, and what rules one out.
 
     ``at_estimate`` uses the reference's measured per-trial failure rate, ``at_low`` the low
-    end of its 95% interval.
+    end of its 95% interval. ``favourable_pairs`` is the evidence ``--confidence`` decides on
+    (:func:`harness.stats.clean_is_decided`): the trials a reference variant failed whose
+    trial of the same number this variant passed, counted against each reference variant,
+    the fewest of those counts. A build failing at least as often as that variant shows as
+    many with chance at most ``2 ** -favourable_pairs``.
     """
 
     reference: tuple[str, ...]
@@ -170,6 +175,7 @@ class Power:
     trials: int
     at_estimate: float
     at_low: float
+    favourable_pairs: int
 
 
 @dataclass(frozen=True, kw_only=True)
