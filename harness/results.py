@@ -29,7 +29,8 @@ from harness.variant import Expectation
 
 SCHEMA_VERSION = 5  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
-# 5: the trials in trials.jsonl beside results.json, one compact line each, written once
+# 5: the trials in trials.jsonl beside results.json, one compact line each, written once; a power's
+# favourable pairs, the evidence of --confidence's paired stopping rule
 RESULTS_FILE = "results.json"  # in each run's folder: the run, its summaries and verdicts, rewritten each round
 TRIALS_FILE = "trials.jsonl"  # beside it: each trial appended once, when it ends (:func:`pack_trial`)
 JOURNAL_FILE = "records.jsonl"  # beside it: the requests of the trials under way, as they happen (harness.journal)
@@ -173,10 +174,14 @@ class Rate:
 
 @dataclass(frozen=True, kw_only=True)
 class Power:
-    """How likely a clean variant's trials were to catch a build as broken as the reference.
+    """How likely a clean variant's trials were to catch a build as broken as the reference, and what rules one out.
 
     ``at_estimate`` uses the reference's measured per-trial failure rate, ``at_low`` the low
-    end of its 95% interval.
+    end of its 95% interval. ``favourable_pairs`` is the evidence ``--confidence`` decides on
+    (:func:`harness.stats.clean_is_decided`): the trials a reference variant failed whose
+    trial of the same number this variant passed, counted against each reference variant,
+    the fewest of those counts. A build failing at least as often as that variant shows as
+    many with chance at most ``2 ** -favourable_pairs``.
     """
 
     reference: tuple[str, ...]
@@ -184,6 +189,7 @@ class Power:
     trials: int
     at_estimate: float
     at_low: float
+    favourable_pairs: int
 
 
 @dataclass(frozen=True, kw_only=True)

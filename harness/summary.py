@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from harness.diagnosis import CAUSE_WORDS
 from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import HttpRequest, Scenario, Seed
-from harness.stats import clopper_pearson_lower
+from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.trace import uses_peewee
 
 CONFIDENCE_95 = 0.95
@@ -93,6 +93,7 @@ def format_summary(result: RunResult) -> str:
             f"held to {result.confidence:.0%} confidence: "
             + (f"not decided within the limits: {', '.join(undecided)}" if undecided else "every verdict decided")
         )
+        lines.append(f"  ({describe_stopping_rule(result.confidence)})")
     lines += [
         *format_table(rows),
         "",
@@ -125,6 +126,17 @@ def format_summary(result: RunResult) -> str:
     if missing:
         lines += ["", "evidence this run could not collect:", *(f"  {sentence}" for sentence in missing)]
     return "\n".join(lines)
+
+
+def describe_stopping_rule(confidence: float) -> str:
+    """``--confidence``'s rule in words (:func:`harness.stats.clean_is_decided`), for the summary and the report."""
+    pairs = pairs_needed(confidence)
+    return (
+        "a build expected to fail is decided by its first failure; a build expected to be clean, once each build "
+        f"expected to fail has failed {pairs} trials whose trial of the same number it passed: a build failing at "
+        f"least as often would show that with chance at most 1 in {round(1 / false_clean_chance(pairs))}, however "
+        "often the harness looks"
+    )
 
 
 def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:

@@ -13,7 +13,9 @@ failed): the harness then cannot say what it would have done.
 Each verdict states how sure it is (:mod:`harness.stats`): failure rates per trial and
 per request with their 95% intervals, the trial of the first failure, and for a clean
 variant the power of its clean trials against the variants expected to fail, as
-measured in the same run.
+measured in the same run. With ``--confidence``, a clean variant is decided by pairing
+its trials with theirs by trial number (:func:`harness.stats.clean_is_decided`), so
+each variant's trials are kept by number (:func:`trial_outcomes`), not only counted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from harness.diagnosis import count_causes
 from harness.errors import ExitCode
@@ -37,7 +40,14 @@ from harness.results import (
     VerdictKind,
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind
-from harness.stats import clean_is_decided, detection_power, wilson_interval
+from harness.stats import (
+    clean_is_decided,
+    detection_power,
+    false_clean_chance,
+    fewest_favourable_pairs,
+    pairs_needed,
+    wilson_interval,
+)
 from harness.variant import Expectation
 
 # A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
@@ -47,6 +57,7 @@ VERDICT_EXIT_CODES: dict[VerdictKind, ExitCode] = {
     "silent": ExitCode.SILENT,
     "undecided": ExitCode.UNDECIDED,
 }
+_NO_TRIALS: Mapping[int, bool] = MappingProxyType({})
 
 
 def summarise(
@@ -56,7 +67,8 @@ def summarise(
     schedule = [r for trial in own for r in trial.records if r.phase == "schedule"]
     seed = [r for trial in own for r in trial.records if r.phase == "seed"]
     counted = {_OUTCOMES[kind] for kind in fail_on}
-    failed = [trial.trial for trial in own if trial.error is None and _failed(trial, counted)]
+    outcomes = trial_outcomes(variant, own, fail_on)
+    failed = [number for number, failure in outcomes.items() if failure]
 
     def count(outcome: str) -> int:
         return sum(1 for r in schedule if r.outcome == outcome)
@@ -78,9 +90,19 @@ def summarise(
         first_failed_trial=min(failed, default=None),
         exceptions=group_exceptions(r for trial in own for r in trial.records),
         causes=count_causes(r for trial in own for r in trial.records),
-        trial_failure_rate=rate(len(failed), sum(1 for trial in own if trial.error is None)),
+        trial_failure_rate=rate(len(failed), len(outcomes)),
         request_failure_rate=rate(sum(1 for r in schedule if r.outcome in counted), len(schedule)),
     )
+
+
+def trial_outcomes(
+    variant: str, trials: Iterable[TrialResult], fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON
+) -> dict[int, bool]:
+    """The variant's trials by number, True for one that failed; a trial with an error is no outcome and left out."""
+    counted = {_OUTCOMES[kind] for kind in fail_on}
+    return {
+        trial.trial: _failed(trial, counted) for trial in trials if trial.variant == variant and trial.error is None
+    }
 
 
 def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, ...]:
@@ -105,20 +127,30 @@ def judge(
 ) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
     """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code.
 
-    The reference a clean variant's power is measured against is every variant expected to fail, pooled.
+    The reference a clean variant is measured against is every variant expected to fail: pooled for
+    its power, each one apart for the pairs of trials that decide it.
     """
     summaries = tuple(summarise(variant, trials, fail_on) for variant in expectations)
+    outcomes = {variant: trial_outcomes(variant, trials, fail_on) for variant in expectations}
     broken = [s for s in summaries if expectations[s.variant] == "fails"]
     reference = (
         Reference(
             variants=tuple(s.variant for s in broken),
             rate=rate(sum(s.failed_trials for s in broken), sum(s.trials - s.error_trials for s in broken)),
+            outcomes=tuple(outcomes[s.variant] for s in broken),
         )
         if broken
         else None
     )
     verdicts = tuple(
-        decide(s, expectations[s.variant], reference=reference, confidence=confidence, fail_on=fail_on)
+        decide(
+            s,
+            expectations[s.variant],
+            reference=reference,
+            outcomes=outcomes[s.variant],
+            confidence=confidence,
+            fail_on=fail_on,
+        )
         for s in summaries
     )
     return summaries, verdicts, exit_code(verdicts)
@@ -126,10 +158,14 @@ def judge(
 
 @dataclass(frozen=True, kw_only=True)
 class Reference:
-    """The variants expected to fail, pooled: what a clean variant's power is measured against."""
+    """The variants expected to fail: what a clean variant is measured against.
+
+    ``rate`` is their failed trials pooled; ``outcomes`` each one's trials by number (:func:`trial_outcomes`).
+    """
 
     variants: tuple[str, ...]
     rate: Rate
+    outcomes: tuple[Mapping[int, bool], ...]
 
 
 def rate(count: int, total: int) -> Rate:
@@ -142,13 +178,15 @@ def decide(
     expected: Expectation,
     *,
     reference: Reference | None = None,
+    outcomes: Mapping[int, bool] = _NO_TRIALS,
     confidence: float | None = None,
     fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
 ) -> Verdict:
     """Hold one variant's summary to what the scenario expects of it.
 
+    ``outcomes`` are its trials by number (:func:`trial_outcomes`), paired with the reference's.
     With ``confidence``, a variant expected to fail that has not failed, and a clean variant
-    whose trials do not yet decide it (:func:`harness.stats.clean_is_decided`), are
+    whose pairs of trials do not yet decide it (:func:`harness.stats.clean_is_decided`), are
     "undecided" instead of silent or met.
     """
     name, trials, failed = summary.variant, summary.trials, summary.failed_trials
@@ -174,7 +212,7 @@ def decide(
     if summary.exceptions:
         top = summary.exceptions[0]
         failures += f"; most common: {_short_type(top.type)}: {top.message} ({top.count}x)"
-    power = _power(reference, trials) if expected == "clean" and not failed and not unanswered else None
+    power = _power(reference, trials, outcomes) if expected == "clean" and not failed and not unanswered else None
     kind: VerdictKind
     if expected == "fails" and failed:
         kind, reason = "met", f"{name} failed as expected: {failures}"
@@ -205,14 +243,9 @@ def decide(
         )
         reason += f"; {_describe_power(power)}"
         if confidence is not None:
-            decided = reference is not None and clean_is_decided(
-                reference_failed=reference.rate.count,
-                reference_trials=reference.rate.total,
-                trials=trials,
-                confidence=confidence,
-            )
+            decided = reference is not None and clean_is_decided(outcomes, reference.outcomes, confidence)
             kind = "met" if decided else "undecided"
-            reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
+            reason += f"; {_describe_decision(power, confidence, decided=decided)}"
     if summary.transport_errors + summary.timeouts and set(fail_on) == {"5xx"}:
         reason += f" ({summary.transport_errors} transport errors and {summary.timeouts} timeouts, counted apart)"
     return Verdict(
@@ -231,7 +264,7 @@ def exit_code(verdicts: Sequence[Verdict]) -> ExitCode:
     return next((code for kind, code in VERDICT_EXIT_CODES.items() if kind in kinds), ExitCode.OK)
 
 
-def _power(reference: Reference | None, trials: int) -> Power | None:
+def _power(reference: Reference | None, trials: int, outcomes: Mapping[int, bool]) -> Power | None:
     if reference is None or reference.rate.estimate is None:
         return None
     return Power(
@@ -240,6 +273,7 @@ def _power(reference: Reference | None, trials: int) -> Power | None:
         trials=trials,
         at_estimate=detection_power(reference.rate.estimate, trials),
         at_low=detection_power(reference.rate.low, trials),
+        favourable_pairs=fewest_favourable_pairs(outcomes, reference.outcomes),
     )
 
 
@@ -251,6 +285,24 @@ def _describe_power(power: Power | None) -> str:
         f"a build as broken as {', '.join(power.reference)} ({measured.count} of {measured.total} trials failed) "
         f"would have failed at least one of {power.trials} trials with chance {_floor_percent(power.at_estimate)} "
         f"({_floor_percent(power.at_low)} at the low end of its 95% interval)"
+    )
+
+
+def _describe_decision(power: Power | None, confidence: float, *, decided: bool) -> str:
+    """The stopping rule's evidence, e.g. ``decided clean at 99% confidence: in 7 pairs of trials ...``."""
+    if power is None:
+        return f"not decided at {confidence:.0%} confidence"
+    pairs, several = power.favourable_pairs, len(power.reference) > 1
+    evidence = (
+        f"in {'at least ' if several else ''}{pairs} pairs of trials (trial n of each build) "
+        f"{'each of ' + ', '.join(power.reference) if several else power.reference[0]} failed and this build did not"
+    )
+    if not decided:
+        return f"not decided at {confidence:.0%} confidence: {evidence}, {pairs_needed(confidence)} are needed"
+    return (
+        f"decided clean at {confidence:.0%} confidence: {evidence}; a build failing at least as often as "
+        f"{'any one of them' if several else power.reference[0]} would show that with chance at most "
+        f"1 in {round(1 / false_clean_chance(pairs))}, within the {(1 - confidence) * 100:.3g}% allowed"
     )
 
 

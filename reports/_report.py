@@ -12,7 +12,7 @@ from harness.reports._lanes import ROW, ThreadLanes, thread_lanes
 from harness.reports._render import render, stream, write_page
 from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timelines
 from harness.results import RunResult, VariantSummary, Verdict
-from harness.summary import describe_schedule, describe_seed, format_rate, missing_evidence
+from harness.summary import describe_schedule, describe_seed, describe_stopping_rule, format_rate, missing_evidence
 
 REPORT_FILE = "report.html"
 OPEN_TIMELINES = 4  # the first trials with a failure open; the rest stay one click away
@@ -77,6 +77,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         kind_words=_KIND_WORDS,
         outcome_words=_OUTCOME_WORDS,
         schedule=describe_schedule(result.scenario),
+        rule=None if result.confidence is None else describe_stopping_rule(result.confidence),
         seed=describe_seed(result.scenario),
         missing=missing_evidence(result),
         exceptions=_group_exceptions(result.summaries),

@@ -79,12 +79,16 @@ def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | No
 
 
 def make_result(
-    trials: tuple[TrialResult, ...] | None = None, *, complete: bool = False, scenario: str = "burst"
+    trials: tuple[TrialResult, ...] | None = None,
+    *,
+    complete: bool = False,
+    scenario: str = "burst",
+    confidence: float | None = None,
 ) -> RunResult:
     """A result judged as the pipeline judges it; by default one cut-short trial of each variant."""
     if trials is None:
         trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries, verdicts, code = judge({"unpatched": "fails", "patched": "clean"}, trials)
+    summaries, verdicts, code = judge({"unpatched": "fails", "patched": "clean"}, trials, confidence=confidence)
     return RunResult(
         scenario=load_scenario(scenario),
         variants=("unpatched", "patched"),
@@ -96,6 +100,7 @@ def make_result(
         summaries=summaries,
         verdicts=verdicts,
         exit_code=code,
+        confidence=confidence,
     )
 
 

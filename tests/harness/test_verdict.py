@@ -7,7 +7,7 @@ import pytest
 from harness.errors import ExitCode
 from harness.results import TrialResult, Verdict
 from harness.variant import Expectation
-from harness.verdict import decide, exit_code, judge, summarise
+from harness.verdict import decide, exit_code, judge, summarise, trial_outcomes
 from tests.harness.factories import record, trial
 
 
@@ -135,12 +135,51 @@ def test_a_clean_variant_alone_has_no_measured_power() -> None:
 
 
 def test_with_confidence_too_few_clean_trials_are_undecided_and_enough_are_met() -> None:
-    _, verdicts, code = judge(_BOTH, _run([True] * 10, [False] * 10), confidence=0.99)
+    _, verdicts, code = judge(_BOTH, _run([True] * 6, [False] * 6), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "undecided"] and code is ExitCode.UNDECIDED
-    assert "not decided at 99% confidence" in verdicts[1].reason
-    _, verdicts, code = judge(_BOTH, _run([True] * 11, [False] * 11), confidence=0.99)
+    assert (
+        "not decided at 99% confidence: in 6 pairs of trials (trial n of each build) unpatched failed and this build "
+        "did not, 7 are needed"
+    ) in verdicts[1].reason
+    _, verdicts, code = judge(_BOTH, _run([True] * 7, [False] * 7), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "met"] and code is ExitCode.OK
-    assert "decided at 99% confidence" in verdicts[1].reason and verdicts[1].confidence == 0.99
+    assert (
+        "decided clean at 99% confidence: in 7 pairs of trials (trial n of each build) unpatched failed and this "
+        "build did not; a build failing at least as often as unpatched would show that with chance at most 1 in 128, "
+        "within the 1% allowed"
+    ) in verdicts[1].reason
+    assert verdicts[1].confidence == 0.99
+    assert verdicts[1].power is not None and verdicts[1].power.favourable_pairs == 7
+
+
+def test_only_pairs_the_reference_failed_and_the_clean_build_ran_without_error_count() -> None:
+    # Unpatched fails 9 trials; its 8th could not be run, and the clean build ran only 8 (the run was cut short).
+    trials = _run([True] * 9, [False] * 8)
+    trials[7] = replace(trials[7], error="did not start")
+    outcomes = trial_outcomes("unpatched", trials)
+    assert 8 not in outcomes and len(outcomes) == 8
+    _, [_, patched], _ = judge(_BOTH, trials, confidence=0.99)
+    assert patched.power is not None and patched.power.favourable_pairs == 7  # trials 1 to 7
+    assert patched.kind == "met"
+
+
+def test_against_several_references_a_clean_build_needs_the_pairs_against_each() -> None:
+    expectations: dict[str, Expectation] = {"odd": "fails", "even": "fails", "patched": "clean"}
+
+    def run(last: int) -> list[TrialResult]:
+        """Trials 1 to ``last``: odd fails the odd ones, even the even ones, patched none."""
+        return [
+            trial(name, n, ["server-error" if n % 2 == remainder else "ok"])
+            for name, remainder in (("odd", 1), ("even", 0), ("patched", None))
+            for n in range(1, last + 1)
+        ]
+
+    _, [*_, patched], _ = judge(expectations, run(13), confidence=0.99)
+    assert patched.kind == "undecided"  # 7 pairs against odd, 6 against even
+    assert "in at least 6 pairs of trials (trial n of each build) each of odd, even failed" in patched.reason
+    _, [*_, patched], _ = judge(expectations, run(14), confidence=0.99)
+    assert patched.kind == "met"
+    assert "a build failing at least as often as any one of them would show that" in patched.reason
 
 
 def test_with_confidence_a_reproducer_without_failure_is_undecided_not_silent() -> None:

@@ -129,3 +129,16 @@ def test_a_run_stopped_before_any_trial_still_renders() -> None:
     html = render_report(make_result(()))
     assert _banner(html) == "error: COULD NOT RUN: unpatched; COULD NOT RUN: patched"
     assert "cut short after 0 trials" in html and 'class="trial"' not in html
+
+
+def test_a_confidence_run_states_its_stopping_rule_and_the_evidence_of_each_verdict() -> None:
+    trials = tuple(
+        trial(v, n, FAILING if v == "unpatched" else CLEAN) for n in range(1, 8) for v in ("unpatched", "patched")
+    )
+    html = render_report(make_result(trials, complete=True, confidence=0.99))
+    assert (
+        "until every verdict was decided at 99% confidence (a build expected to fail is decided by its first failure; "
+        "a build expected to be clean, once each build expected to fail has failed 7 trials whose trial of the same "
+        "number it passed: a build failing at least as often would show that with chance at most 1 in 128"
+    ) in html
+    assert "decided clean at 99% confidence: in 7 pairs of trials (trial n of each build) unpatched failed" in html
