@@ -110,8 +110,9 @@ def build_parser() -> _Parser:
         "recover",
         help="rebuild the results of a run that was killed, from its journal of requests",
         description="A harness killed outright (SIGKILL, a lost machine) cannot write its last trial. "
-        f"Every request is also in the run's {JOURNAL_FILE}: this rewrites results.json with the "
-        "unfinished trials rebuilt from it, marked incomplete, and prints the summary.",
+        f"Every request of the trials under way is also in the run's {JOURNAL_FILE}: this rewrites the "
+        "run's record (results.json, trials.jsonl) with the unfinished trials rebuilt from it, marked incomplete, "
+        "and prints the summary.",
     )
     recover.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's folder (where results.json is)")
     recover.set_defaults(handler=_recover)

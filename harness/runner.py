@@ -120,13 +120,18 @@ def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
 
 
 def read_events(path: Path) -> list[ServerException]:
-    """The probe's events; a last line cut short by a killed server is skipped."""
+    """The probe's events; a last line cut short by a killed server is skipped.
+
+    A traceback repeated by many failed requests is kept once: a long run holds them all.
+    """
     events = []
+    tracebacks: dict[str, str] = {}
     for data in read_json_lines(path):
         try:
-            events.append(ServerException(**data))
+            event = ServerException(**data)
         except TypeError:
             continue
+        events.append(replace(event, traceback=tracebacks.setdefault(event.traceback, event.traceback)))
     return events
 
 

@@ -18,6 +18,7 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
     """
     events: list[TraceEvent] = []
     truncated = False
+    texts: dict[str, str] = {}  # each request id and phase once, not once per event: a long run holds them all
     for data in read_json_lines(path):
         try:
             if data.get("kind") == "truncated":
@@ -26,6 +27,9 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
             data["time"] = microseconds(data["time"] - origin)
             if data.get("start") is not None:
                 data["start"] = microseconds(data["start"] - origin)
+            data = {
+                key: texts.setdefault(value, value) if isinstance(value, str) else value for key, value in data.items()
+            }
             events.append(rebuild(TraceEvent, data))
         except (ValueError, TypeError, KeyError):
             continue
