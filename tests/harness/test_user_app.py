@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ExitCode
+from harness.results import TRIALS_FILE
 from tests.conftest import is_running
 from tests.harness.runs import INSTALLED_HARNESS
 
@@ -113,11 +114,18 @@ def harness(folder: Path, *args: str, timeout: float = 120, **variables: str) ->
 
 
 def results_of(folder: Path, completed: subprocess.CompletedProcess[str]) -> tuple[Path, dict]:
-    """The results file the run printed, which must be under the folder's harness-out, and its document."""
+    """The results file the run printed, which must be under the folder's harness-out, and its document.
+
+    With its trials, as a user reads them: one JSON line each in trials.jsonl beside it.
+    """
     [printed] = re.findall(r"^results: (.+)$", completed.stdout, flags=re.MULTILINE)
     path = folder / printed  # relative to the folder it ran in
     assert path.resolve().parent.parent == (folder / "harness-out").resolve()
-    return path, json.loads(path.read_text())
+    return path, {**json.loads(path.read_text()), "trials": _trial_lines(path)}
+
+
+def _trial_lines(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.with_name(TRIALS_FILE).read_text().splitlines()]
 
 
 def error_lines(completed: subprocess.CompletedProcess[str]) -> list[str]:
@@ -355,7 +363,7 @@ def test_bad_input_in_the_users_folder_is_one_error_line_and_exit_code_4(
         assert not (folder / "harness-out").exists()
         assert completed.stderr.count("\n") == 1
     for results in folder.glob("harness-out/*/results.json"):
-        for trial in json.loads(results.read_text())["trials"]:
+        for trial in _trial_lines(results):
             assert not trial["pid"] or not is_running(trial["pid"])
 
 
