@@ -16,7 +16,7 @@ sets a variable the interpreter or the dynamic loader reads only as a process st
 parent has died or does not answer.
 
 Not :mod:`multiprocessing`'s forkserver: its children re-import the parent's ``__main__``
-(the ``harness`` script imports the whole harness, 0.3 s each) and hold the pipe whose
+(the ``harness`` script imports the harness's command line, about 0.1 s each) and hold the pipe whose
 end tells it that its parent died.
 """
 
