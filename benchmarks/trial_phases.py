@@ -9,8 +9,9 @@ around each step. Repeats it TRIALS times, each in a new Python process (``--one
 every ``harness run`` is one, so what is paid once per process (a template compiled, a
 module loaded late) is counted every time; then prints the median (min-max) of each phase:
 
-- start: ``Server(...)`` (its folder, the Popen) until uvicorn's "Uvicorn running on" line is
-  in its log, seen by a poll every millisecond beside the harness's own;
+- start: ``Server(...)`` (its folder, the fork from the warm parent) until uvicorn's "Uvicorn
+  running on" line is in its log, seen by a poll every millisecond beside the harness's own;
+  this first server also waits for whatever is left of the warm parent's imports;
 - ready: from that line until ``Server.wait_ready`` returns (its poll every 20 ms; the tutorial's
   builds have no ready path);
 - seed: ``make_client`` and ``run_trial``'s seeding, until ``Recorder.start_schedule``;
@@ -19,7 +20,8 @@ module loaded late) is counted every time; then prints the median (min-max) of e
   ``pipeline._exit_code_if_died``);
 - stop: ``Server.stop`` (SIGTERM, wait), in a worker thread as the pipeline runs it;
 - trace + diagnosis: ``pipeline._trial_result`` (the probe's events, the trace, the diagnosis);
-- run set-up: ``describe_environment``, the first (empty) results file, the journal opened;
+- run set-up: the warm parent started (``harness.forkserver.warm_up``, which does not wait for
+  its imports), ``describe_environment``, the first (empty) results file, the journal opened;
 - write results: the results file written twice, after the round and at the end, as
   ``pipeline.execute`` does for one trial, and the journal closed;
 - render report: ``harness.reports.publish`` (report.html and the folder's index.html), and
@@ -47,6 +49,7 @@ from harness import pipeline
 from harness.config import builtin_config
 from harness.environment import describe_environment
 from harness.files import make_run_dir
+from harness.forkserver import warm_up
 from harness.journal import Journal
 from harness.launcher import Server
 from harness.reports import publish
@@ -82,6 +85,7 @@ def one_run(out: Path) -> dict[str, float]:
 
     mark = time.perf_counter()
     started_at, started = pipeline._now(), time.monotonic()
+    warm_up()
     environment = describe_environment()
     write_summary(pipeline._assemble(plan, [], environment, started_at, started, complete=False), plan.results_path)
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))

@@ -7,7 +7,9 @@ from that line (only an app that must know its port, ``{port}`` in its env, is g
 free one up front). A variant with a ``ready`` path is ready once that path answers 2xx.
 The variant's ``env_file`` and ``env`` are added to the server's environment, ``app_dir``
 goes first on its import path. Output goes to a file, so a full pipe can never stall a
-server. :meth:`Server.stop` ends the process by escalation
+server. The process is forked from a warm parent that has already imported the
+frameworks, or started cold when it cannot be (:func:`harness.forkserver.start_uvicorn`).
+:meth:`Server.stop` ends the process by escalation
 (terminate, wait, kill) and is safe to call more than once, also after a Ctrl-C cut an
 earlier call short. Servers listen on loopback only unless the user asks otherwise
 (:func:`check_host`).
@@ -15,17 +17,14 @@ earlier call short. Servers listen on loopback only unless the user asks otherwi
 
 from __future__ import annotations
 
-import ctypes
 import enum
 import functools
 import inspect
 import ipaddress
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +34,7 @@ import dotenv
 import httpx
 
 from harness.errors import AppError, ConfigError, LaunchError, UsageError
+from harness.forkserver import ServerProcess, start_uvicorn
 from harness.trace import TRACE_FILE
 from harness.variant import Variant
 
@@ -89,10 +89,7 @@ class Server:
             "HARNESS_PROBE_STARTUP_FAILURE": str(self.startup_failure_path),
             "PYTHONUNBUFFERED": "1",
         }
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
+        args = [
             "harness.server.probe:create_app",
             "--factory",
             "--host",
@@ -102,17 +99,7 @@ class Server:
             *(("--app-dir", variant.app_dir) if variant.app_dir else ()),
             *_graceful_shutdown_options(),
         ]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # the harness, not the terminal's Ctrl-C, stops it
-                preexec_fn=_die_with_parent,
-            )
+        self.process: ServerProcess = start_uvicorn(args, cwd=directory, env=env, log_path=self.log_path)
 
     @property
     def pid(self) -> int:
@@ -267,17 +254,6 @@ def _graceful_shutdown_options() -> tuple[str, ...]:
     if "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters:
         return ("--timeout-graceful-shutdown", "2")
     return ()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to end the server if the harness dies without stopping it (even by SIGKILL).
-
-    Linux sends the signal when the forking *thread* exits: servers are started from the
-    event loop's thread, which lives as long as the harness.
-    """
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def check_url(url: str, *, allow_remote: bool) -> str:

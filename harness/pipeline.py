@@ -29,6 +29,7 @@ import anyio
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError, UsageError
+from harness.forkserver import warm_up
 from harness.interrupts import first_stop_only, held, raise_if_stopped
 from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
@@ -85,6 +86,8 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     """Run every trial of the plan and return (and write) the verdict-bearing result."""
     started_at = _now()
     started = time.monotonic()
+    if plan.url is None:
+        warm_up()  # its imports overlap the set-up below
     environment = describe_environment()
     trials: list[TrialResult] = []
 
