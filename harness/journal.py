@@ -115,7 +115,8 @@ def _created(directory: Path) -> str:
 
 
 def _without_exceptions(record: RequestRecord) -> dict[str, Any]:
-    # Exceptions are joined from the server's own events.jsonl when the trial ends.
-    data = dataclasses.asdict(record)
-    del data["exceptions"]
-    return data
+    # Exceptions (and causes) are joined from the server's own files when the trial ends.
+    return {f.name: getattr(record, f.name) for f in _JOURNALLED}
+
+
+_JOURNALLED = [f for f in dataclasses.fields(RequestRecord) if f.name not in ("exceptions", "diagnosis")]

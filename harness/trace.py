@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.files import read_json_lines
-from harness.results import TraceEvent, microseconds, rebuild
+from harness.results import TraceEvent, microseconds
 
 TRACE_FILE = "trace.jsonl"  # in each server's folder, beside its log
 
@@ -30,7 +30,7 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
             data = {
                 key: texts.setdefault(value, value) if isinstance(value, str) else value for key, value in data.items()
             }
-            events.append(rebuild(TraceEvent, data))
+            events.append(TraceEvent(**data))  # its fields are all plain values
         except (ValueError, TypeError, KeyError):
             continue
     return events, truncated
