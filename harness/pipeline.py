@@ -2,7 +2,8 @@
 
 Each trial starts a fresh server per variant (the countdown and the database are
 process state) and runs the variants side by side, or with ``url`` sends every trial to a
-server the user runs; a round runs ``jobs`` trials side by side. A run does the
+server the user runs; a round runs ``jobs`` trials side by side, and its servers are
+started while the round before stops its own. A run does the
 scenario's number of trials, or with ``confidence`` goes on until every verdict is
 decided or a limit is reached. Every request is appended to the run's
 journal as it happens (:mod:`harness.journal`); each trial is appended to
@@ -18,8 +19,9 @@ swallowed stops the run before its next round (:func:`harness.interrupts.raise_i
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,12 +106,13 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         trials.append(trial)
         _drop_server_files(trial)
 
+    ahead: dict[tuple[int, str], Server] = {}  # the next round's servers, started as this one stops its own
     try:
         done = 0
         while _more_trials(plan, done, snapshot(complete=False), started):
             raise_if_stopped()
-            numbers = range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
-            outcome = _round(plan, numbers, journal, keep)
+            numbers = _round_numbers(plan, done)
+            outcome = _round(plan, numbers, journal, keep, ahead)
             with held():
                 write_summary(snapshot(complete=False), plan.results_path)
                 journal.clear()  # its requests are in trials.jsonl now
@@ -121,6 +124,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         complete = True
     finally:
         with held():
+            _discard(ahead.values())
             trial_log.close()
             journal.close()
             result = snapshot(complete=complete)
@@ -138,10 +142,25 @@ def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) ->
     return in_time and any(verdict.kind == "undecided" for verdict in so_far.verdicts)
 
 
+def _round_numbers(plan: RunPlan, done: int) -> range:
+    """The trials of the round after trial ``done``: up to ``jobs`` of them, within the trial limit."""
+    return range(done + 1, min(done + plan.jobs, plan.trial_limit) + 1)
+
+
 def _round(
-    plan: RunPlan, numbers: range, journal: Journal, keep: Callable[[TrialResult], None]
+    plan: RunPlan,
+    numbers: range,
+    journal: Journal,
+    keep: Callable[[TrialResult], None],
+    ahead: dict[tuple[int, str], Server],
 ) -> dict[int, list[TrialResult]]:
-    """Trials ``numbers`` of every variant, each given to ``keep``; a trial cut short is kept as far as it got."""
+    """Trials ``numbers`` of every variant, each given to ``keep``; a trial cut short is kept as far as it got.
+
+    Servers in ``ahead`` for these trials are used, not started again; once every trial's
+    requests are done, the next round's servers are started into ``ahead`` while this
+    round's stop (about 0.2 s: uvicorn lets its connections finish), so the next round
+    finds them listening. A run that needs no next round stops them unused (:func:`_discard`).
+    """
     recorders = {
         (n, v.name): Recorder(variant=v.name, trial=n, on_change=journal.append) for n in numbers for v in plan.variants
     }
@@ -149,7 +168,7 @@ def _round(
     finished: dict[tuple[int, str], TrialResult] = {}
     started_at = _now()
     try:
-        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished)
+        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished, ahead)
     except BaseException as exc:
         stop = _the_reason(exc)
         with held():
@@ -183,18 +202,25 @@ async def _run_side_by_side(
     recorders: dict[tuple[int, str], Recorder],
     servers: dict[tuple[int, str], Server],
     finished: dict[tuple[int, str], TrialResult],
+    ahead: dict[tuple[int, str], Server],
 ) -> None:
     """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
+    next_numbers = _round_numbers(plan, numbers[-1])
+    draining = len(recorders)
+
+    def drained() -> None:
+        nonlocal draining
+        draining -= 1
+        if draining == 0 and plan.url is None:
+            ahead.update({(n, v.name): _launch(plan, n, v) for n in next_numbers for v in plan.variants})
 
     async def one(trial: int, variant: Variant) -> None:
         if plan.url is not None:
             finished[trial, variant.name] = await _run_external(plan, trial, recorders[trial, variant.name])
             return
-        directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-        server = servers[trial, variant.name] = Server(
-            variant, directory, time_scale=plan.scenario.time_scale, host=plan.host, trace=plan.trace
-        )
-        finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name])
+        server = ahead.pop((trial, variant.name), None) or _launch(plan, trial, variant)
+        servers[trial, variant.name] = server
+        finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name], drained)
 
     with first_stop_only():  # a first Ctrl-C cancels the trials, which stop their servers; a second adds nothing
         async with anyio.create_task_group() as tg:
@@ -203,20 +229,38 @@ async def _run_side_by_side(
                     tg.start_soon(one, trial, variant)
 
 
-async def _run_one(plan: RunPlan, trial: int, server: Server, recorder: Recorder) -> TrialResult:
+def _launch(plan: RunPlan, trial: int, variant: Variant) -> Server:
+    directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
+    return Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host, trace=plan.trace)
+
+
+def _discard(servers: Iterable[Server]) -> None:
+    """Stop servers started for a round that did not come, and remove their folders: no trial ran there."""
+    servers = list(servers)
+    stop_all(servers, timeout=0)  # no request to let finish: killed if not gone at once
+    for server in servers:
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+async def _run_one(
+    plan: RunPlan, trial: int, server: Server, recorder: Recorder, drained: Callable[[], None]
+) -> TrialResult:
+    """One trial on ``server``; ``drained`` is called when its requests are done (not if it was cancelled)."""
     started_at = _now()
     error = None
     server_exit_code = None
     try:
-        await server.wait_ready(plan.start_timeout)
-        async with make_client(server.base_url, plan.scenario) as client:
-            await run_trial(client, plan.scenario, recorder)
-        server_exit_code = await _exit_code_if_died(server, recorder)
-    except LaunchError as exc:
-        error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
-    except TrialError as exc:
-        error = exc.message
-        server_exit_code = await _exit_code_if_died(server, recorder)
+        try:
+            await server.wait_ready(plan.start_timeout)
+            async with make_client(server.base_url, plan.scenario) as client:
+                await run_trial(client, plan.scenario, recorder)
+            server_exit_code = await _exit_code_if_died(server, recorder)
+        except LaunchError as exc:
+            error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
+        except TrialError as exc:
+            error = exc.message
+            server_exit_code = await _exit_code_if_died(server, recorder)
+        drained()
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(server)

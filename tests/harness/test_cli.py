@@ -8,6 +8,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results, write_results
+from tests.conftest import is_running
 from tests.harness import runs
 from tests.harness.factories import make_result, stack_run
 
@@ -234,6 +235,10 @@ def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: P
     assert f"decided clean at 90% confidence: in {patched.power.favourable_pairs} pairs of trials" in patched.reason
     assert "held to 90% confidence: every verdict decided" in completed.stdout
     assert f"trial {trials} (at most 40)" in completed.stderr
+    # The round after the last was started ahead, then found not needed: its servers are gone, folders too.
+    folders = sorted(p.name for p in path.parent.glob("servers/*"))
+    assert folders == sorted(f"{v}-trial{n}" for n in range(1, trials + 1) for v in ("unpatched", "patched"))
+    assert not [t.pid for t in result.trials if t.pid and is_running(t.pid)]
 
 
 @pytest.mark.e2e
