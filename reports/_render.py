@@ -20,6 +20,9 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Compiling the templates took 0.09 s of every run; the cache (in the temp folder, private to
+        # the user) keeps the compiled code, keyed by each template's source.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(),
     )
 
 
