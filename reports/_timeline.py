@@ -127,7 +127,8 @@ def _bar(record: RequestRecord, axis: Axis, row: float) -> Bar:
 def _describe_request(record: RequestRecord) -> str:
     """What hovering or clicking a bar tells: index, timing, answer, server-side exception.
 
-    Not the cause: a click adds it from the lane's list of causes, which has it once.
+    Not the cause, nor the request's id (its ``data-req``): a click adds them, the cause from
+    the lane's list of causes, which has it once.
     """
     planned = "" if record.planned_offset is None else f", planned at +{record.planned_offset:.3f} s"
     parts = [f"request #{record.index} {record.method} {record.path}{planned}, sent at +{record.sent_at:.3f} s"]
@@ -139,7 +140,6 @@ def _describe_request(record: RequestRecord) -> str:
     if record.error:
         parts.append(record.error)
     parts += [f"{exc.type}: {exc.message}" for exc in record.exceptions]
-    parts.append(f"id {record.request_id}")
     return "\n".join(parts)
 
 
