@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -59,3 +61,26 @@ def is_running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``make`` once per test run however many xdist workers ask for it.
+
+    For what takes seconds to make and is only read afterwards (a virtualenv, a built
+    site): a module-scoped fixture alone is made again by every worker that runs one of
+    its tests. The workers of a run share the parent of their base temp folder; the first
+    to ask makes the folder under a lock while the others wait, then all read it. If
+    ``make`` fails, the next to ask tries again, and its test fails with the same error.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".made"
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            make(folder)
+            done.touch()
+    return folder
