@@ -78,9 +78,9 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callabl
     folder = root / name
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = folder / ".made"
-        if not done.exists():
+        made = root / f"{name}.made"
+        if not made.exists():
             folder.mkdir(exist_ok=True)
             make(folder)
-            done.touch()
+            made.touch()
     return folder
