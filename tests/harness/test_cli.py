@@ -131,6 +131,7 @@ def test_harness_matrix_prints_the_table_writes_the_page_and_fails_only_on_a_reg
     assert '<a href="../current/run/report.html">report</a>' in output.read_text()
 
 
+@pytest.mark.e2e
 def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
     completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path, timeout=120)
     assert completed.returncode == 0, completed.stderr
