@@ -19,9 +19,10 @@ StartServer = Callable[..., Awaitable[Server]]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that start servers first, in their order, then the rest.
 
-    They take seconds each and the rest milliseconds: under ``pytest -n auto --dist
-    worksteal`` (pyproject.toml) a worker that runs out takes the other's queue from its
-    end, so the workers finish together on quick tests instead of one starting a long one last.
+    They take seconds each and the rest milliseconds: under ``pytest -n auto`` each worker
+    is handed the next test when it is done with one (``--maxschedchunk 1`` in
+    pyproject.toml), so the workers finish together on quick tests instead of one starting a
+    long one last.
     """
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
