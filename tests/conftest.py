@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,18 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     for server in servers:
         server.stop()
         assert not is_running(server.pid)
+
+
+@pytest.fixture(scope="session")
+def burst_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``harness run --scenario burst --trials 2`` as a user types it: its ``--out`` folder and the process.
+
+    Run once per test run for the tests that only read what it printed and wrote: the
+    command line's output, and its report in a browser.
+    """
+    from tests.harness import runs  # it imports this module
+
+    return runs.recorded(made_once(tmp_path_factory, "burst-run", runs.record_burst))
 
 
 @pytest.fixture
