@@ -8,6 +8,7 @@ dates are ISO 8601 in UTC.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -370,9 +371,8 @@ def _build(annotation: Any, value: Any) -> Any:
     if annotation is Scenario:
         return Scenario.from_dict(value)
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        hints = typing.get_type_hints(annotation)
-        names = {f.name for f in dataclasses.fields(annotation)}
-        return annotation(**{key: _build(hints[key], item) for key, item in value.items() if key in names})
+        hints = _field_types(annotation)
+        return annotation(**{key: _build(hints[key], item) for key, item in value.items() if key in hints})
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is tuple:
@@ -384,3 +384,13 @@ def _build(annotation: Any, value: Any) -> Any:
     if isinstance(annotation, type) and issubclass(annotation, ExitCode):
         return annotation(value)
     return value
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """A dataclass's fields and their types, resolved once per class.
+
+    Resolved for every record and trace event, they took most of the time of reading a results file.
+    """
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
