@@ -6,12 +6,18 @@ from pathlib import Path
 
 import nox
 
-from harness.stack import STACK_INSTALLER, stacks  # standard library only: loads in nox's own interpreter
+# Both use the standard library only: they load in nox's own interpreter.
+from harness.scenario import load_scenario
+from harness.stack import STACK_INSTALLER, stacks
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
 
-BUILTIN_SCENARIOS = sorted(str(path) for path in Path("scenarios").glob("*.toml"))
+# Most trials first: pytest collects them in this order and under -n hands each worker the next
+# item when it is done (pyproject.toml), so the last items to start are the short ones.
+BUILTIN_SCENARIOS = sorted(
+    (str(path) for path in Path("scenarios").glob("*.toml")), key=lambda path: (-load_scenario(path).trials, path)
+)
 MATRIX_OUT = Path("harness-out", "matrix")
 # What a scenario run may exit with and still fill its cell: a verdict, even regression or
 # silent, is the matrix's to show; a harness error (3), a usage error (4) or Ctrl-C stop it.

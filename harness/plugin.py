@@ -206,7 +206,7 @@ def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Pa
 
     Variants come in ``order`` (the configuration's), others after them.
     """
-    from harness.reports import publish
+    from harness.reports import REPORT_FILE, write_index, write_report
     from harness.results import read_results, write_results
 
     merged = []
@@ -217,8 +217,10 @@ def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Pa
             path = scenario_dir / MERGED_FILE
             result = merge_results(parts)
             write_results(result, path)
-            publish(result, path)  # its report beside it, and the session's index of scenarios
+            write_report(result, path.with_name(REPORT_FILE))
             merged.append((path, result))
+    if merged:
+        write_index(session_dir)  # once: it reads every scenario's results file again
     return merged
 
 

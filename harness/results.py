@@ -472,8 +472,9 @@ def _trimmed(row: list[Any], defaults: list[Any]) -> list[Any]:
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    """A dataclass's fields and their types: worked out once, not for each of a run's 100,000 trace events."""
-    return typing.get_type_hints(cls)
+    """A dataclass's fields and their types: resolved once per class, not for each of a run's 100,000 trace events."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 @functools.cache
@@ -528,7 +529,7 @@ def _build(annotation: Any, value: Any) -> Any:
     if annotation is Scenario:
         return Scenario.from_dict(value)
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        hints = _hints(annotation)  # also its fields' names
+        hints = _hints(annotation)
         return annotation(**{key: _build(hints[key], item) for key, item in value.items() if key in hints})
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +15,17 @@ from harness.launcher import Server
 pytest_plugins = ("pytester",)
 
 StartServer = Callable[..., Awaitable[Server]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start servers first, in their order, then the rest.
+
+    They take seconds each and the rest milliseconds: under ``pytest -n auto`` each worker
+    is handed the next test when it is done with one (``--maxschedchunk 1`` in
+    pyproject.toml), so the workers finish together on quick tests instead of one starting a
+    long one last.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture
@@ -38,6 +52,18 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         assert not is_running(server.pid)
 
 
+@pytest.fixture(scope="session")
+def burst_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``harness run --scenario burst --trials 2`` as a user types it: its ``--out`` folder and the process.
+
+    Run once per test run for the tests that only read what it printed and wrote: the
+    command line's output, and its report in a browser.
+    """
+    from tests.harness import runs  # it imports this module
+
+    return runs.recorded(made_once(tmp_path_factory, "burst-run", runs.record_burst))
+
+
 @pytest.fixture
 async def client_for() -> AsyncIterator[Callable[[Server], httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
@@ -59,3 +85,26 @@ def is_running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``make`` once per test run however many xdist workers ask for it.
+
+    For what takes seconds to make and is only read afterwards (a virtualenv, a built
+    site): a module-scoped fixture alone is made again by every worker that runs one of
+    its tests. The workers of a run share the parent of their base temp folder; the first
+    to ask makes the folder under a lock while the others wait, then all read it. If
+    ``make`` fails, the next to ask tries again, and its test fails with the same error.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = root / f"{name}.made"
+        if not made.exists():
+            folder.mkdir(exist_ok=True)
+            make(folder)
+            made.touch()
+    return folder

@@ -15,6 +15,7 @@ import pytest
 
 from harness.cli import build_parser
 from harness.errors import ExitCode
+from tests.conftest import made_once
 from tests.harness.runs import REPO
 
 README = REPO / "README.md"
@@ -38,12 +39,15 @@ def build(site_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site_dir = tmp_path_factory.mktemp("site")
+def _build_site(site_dir: Path) -> None:
     completed = build(site_dir)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    return site_dir
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built once per test run: its tests read it on whichever xdist worker runs them."""
+    return made_once(tmp_path_factory, "site", _build_site)
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -60,6 +61,18 @@ def harness(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def record_burst(folder: Path) -> None:
+    """``harness run --scenario burst --trials 2`` into ``folder/out``, what it printed kept for :func:`recorded`."""
+    completed = harness("run", "--scenario", "burst", "--trials", "2", "--out", folder / "out", timeout=120)
+    kept = {name: getattr(completed, name) for name in ("args", "returncode", "stdout", "stderr")}
+    (folder / "completed.json").write_text(json.dumps(kept))
+
+
+def recorded(folder: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The ``--out`` folder of a run :func:`record_burst` made, and the process as it ended."""
+    return folder / "out", subprocess.CompletedProcess(**json.loads((folder / "completed.json").read_text()))
 
 
 @contextlib.contextmanager

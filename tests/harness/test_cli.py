@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -132,19 +133,20 @@ def test_harness_matrix_prints_the_table_writes_the_page_and_fails_only_on_a_reg
     assert '<a href="../current/run/report.html">report</a>' in output.read_text()
 
 
-def test_harness_run_as_a_user_types_it(tmp_path: Path) -> None:
-    completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path, timeout=120)
+@pytest.mark.e2e
+def test_harness_run_as_a_user_types_it(burst_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, completed = burst_run
     assert completed.returncode == 0, completed.stderr
     assert "trial 1/2" in completed.stderr and "trial 2/2" in completed.stderr
     assert "unpatched failed as expected" in completed.stdout
     assert "peewee.OperationalError: Connection already opened." in completed.stdout
-    [results] = tmp_path.glob("*-burst/results.json")
+    [results] = out.glob("*-burst/results.json")
     assert f"results: {results}" in completed.stdout
     assert json.loads(results.read_text())["exit_code"] == 0
     report = results.with_name("report.html")
     assert f"report:  {report}" in completed.stdout
     assert "Every variant did what was expected of it." in report.read_text()
-    assert f'href="{results.parent.name}/report.html"' in (tmp_path / "index.html").read_text()
+    assert f'href="{results.parent.name}/report.html"' in (out / "index.html").read_text()
 
 
 def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from harness.environment import describe_environment
 from harness.results import read_results
 from harness.stack import CUSTOM_STACK, STACK_INSTALLER, installed_stack, parse_stack, stacks
+from tests.conftest import made_once
 from tests.harness import runs
 
 APP_PACKAGES = {"fastapi", "starlette", "pydantic", "peewee", "uvicorn"}
@@ -46,31 +47,36 @@ def test_every_run_records_the_stack_it_ran_on() -> None:
     assert environment["stack"] == installed_stack() != ""
 
 
-def _virtualenv(directory: Path) -> list[str]:
-    """A fresh virtualenv with the pip that installs every stack; the command that installs into it."""
-    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True, timeout=120)
-    pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, STACK_INSTALLER], check=True, timeout=300)
-    return pip
-
-
 def _with_stack(name: str) -> list[str]:
     return ["-e", str(runs.REPO), "-r", str(runs.REPO / "harness" / "stacks" / f"{name}.txt")]
 
 
+def _install_legacy(venv: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([*_pip(venv), STACK_INSTALLER], check=True, timeout=300)
+    subprocess.run([*_pip(venv), *_with_stack("legacy")], check=True, timeout=600)
+
+
+def _pip(venv: Path) -> list[str]:
+    return [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+
+
 @pytest.fixture(scope="module")
-def legacy_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with the harness installed on the legacy stack's pins, from PyPI through pip's cache."""
-    venv = tmp_path_factory.mktemp("legacy-venv")
-    subprocess.run([*_virtualenv(venv), *_with_stack("legacy")], check=True, timeout=600)
-    return venv / "bin" / "python"
+def legacy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv with the pip that installs every stack and the harness on the legacy stack's pins.
+
+    From PyPI through pip's cache, made once per test run: making a virtualenv and its pip
+    took longer than anything the tests then do with it.
+    """
+    return made_once(tmp_path_factory, "legacy-venv", _install_legacy)
 
 
 @pytest.mark.parametrize("name", sorted(stacks()))
-def test_every_stack_installs_with_the_harness_at_its_pins(name: str, tmp_path: Path) -> None:
+def test_every_stack_installs_with_the_harness_at_its_pins(name: str, legacy_venv: Path, tmp_path: Path) -> None:
     report = tmp_path / "install.json"
-    pip = _virtualenv(tmp_path / "venv")
-    subprocess.run([*pip, "--dry-run", "--report", str(report), *_with_stack(name)], check=True, timeout=600)
+    # --ignore-installed: resolved as into an empty virtualenv, whatever the legacy stack put there.
+    command = [*_pip(legacy_venv), "--dry-run", "--ignore-installed", "--report", str(report), *_with_stack(name)]
+    subprocess.run(command, check=True, timeout=600)
     resolved = {
         package["metadata"]["name"].lower().replace("_", "-"): package["metadata"]["version"]
         for package in json.loads(report.read_text())["install"]
@@ -80,8 +86,9 @@ def test_every_stack_installs_with_the_harness_at_its_pins(name: str, tmp_path: 
 
 @pytest.mark.e2e
 def test_on_the_legacy_stack_the_tutorials_recipe_fails_the_unpatched_build_and_not_the_patched(
-    legacy_python: Path, tmp_path: Path
+    legacy_venv: Path, tmp_path: Path
 ) -> None:
+    legacy_python = legacy_venv / "bin" / "python"
     # Pydantic 1 (orm_mode and the tutorial's PeeweeGetterDict), FastAPI 0.65, Peewee 3.14, uvicorn 0.14.
     versions = subprocess.run(
         [

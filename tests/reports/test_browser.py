@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,6 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.reports import write_report, write_sweep_report
 from harness.results import Outcome, read_results
-from tests.harness import runs
 from tests.harness.factories import cell, make_result, make_sweep, trial
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
@@ -58,10 +58,12 @@ def _open(page: Page, path: Path) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.e2e
-def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(tmp_path: Path, page: Page) -> None:
-    completed = runs.harness("run", "--scenario", "burst", "--trials", "2", "--out", tmp_path)
+def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(
+    burst_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path, page: Page
+) -> None:
+    out, completed = burst_run
     assert completed.returncode == 0, completed.stderr
-    [report] = tmp_path.glob("*/report.html")
+    [report] = out.glob("*/report.html")
     assert f"report:  {report}" in completed.stdout
     result = read_results(report.with_name("results.json"))
 
@@ -93,12 +95,13 @@ def test_the_report_of_a_real_run_shows_verdict_bars_and_the_exception(tmp_path:
 
 @pytest.mark.e2e
 def test_the_thread_lanes_show_each_failure_and_highlight_one_request_on_every_thread(
-    tmp_path: Path, page: Page
+    burst_run: tuple[Path, subprocess.CompletedProcess[str]], page: Page
 ) -> None:
-    completed = runs.harness("run", "--scenario", "burst", "--trials", "1", "--out", tmp_path)
+    out, completed = burst_run
     assert completed.returncode == 0, completed.stderr
-    [report] = tmp_path.glob("*/report.html")
-    unpatched, patched, recommended = read_results(report.with_name("results.json")).trials
+    [report] = out.glob("*/report.html")
+    trials = read_results(report.with_name("results.json")).trials
+    unpatched, patched, recommended = [t for t in trials if t.trial == 1]
     failed = [r for r in unpatched.records if r.outcome == "server-error"]
 
     errors, _ = _open(page, report)
@@ -107,7 +110,7 @@ def test_the_thread_lanes_show_each_failure_and_highlight_one_request_on_every_t
     lanes = page.locator('details[data-trial="1"] .lane[data-variant="unpatched"]')
     assert lanes.locator("svg.threads g.cross").count() == len(failed)
     assert lanes.locator("details.causes li").count() == len(failed)
-    patched_note = page.locator('.lane[data-variant="patched"] .threads-note').inner_text()
+    patched_note = page.locator('details[data-trial="1"] .lane[data-variant="patched"] .threads-note').inner_text()
     assert patched_note.startswith("Each of the") and "served only that request" in patched_note
 
     # The failed request's cross, then everything of the request that left its connection open.
