@@ -73,9 +73,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="trials per variant for every scenario (default: each scenario's own)",
     )
+    group.addoption(
+        "--harness-jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="trials side by side within each item, each with its own server (default: 1; xdist's -n runs items "
+        "side by side): for scenarios that mostly wait, like tutorial-tabs",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("harness_jobs") < 1:
+        raise pytest.UsageError(f"--harness-jobs: expected a whole number > 0, got {config.getoption('harness_jobs')}")
     config.stash[_NAMED] = set()
     config.stash[_MERGED] = []
     worker_input = getattr(config, "workerinput", None)
@@ -181,7 +191,12 @@ class ScenarioItem(pytest.Item):
 
         run_dir = self.config.stash[_SESSION_DIR] / self.scenario.name / self.variant.name
         run_dir.mkdir(parents=True, exist_ok=True)
-        plan = RunPlan(scenario=self.scenario, variants=(self.variant,), run_dir=run_dir)
+        plan = RunPlan(
+            scenario=self.scenario,
+            variants=(self.variant,),
+            run_dir=run_dir,
+            jobs=self.config.getoption("harness_jobs"),
+        )
         [verdict] = execute(plan).verdicts
         self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
         self.user_properties.append(("results", str(plan.results_path)))

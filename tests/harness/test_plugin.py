@@ -59,6 +59,12 @@ def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(["tests/test_own.py::test_own", "1 test collected*"])
 
 
+def test_harness_jobs_below_one_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--harness-jobs=0", "burst")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--harness-jobs: expected a whole number > 0, got 0"])
+
+
 def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pytester: pytest.Pytester) -> None:
     pytester.makefile(".toml", bad="[schedule]\nkind = 'burst'\nrequests = -3\n")
     result = pytester.runpytest("bad.toml")
@@ -114,7 +120,8 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     swapped = _BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
     pytester.makefile(".toml", swapped=swapped)
 
-    result = pytester.runpytest("-n", "2", "good.toml", "swapped.toml", "--junitxml=junit.xml", "--harness-out=out")
+    options = ("--junitxml=junit.xml", "--harness-out=out", "--harness-jobs=2")
+    result = pytester.runpytest("-n", "2", "good.toml", "swapped.toml", *options)
 
     result.assert_outcomes(passed=4, failed=2)  # recommended is expected clean in both
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -144,6 +151,7 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
         power = clean.power
         assert power is not None and power.reference == ("unpatched",) and power.trials == 2
     assert good.summaries[0].first_failed_trial == 1
+    assert read_results(session / "good" / "unpatched" / "results.json").jobs == 2  # its 2 trials in one round
     assert read_results(session / "swapped" / "results.json").exit_code is ExitCode.REGRESSION
     result.stdout.fnmatch_lines(
         [f"good: {session / 'good' / 'results.json'}", "  met * patched was clean as expected*"]
