@@ -19,17 +19,19 @@ Two ways Python itself can undo that, and what this module does about them:
 - Inside ``anyio.run``, asyncio's runner turns a first Ctrl-C into a cancellation of the
   running trials, which stop their servers in order; a second it raises as
   KeyboardInterrupt wherever the event loop happens to be, even inside anyio's own
-  bookkeeping (:func:`first_stop_only` keeps those out).
+  bookkeeping (:func:`first_stop_only` keeps those out). In a shell's background job, which
+  ignores Ctrl-C, the runner takes none, and a SIGTERM cancels the trials itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from harness.errors import ExitCode
@@ -166,8 +168,9 @@ def first_stop_only() -> Iterator[None]:
         yield
         return
     ctrl_c = signal.getsignal(signal.SIGINT)
-    if not callable(ctrl_c):  # ignored (a background job) or the OS's default: nothing to hand over
-        yield
+    if not callable(ctrl_c):  # ignored (a background job) or the OS's default: the runner took no Ctrl-C
+        with _sigterm_cancels_the_loop():
+            yield
         return
     handled = 0
 
@@ -184,9 +187,49 @@ def first_stop_only() -> Iterator[None]:
         signal.signal(signal.SIGINT, ctrl_c)  # the runner puts Python's default back only over its own handler
 
 
+_cancel_the_loop: Callable[[], None] | None = None  # what a SIGTERM does inside the event loop of a background job
+
+
+@contextlib.contextmanager
+def _sigterm_cancels_the_loop() -> Iterator[None]:
+    """Inside the event loop of a process that ignores Ctrl-C: a first SIGTERM cancels the running trials.
+
+    That is what asyncio's runner does on a first Ctrl-C, which it takes over only from
+    Python's own handler; a KeyboardInterrupt raised wherever the loop was (a trial reading
+    its trace, anyio's bookkeeping) ended in a traceback or exit 1. The run then stops as
+    from a Ctrl-C (:func:`was_stopped` tells the cancellation apart); later SIGTERMs add nothing.
+    """
+    global _cancel_the_loop
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    cancelled = False
+
+    def cancel() -> None:
+        nonlocal cancelled
+        if not cancelled:
+            cancelled = True
+            task.cancel()
+
+    outer, _cancel_the_loop = _cancel_the_loop, cancel
+    try:
+        yield
+    finally:
+        _cancel_the_loop = outer
+
+
+def was_stopped() -> bool:
+    """Whether a stop signal arrived: a cancellation it caused is a stop, not a failure of the harness."""
+    return _current is not None and _current.arrived
+
+
 def _deliver_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     handler = signal.getsignal(signal.SIGINT)
     if handler == signal.SIG_IGN:  # a shell's background job ignores Ctrl-C; SIGTERM must still stop it
+        if _cancel_the_loop is not None:
+            _cancel_the_loop()
+            return
         handler = signal.default_int_handler
     _deliver(handler, signum, frame)
 

@@ -19,6 +19,7 @@ swallowed stops the run before its next round (:func:`harness.interrupts.raise_i
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,7 @@ from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError, UsageError
 from harness.forkserver import warm_up
-from harness.interrupts import first_stop_only, held, raise_if_stopped
+from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
 from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
 from harness.results import (
@@ -308,7 +309,12 @@ def _external_result(plan: RunPlan, trial: int, recorder: Recorder, started_at: 
 
 
 def _the_reason(exc: BaseException) -> BaseException:
-    """What stopped a round: a Ctrl-C or a build that cannot be served, out of the task group that carried it."""
+    """What stopped a round: a Ctrl-C or a build that cannot be served, out of the task group that carried it.
+
+    A cancellation by a stop signal (SIGTERM to a background job: :mod:`harness.interrupts`) is a Ctrl-C.
+    """
+    if isinstance(exc, asyncio.CancelledError) and was_stopped():
+        return KeyboardInterrupt()
     if isinstance(exc, BaseExceptionGroup):
         for kind in (KeyboardInterrupt, UsageError):
             found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once

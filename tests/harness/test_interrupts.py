@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -17,7 +18,7 @@ import anyio
 import pytest
 
 from harness.errors import ExitCode
-from harness.interrupts import first_stop_only, held, raise_if_stopped, sigterm_as_ctrl_c
+from harness.interrupts import first_stop_only, held, raise_if_stopped, sigterm_as_ctrl_c, was_stopped
 from harness.journal import read_journal
 from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
 from tests.conftest import is_running
@@ -125,6 +126,32 @@ def test_a_second_ctrl_c_waits_for_the_trials_the_first_one_cancelled() -> None:
         assert time.monotonic() - started < 5, "the first Ctrl-C did not cancel the trial"
         assert cleaned_up == ["stopped its servers"] and signals.arrived
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_in_a_background_job_sigterm_cancels_the_trials_instead_of_raising_where_the_loop_is() -> None:
+    """Ctrl-C ignored, as a shell's background job has it: the runner takes no Ctrl-C, and SIGTERM still stops."""
+    ran_on = []
+
+    async def trial() -> None:
+        with first_stop_only():
+            signal.raise_signal(signal.SIGINT)  # ignored
+            signal.raise_signal(signal.SIGTERM)  # before: KeyboardInterrupt here, in the middle of a trial's code
+            ran_on.append("the rest of its synchronous code")
+            signal.raise_signal(signal.SIGTERM)  # a second adds nothing
+            await anyio.sleep(10)
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with sigterm_as_ctrl_c() as signals:
+            started = time.monotonic()
+            with pytest.raises(BaseException) as stopped:
+                anyio.run(trial)
+            assert time.monotonic() - started < 5, "the SIGTERM did not cancel the trial"
+            assert ran_on == ["the rest of its synchronous code"]
+            assert isinstance(stopped.value, asyncio.CancelledError) and was_stopped()
+            assert signals.exit_code == ExitCode.TERMINATED
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stops_here() -> bool:
