@@ -393,6 +393,8 @@ def _run_record(path: Path, data: dict[str, Any], *, with_trials: bool = True) -
     if not with_trials:
         return result
     trials_path = path.with_name(TRIALS_FILE)
+    if result.trials_run and not trials_path.exists():
+        raise ResultsError(f"{trials_path} is missing: the run's trials are there, beside {path.name}")
     try:
         trials = tuple(unpack_trial(line) for line in read_json_lines(trials_path))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:

@@ -63,6 +63,15 @@ def test_a_record_written_by_an_older_harness_with_its_trials_inside_is_refused(
         read_results(path)
 
 
+def test_a_results_file_without_its_trials_file_is_a_results_error(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    write_results(make_result(), path)
+    (tmp_path / TRIALS_FILE).unlink()
+    with pytest.raises(ResultsError, match=rf"{TRIALS_FILE} is missing: the run's trials are there, beside results"):
+        read_results(path)
+    assert read_results(path, with_trials=False).trials_run == make_result().trials_run
+
+
 def test_a_trials_file_of_another_shape_is_a_results_error(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     write_results(make_result(), path)
