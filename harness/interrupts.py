@@ -112,6 +112,11 @@ def sigterm_as_ctrl_c() -> Iterator[StopSignals]:
         writer.close()
 
 
+def was_stopped() -> bool:
+    """Whether a stop signal arrived: a cancellation it caused is a stop, not a failure of the harness."""
+    return _current is not None and _current.arrived
+
+
 def raise_if_stopped() -> None:
     """At a point where a run can stop cleanly: raise the KeyboardInterrupt of a stop signal Python swallowed.
 
@@ -121,7 +126,7 @@ def raise_if_stopped() -> None:
     Without :func:`sigterm_as_ctrl_c` in force (the pytest plugin, a test) there is no
     record, and nothing to do.
     """
-    if _current is not None and _current.arrived:
+    if was_stopped():
         raise KeyboardInterrupt
 
 
@@ -217,11 +222,6 @@ def _sigterm_cancels_the_loop() -> Iterator[None]:
         yield
     finally:
         _cancel_the_loop = outer
-
-
-def was_stopped() -> bool:
-    """Whether a stop signal arrived: a cancellation it caused is a stop, not a failure of the harness."""
-    return _current is not None and _current.arrived
 
 
 def _deliver_as_ctrl_c(signum: int, frame: FrameType | None) -> None:

@@ -98,7 +98,8 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         return _assemble(plan, trials, environment, started_at, started, complete=complete)
 
     complete = False
-    write_summary(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
+    so_far = snapshot(complete=False)
+    write_summary(so_far, plan.results_path)  # a run killed outright still leaves its record
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))
     journal = Journal(plan.journal_path)
 
@@ -110,12 +111,13 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     ahead: dict[tuple[int, str], Server] = {}  # the next round's servers, started as this one stops its own
     try:
         done = 0
-        while _more_trials(plan, done, snapshot(complete=False), started):
+        while _more_trials(plan, done, so_far, started):
             raise_if_stopped()
             numbers = _round_numbers(plan, done)
             outcome = _round(plan, numbers, journal, keep, ahead)
+            so_far = snapshot(complete=False)  # what is written is what decides the next round
             with held():
-                write_summary(snapshot(complete=False), plan.results_path)
+                write_summary(so_far, plan.results_path)
                 journal.clear()  # its requests are in trials.jsonl now
             if on_trial:
                 for trial in numbers:

@@ -354,8 +354,7 @@ def write_results(result: RunResult | SweepResult, path: Path) -> None:
     """The whole record: a sweep's document; a run's ``results.json`` and every trial in ``trials.jsonl`` beside it."""
     if isinstance(result, RunResult):
         with atomic_writer(path.with_name(TRIALS_FILE)) as file:
-            for trial in result.trials:
-                file.write(json.dumps(pack_trial(trial)) + "\n")
+            file.writelines(_trial_line(trial) for trial in result.trials)
     write_summary(result, path)
 
 
@@ -374,11 +373,15 @@ class TrialLog:
         self._file = path.open("a", encoding="utf-8")
 
     def append(self, trial: TrialResult) -> None:
-        self._file.write(json.dumps(pack_trial(trial)) + "\n")
+        self._file.write(_trial_line(trial))
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+def _trial_line(trial: TrialResult) -> str:
+    return json.dumps(pack_trial(trial)) + "\n"
 
 
 def read_results(path: Path, *, with_trials: bool = True) -> RunResult:
