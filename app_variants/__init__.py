@@ -13,6 +13,9 @@ Start a build by hand::
 
 Environment (set by the harness's launcher for each server process):
 
-- ``APP_VARIANTS_DATABASE``: the SQLite file (default ``test.db``, as in the tutorial).
+- ``APP_VARIANTS_DATABASE``: the SQLite file (default ``test.db``, as in the tutorial), or a
+  ``postgresql://`` URL; ``APP_VARIANTS_POOL`` (a number of connections) and
+  ``APP_VARIANTS_POOL_TIMEOUT`` (seconds) make it Peewee's ``PooledPostgresqlDatabase``
+  (:mod:`harness.app_variants.database`).
 - ``APP_VARIANTS_TIME_SCALE``: multiplies the seconds ``/slowusers/`` sleeps (default 1).
 """

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, get_args
 
 from harness import __version__
 from harness.config import (
@@ -47,7 +47,11 @@ from harness.scenario import (
 )
 from harness.stack import installed_stack, stacks
 from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep, format_table
-from harness.variant import Variant, is_variant_name
+from harness.postgres import DEFAULT_DATABASE_PREFIX
+from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
+
+if TYPE_CHECKING:
+    from harness.pipeline import RunPlan
 
 STARTER_SCENARIO = "concurrent.toml"  # what harness init writes into scenarios/
 
@@ -220,6 +224,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
     )
     parser.add_argument(
+        "--database",
+        choices=get_args(Database),
+        help="what the builds run on: a SQLite file each, or a database each on PostgreSQL (a server the harness "
+        "starts, or --database-url's); a build that names its own database runs only on that one "
+        f"(default: {DEFAULT_DATABASE})",
+    )
+    parser.add_argument(
         "--url",
         metavar="URL",
         help="test a server you started yourself (gunicorn, docker compose, ...) instead of launching the variant: "
@@ -277,6 +288,13 @@ def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
         "--out",
         metavar="DIR",
         help=f"folder for output; each {verb} gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="on PostgreSQL, make the builds' databases on this server of yours instead of one the harness starts: "
+        f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE, a role that may create databases; only databases named "
+        f"{DEFAULT_DATABASE_PREFIX}... are made and dropped there",
     )
     _add_config_option(parser)
 
@@ -480,7 +498,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
     url = check_url(args.url, allow_remote=args.allow_remote) if args.url is not None else None
     if url:
         check_answers(url, settings["start_timeout"])
-    variants = (_external_variant(args.variant, config),) if url else tuple(config.get_variants(args.variant))
+    database = settings["database"]
+    variants = (
+        (_external_variant(args.variant, config),)
+        if url
+        else tuple(config.get_variants(args.variant, database=database))
+    )
+    if not variants:
+        raise UsageError(f"no build of {config.origin} runs on {database}: name one with --variant")
     plan = RunPlan(
         scenario=scenario,
         variants=variants,
@@ -493,6 +518,8 @@ def _run(args: argparse.Namespace) -> ExitCode:
         max_seconds=settings["max_seconds"] or DEFAULT_MAX_SECONDS,
         trace=settings["trace"],
         url=url,
+        database=database,
+        database_url=settings["database_url"],
     )
     if plan.confidence is None:
         how_many = f"{scenario.trials} trials"
@@ -503,7 +530,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
             f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
         )
         of_trials = f" (at most {plan.max_trials})"
-    against = f"the server at {url} as {variants[0].name}" if url else ", ".join(v.name for v in variants)
+    against = f"the server at {url} as {variants[0].name}" if url else _builds_on(plan)
     _progress(
         f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of {against}, {plan.jobs} at a time; "
         f"output in {plan.run_dir}"
@@ -519,6 +546,15 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def _builds_on(plan: RunPlan) -> str:
+    """``unpatched, patched on SQLite``: the builds, each with its database."""
+    on = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+    groups: dict[str, list[str]] = {}
+    for variant in plan.variants:
+        groups.setdefault(on[plan.database_of(variant)], []).append(variant.name)
+    return "; ".join(f"{', '.join(names)} on {database}" for database, names in groups.items())
 
 
 def _external_variant(names: list[str] | None, config: Config) -> Variant:

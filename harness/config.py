@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from harness.errors import ConfigError
 from harness.files import DEFAULT_OUT_DIR
@@ -31,7 +31,7 @@ from harness.scenario import (
     load_scenario_file,
 )
 from harness.tomlfile import Table, parse_toml
-from harness.variant import ENV_PLACEHOLDERS, Expectation, Variant, is_variant_name
+from harness.variant import DEFAULT_DATABASE, ENV_PLACEHOLDERS, Database, Expectation, Variant, is_variant_name
 
 CONFIG_FILE = "harness.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -63,10 +63,15 @@ class Config:
     def origin(self) -> str:
         return str(self.path) if self.path else "the built-in configuration (the tutorial's builds)"
 
-    def get_variants(self, names: list[str] | None = None) -> list[Variant]:
-        """Builds by name, in the order given; all of them when ``names`` is empty."""
+    def get_variants(self, names: list[str] | None = None, *, database: Database = DEFAULT_DATABASE) -> list[Variant]:
+        """Builds by name, in the order given; when ``names`` is empty, every build that runs on ``database``.
+
+        A build that names its own database (``database = "postgres"``) is left out of a run
+        on another one unless it is named: the tutorial's pooled builds are PostgreSQL's, and
+        a run on SQLite, the default, needs no server.
+        """
         if not names:
-            return list(self.variants.values())
+            return [v for v in self.variants.values() if v.database in (None, database)]
         for name in names:
             if name not in self.variants:
                 raise ConfigError(f"unknown variant {name!r}; {self.origin} declares: {', '.join(self.variants)}")
@@ -178,6 +183,12 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _database(value: Any) -> Database:
+    if value not in get_args(Database):
+        raise ValueError(f"expected {' or '.join(map(repr, get_args(Database)))}, got {value!r}")
+    return cast(Database, value)
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a string, got {value!r}")
@@ -198,6 +209,8 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "max_seconds": (_positive(float), None),  # with confidence: the most seconds
     "trace": (_flag, True),  # trace threads and Peewee connections inside the servers
     "host": (_text, DEFAULT_HOST),  # the loopback address servers listen on
+    "database": (_database, DEFAULT_DATABASE),  # what the builds run on, unless a build names its own
+    "database_url": (_text, None),  # a PostgreSQL server of the user's; none: the harness starts its own
 }
 
 
@@ -262,7 +275,7 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
 
 
 def _variant(table: Table, name: str, folder: Path | None) -> Variant:
-    table.only({"app", "factory", "app_dir", "env", "env_file", "ready", "expect", "description"})
+    table.only({"app", "factory", "app_dir", "env", "env_file", "ready", "expect", "description", "database"})
     app = table.text("app", required=True)
     module, _, attribute = app.partition(":")
     if not module or not attribute:
@@ -288,6 +301,7 @@ def _variant(table: Table, name: str, folder: Path | None) -> Variant:
         env=env,
         env_file=env_file,
         ready=ready,
+        database=table.choice("database", get_args(Database)) if "database" in table.data else None,
     )
 
 

@@ -4,12 +4,16 @@ The cause the tutorial's bug leaves in the trace: a request's ``connect()`` rais
 ``Connection already opened.`` because the thread's connection state still holds a
 connection another request opened (often Peewee itself, for the lazy ``user.items``
 query during response validation) and never closed, because that request's own exit ran
-on another thread. When the trace shows less than a cause, the paragraph says what was
-seen and no more.
+on another thread. On a database server two more: a pool with no connection free
+(Peewee's ``MaxConnectionsExceeded``; the paragraph names who held the pool's connections
+and whether they ever gave them back), and the server's own errors (too many clients, a
+connection closed under a request, an aborted transaction), each with what it usually
+means. When the trace shows less than a cause, the paragraph says what was seen and no more.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +23,8 @@ CAUSE_WORDS: dict[CauseKind, str] = {
     "leaked-connection": "connect() found a connection another request left open on its thread",
     "double-connect": "connect() found a connection the same request had already opened",
     "startup-connection": "connect() found the connection the app opened at start-up still held",
+    "pool-exhausted": "connect() found no free connection in the pool and gave up waiting",
+    "database-error": "the database server refused a connection or a query",
     "unexplained": "the trace shows the failure but not its cause",
     "no-trace": "the trace holds no event of the request",
 }
@@ -82,6 +88,11 @@ def _diagnose(record: RequestRecord, index: _Index, names: dict[str, str]) -> Di
             requests=(record.request_id,),
         )
     failed = next((e for e in events if e.kind == "connect" and e.error is not None), None)
+    if failed is not None and _POOL_EMPTY.search(failed.error or ""):
+        return _pool_exhausted(record, failed, index, names)
+    refused = next((e for e in events if e.error is not None and _database_meaning(e.error)), None)
+    if refused is not None:
+        return _database_error(record, refused, names)
     if failed is None:
         return _what_was_seen(record, events, index, names)
     where = f"{name}'s {_phase(failed)} ran connect() on {thread_name(failed.thread)}"
@@ -166,6 +177,97 @@ def _what_was_seen(record: RequestRecord, events: list[TraceEvent], index: _Inde
         text=seen + ".",
         threads=tuple(dict.fromkeys(e.thread for e in events)),
         requests=(record.request_id,),
+    )
+
+
+# Peewee's pool: "Exceeded maximum connections." at each try, "Max connections exceeded, timed out ..." at the end.
+_POOL_EMPTY = re.compile(r"exceeded maximum connections|max connections exceeded", re.IGNORECASE)
+_HOLDERS_SHOWN = 4
+# PostgreSQL's (and psycopg2's) messages a concurrency bug leaves, and what each usually means.
+_DATABASE_ERRORS = (
+    (
+        re.compile(r"too many clients|remaining connection slots are reserved", re.IGNORECASE),
+        "the server's max_connections was reached: connections left open by other requests fill it",
+    ),
+    (
+        re.compile(r"connection already closed|server closed the connection|terminating connection", re.IGNORECASE),
+        "the connection was closed under the request: by another request that shared it, or by the server",
+    ),
+    (
+        re.compile(r"current transaction is aborted", re.IGNORECASE),
+        "an earlier statement on the same connection failed and its transaction was never rolled back: "
+        "another request's error on a connection they shared",
+    ),
+    (
+        re.compile(r"another command is already in progress|connection is busy|cursor already closed", re.IGNORECASE),
+        "two threads used one connection at once",
+    ),
+    (re.compile(r"deadlock detected", re.IGNORECASE), "two transactions waited on each other's locks"),
+    (
+        re.compile(r"could not connect to server|connection refused|connection to server .* failed", re.IGNORECASE),
+        "the app could not reach the database server",
+    ),
+)
+
+
+def _database_meaning(error: str) -> str | None:
+    return next((meaning for pattern, meaning in _DATABASE_ERRORS if pattern.search(error)), None)
+
+
+def _pool_exhausted(record: RequestRecord, failed: TraceEvent, index: _Index, names: dict[str, str]) -> Diagnosis:
+    """Who held the pool's connections when the request's connect() first found none free, and what became of them."""
+    name = names[record.request_id]
+    held = sorted(
+        (
+            opener
+            for number, opener in index.opened.items()
+            if opener.time <= failed.time and (number not in index.closed or index.closed[number].time > failed.time)
+        ),
+        key=lambda opener: opener.time,
+    )
+    text = (
+        f"{name}'s {_phase(failed)} ran connect() on {thread_name(failed.thread)} and found no free connection "
+        f"in the pool ({failed.error}); it waited and gave up."
+    )
+    if held:
+        never = [opener for opener in held if opener.connection not in index.closed]
+        shown = "; ".join(_holder(opener, index, names) for opener in held[:_HOLDERS_SHOWN])
+        more = f"; and {len(held) - _HOLDERS_SHOWN} more" if len(held) > _HOLDERS_SHOWN else ""
+        text += f" At that moment {len(held)} connections were checked out: {shown}{more}."
+        if never:
+            text += f" {len(never)} of them were never given back: leaked, the pool shrinks for good."
+        else:
+            text += " Every one was given back later: the pool was too small for the requests in flight at once."
+    return Diagnosis(
+        kind="pool-exhausted",
+        text=text,
+        threads=tuple(dict.fromkeys((failed.thread, *(opener.thread for opener in held)))),
+        requests=tuple(dict.fromkeys((record.request_id, *(o.request_id for o in held if o.request_id)))),
+    )
+
+
+def _holder(opener: TraceEvent, index: _Index, names: dict[str, str]) -> str:
+    assert opener.connection is not None
+    who = names.get(opener.request_id, opener.request_id) if opener.request_id else "the app's start-up"
+    close = index.closed.get(opener.connection)
+    fate = (
+        f"given back {close.time - opener.time:.3f} s later on {thread_name(close.thread)}"
+        if close
+        else "never given back"
+    )
+    return f"#{opener.connection} by {who} in its {_phase(opener)} on {thread_name(opener.thread)}, {fate}"
+
+
+def _database_error(record: RequestRecord, refused: TraceEvent, names: dict[str, str]) -> Diagnosis:
+    what = "connect()" if refused.kind == "connect" else f"the query {refused.sql}" if refused.sql else "a query"
+    error = (refused.error or "").strip().splitlines()[0]
+    return Diagnosis(
+        kind="database-error",
+        text=f"{names[record.request_id]}'s {_phase(refused)} ran {what} on {thread_name(refused.thread)}, and the "
+        f"database refused it ({error}): {_database_meaning(refused.error or '')}.",
+        threads=(refused.thread,),
+        requests=(record.request_id,),
+        connection=refused.connection,
     )
 
 

@@ -1,7 +1,8 @@
 """Start and stop one uvicorn process per variant per trial.
 
 Each server gets its own folder (log, probe events, trace, and ``tmp/``, the variant's
-``{tmp}`` for its database), binds 127.0.0.1 on port 0 and is listening when uvicorn logs
+``{tmp}``, where its ``{database_url}`` is on SQLite; on PostgreSQL the pipeline gives it a
+fresh database of its own), binds 127.0.0.1 on port 0 and is listening when uvicorn logs
 ``Uvicorn running on http://127.0.0.1:PORT``: no port race, and the real port is read
 from that line (only an app that must know its port, ``{port}`` in its env, is given a
 free one up front). A variant with a ``ready`` path is ready once that path answers 2xx.
@@ -36,13 +37,14 @@ import httpx
 from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.forkserver import ServerProcess, start_uvicorn
 from harness.trace import TRACE_FILE
-from harness.variant import Variant
+from harness.variant import Database, Variant
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 
+SQLITE_FILE = "app.sqlite3"  # a build's {database_url} on SQLite, in its {tmp}
 EVENTS_FILE = "events.jsonl"  # the probe writes each exception that left the app
 STARTUP_FAILURE_FILE = "startup-failure.txt"  # the probe writes why the app did not import
 
@@ -61,7 +63,14 @@ class Server:
     """A uvicorn process serving one variant, from start to stop."""
 
     def __init__(
-        self, variant: Variant, directory: Path, *, time_scale: float, host: str = DEFAULT_HOST, trace: bool = True
+        self,
+        variant: Variant,
+        directory: Path,
+        *,
+        time_scale: float,
+        host: str = DEFAULT_HOST,
+        trace: bool = True,
+        database_url: str | None = None,
     ) -> None:
         self.variant = variant
         self.host = host
@@ -77,7 +86,15 @@ class Server:
         self.state = ServerState.STARTING
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        placeholders = {"tmp": str(self.tmp_dir), "port": str(self.port or 0), "time_scale": repr(time_scale)}
+        # A database made for it elsewhere (PostgreSQL's, by the pipeline), else a SQLite file of its own.
+        self.database: Database = "postgres" if database_url else "sqlite"
+        self.database_url = database_url or f"sqlite:///{self.tmp_dir / SQLITE_FILE}"
+        placeholders = {
+            "tmp": str(self.tmp_dir),
+            "port": str(self.port or 0),
+            "time_scale": repr(time_scale),
+            "database_url": self.database_url,
+        }
         env = {
             **os.environ,
             **_env_file(variant),

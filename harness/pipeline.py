@@ -23,7 +23,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,20 +36,23 @@ from harness.forkserver import warm_up
 from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
 from harness.journal import Journal
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
+from harness.postgres import DEFAULT_LEAK_WAIT, PostgresServer
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
     TRIALS_FILE,
+    ConnectionSample,
     RunResult,
     TraceEvent,
     TrialLog,
     TrialResult,
+    microseconds,
     write_summary,
 )
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.trace import TRACE_FILE, read_trace, uses_peewee
-from harness.variant import Variant
+from harness.variant import DEFAULT_DATABASE, Database, Variant
 from harness.verdict import judge
 
 _DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
@@ -71,6 +74,11 @@ class RunPlan:
     max_seconds: float = DEFAULT_MAX_SECONDS
     trace: bool = True  # the server-side trace (harness.server.tracer) and a diagnosis of every 5xx
     url: str | None = None  # a server the user runs: every trial goes to it, none is launched
+    database: Database = DEFAULT_DATABASE  # what a build runs on unless it names its own
+    database_url: str | None = None  # the user's PostgreSQL server; None: the harness starts its own if needed
+
+    def database_of(self, variant: Variant) -> Database:
+        return variant.database or self.database
 
     @property
     def trial_limit(self) -> int:
@@ -93,9 +101,11 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         warm_up()  # its imports overlap the set-up below
     environment = describe_environment()
     trials: list[TrialResult] = []
+    postgres = _postgres(plan)
 
     def snapshot(*, complete: bool) -> RunResult:
-        return _assemble(plan, trials, environment, started_at, started, complete=complete)
+        server = postgres.display_url if postgres else None
+        return _assemble(plan, trials, environment, started_at, started, complete=complete, database_server=server)
 
     complete = False
     so_far = snapshot(complete=False)
@@ -114,7 +124,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         while _more_trials(plan, done, so_far, started):
             raise_if_stopped()
             numbers = _round_numbers(plan, done)
-            outcome = _round(plan, numbers, journal, keep, ahead)
+            outcome = _round(plan, numbers, journal, keep, ahead, postgres)
             so_far = snapshot(complete=False)  # what is written is what decides the next round
             with held():
                 write_summary(so_far, plan.results_path)
@@ -128,11 +138,22 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     finally:
         with held():
             _discard(ahead.values())
+            if postgres is not None:
+                postgres.close()  # drops every database made for the run; stops the server if it is the harness's
             trial_log.close()
             journal.close()
             result = snapshot(complete=complete)
             write_summary(result, plan.results_path)
     return result
+
+
+def _postgres(plan: RunPlan) -> PostgresServer | None:
+    """The PostgreSQL server the run's builds get their databases on, if any runs on PostgreSQL."""
+    if plan.url is not None or all(plan.database_of(v) != "postgres" for v in plan.variants):
+        return None
+    if plan.database_url is not None:
+        return PostgresServer.connect(plan.database_url)
+    return PostgresServer.start(timeout=plan.start_timeout)
 
 
 def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) -> bool:
@@ -156,6 +177,7 @@ def _round(
     journal: Journal,
     keep: Callable[[TrialResult], None],
     ahead: dict[tuple[int, str], Server],
+    postgres: PostgresServer | None,
 ) -> dict[int, list[TrialResult]]:
     """Trials ``numbers`` of every variant, each given to ``keep``; a trial cut short is kept as far as it got.
 
@@ -171,7 +193,7 @@ def _round(
     finished: dict[tuple[int, str], TrialResult] = {}
     started_at = _now()
     try:
-        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished, ahead)
+        anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished, ahead, postgres)
     except BaseException as exc:
         stop = _the_reason(exc)
         with held():
@@ -206,6 +228,7 @@ async def _run_side_by_side(
     servers: dict[tuple[int, str], Server],
     finished: dict[tuple[int, str], TrialResult],
     ahead: dict[tuple[int, str], Server],
+    postgres: PostgresServer | None,
 ) -> None:
     """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
     next_numbers = _round_numbers(plan, numbers[-1])
@@ -215,15 +238,16 @@ async def _run_side_by_side(
         nonlocal draining
         draining -= 1
         if draining == 0 and plan.url is None:
-            ahead.update({(n, v.name): _launch(plan, n, v) for n in next_numbers for v in plan.variants})
+            ahead.update({(n, v.name): _launch(plan, n, v, postgres) for n in next_numbers for v in plan.variants})
 
     async def one(trial: int, variant: Variant) -> None:
         if plan.url is not None:
             finished[trial, variant.name] = await _run_external(plan, trial, recorders[trial, variant.name])
             return
-        server = ahead.pop((trial, variant.name), None) or _launch(plan, trial, variant)
+        server = ahead.pop((trial, variant.name), None) or _launch(plan, trial, variant, postgres)
         servers[trial, variant.name] = server
-        finished[trial, variant.name] = await _run_one(plan, trial, server, recorders[trial, variant.name], drained)
+        recorder = recorders[trial, variant.name]
+        finished[trial, variant.name] = await _run_one(plan, trial, server, recorder, drained, postgres)
 
     with first_stop_only():  # a first Ctrl-C cancels the trials, which stop their servers; a second adds nothing
         async with anyio.create_task_group() as tg:
@@ -232,9 +256,21 @@ async def _run_side_by_side(
                     tg.start_soon(one, trial, variant)
 
 
-def _launch(plan: RunPlan, trial: int, variant: Variant) -> Server:
+def _launch(plan: RunPlan, trial: int, variant: Variant, postgres: PostgresServer | None) -> Server:
+    """A server for the variant's trial, on a fresh database of its own; PostgreSQL's is watched from now on."""
     directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-    return Server(variant, directory, time_scale=plan.scenario.time_scale, host=plan.host, trace=plan.trace)
+    database_url = None
+    if postgres is not None and plan.database_of(variant) == "postgres":
+        database_url = postgres.create_database(f"t{trial}_{variant.name}")
+        postgres.watch(database_url)
+    return Server(
+        variant,
+        directory,
+        time_scale=plan.scenario.time_scale,
+        host=plan.host,
+        trace=plan.trace,
+        database_url=database_url,
+    )
 
 
 def _discard(servers: Iterable[Server]) -> None:
@@ -246,18 +282,33 @@ def _discard(servers: Iterable[Server]) -> None:
 
 
 async def _run_one(
-    plan: RunPlan, trial: int, server: Server, recorder: Recorder, drained: Callable[[], None]
+    plan: RunPlan,
+    trial: int,
+    server: Server,
+    recorder: Recorder,
+    drained: Callable[[], None],
+    postgres: PostgresServer | None,
 ) -> TrialResult:
-    """One trial on ``server``; ``drained`` is called when its requests are done (not if it was cancelled)."""
+    """One trial on ``server``; ``drained`` is called when its requests are done (not if it was cancelled).
+
+    On PostgreSQL, the connections still open ``DEFAULT_LEAK_WAIT`` after the last
+    response are counted before the server stops (which closes them all).
+    """
     started_at = _now()
     error = None
     server_exit_code = None
+    watched = postgres is not None and server.database == "postgres"
+    leaked = None
     try:
         try:
             await server.wait_ready(plan.start_timeout)
             async with make_client(server.base_url, plan.scenario) as client:
                 await run_trial(client, plan.scenario, recorder)
             server_exit_code = await _exit_code_if_died(server, recorder)
+            if watched and server_exit_code is None:
+                await anyio.sleep(DEFAULT_LEAK_WAIT)
+                assert postgres is not None
+                leaked = postgres.open_connections(server.database_url)
         except LaunchError as exc:
             error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
         except TrialError as exc:
@@ -267,7 +318,29 @@ async def _run_one(
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(server)
-    return _trial_result(server, trial, recorder, started_at, error, server_exit_code)
+    result = _trial_result(server, trial, recorder, started_at, error, server_exit_code)
+    if watched:
+        assert postgres is not None
+        result = _with_connections(result, postgres.unwatch(server.database_url), recorder.origin, leaked)
+        postgres.drop_database(server.database_url)
+    return result
+
+
+def _with_connections(
+    trial: TrialResult, samples: Sequence[tuple[float, int]], origin: float, leaked: int | None
+) -> TrialResult:
+    """The trial with what PostgreSQL saw of it: its open connections whenever their number changed, the peak."""
+    changes = [
+        ConnectionSample(time=microseconds(at - origin), open=count)
+        for i, (at, count) in enumerate(samples)
+        if i == 0 or count != samples[i - 1][1] or i == len(samples) - 1
+    ]
+    return replace(
+        trial,
+        connections=tuple(changes),
+        peak_connections=max((count for _, count in samples), default=0),
+        leaked_connections=leaked,
+    )
 
 
 async def _stop(server: Server) -> None:
@@ -366,6 +439,7 @@ def _trial_result(
         server_exit_code=server_exit_code,
         trace=tuple(trace),
         trace_truncated=truncated,
+        database=server.database,
     )
 
 
@@ -384,6 +458,7 @@ def _assemble(
     started: float,
     *,
     complete: bool,
+    database_server: str | None,
 ) -> RunResult:
     expectations = {v.name: plan.scenario.expectation(v) for v in plan.variants}
     summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence, fail_on=plan.scenario.fail_on)
@@ -402,6 +477,8 @@ def _assemble(
         confidence=plan.confidence,
         trace=plan.trace and plan.url is None,
         url=plan.url,
+        databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
+        database_server=database_server,
     )
 
 

@@ -81,6 +81,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="trials side by side within each item, each with its own server (default: 1; xdist's -n runs items "
         "side by side): for scenarios that mostly wait, like tutorial-tabs",
     )
+    group.addoption(
+        "--harness-database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="what the builds run on; on postgres each item starts its own PostgreSQL server, unless "
+        "--harness-database-url names one of yours (default: sqlite)",
+    )
+    group.addoption(
+        "--harness-database-url",
+        default=None,
+        metavar="URL",
+        help="a PostgreSQL server of yours to make the builds' databases on: postgresql://USER:PASSWORD@HOST:PORT/DB",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -168,9 +181,10 @@ class ScenarioFile(pytest.File):
             if trials < 1:
                 raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
             scenario = replace(scenario, trials=trials)
+        database = self.config.getoption("harness_database")
         return [
-            ScenarioItem.from_parent(self, name=f"{scenario.name}[{name}]", scenario=scenario, variant=variant)
-            for name, variant in harness_config.variants.items()
+            ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant.name}]", scenario=scenario, variant=variant)
+            for variant in harness_config.get_variants(database=database)
         ]
 
 
@@ -196,6 +210,8 @@ class ScenarioItem(pytest.Item):
             variants=(self.variant,),
             run_dir=run_dir,
             jobs=self.config.getoption("harness_jobs"),
+            database=self.config.getoption("harness_database"),
+            database_url=self.config.getoption("harness_database_url"),
         )
         [verdict] = execute(plan).verdicts
         self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
@@ -263,6 +279,8 @@ def merge_results(parts: list[RunResult]) -> RunResult:
         summaries=summaries,
         verdicts=verdicts,
         exit_code=code,
+        databases={name: database for part in parts for name, database in part.databases.items()},
+        database_server=next((part.database_server for part in parts if part.database_server), None),
     )
 
 

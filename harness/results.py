@@ -25,12 +25,13 @@ from typing import Any, Literal, TypeVar
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.files import atomic_writer, read_json_lines
 from harness.scenario import Scenario
-from harness.variant import Expectation
+from harness.variant import DEFAULT_DATABASE, Database, Expectation
 
-SCHEMA_VERSION = 5  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+SCHEMA_VERSION = 6  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
 # 5: the trials in trials.jsonl beside results.json, one compact line each, written once; a power's
-# favourable pairs, the evidence of --confidence's paired stopping rule
+# favourable pairs, the evidence of --confidence's paired stopping rule; 6: the database each build ran on,
+# and on PostgreSQL its open connections through each trial, their peak and those left open after it
 RESULTS_FILE = "results.json"  # in each run's folder: the run, its summaries and verdicts, rewritten each round
 TRIALS_FILE = "trials.jsonl"  # beside it: each trial appended once, when it ends (:func:`pack_trial`)
 JOURNAL_FILE = "records.jsonl"  # beside it: the requests of the trials under way, as they happen (harness.journal)
@@ -43,7 +44,15 @@ Outcome = Literal["ok", "client-error", "server-error", "transport-error", "time
 Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
 TraceKind = Literal["database", "connect", "query", "close", "phase"]
-CauseKind = Literal["leaked-connection", "double-connect", "startup-connection", "unexplained", "no-trace"]
+CauseKind = Literal[
+    "leaked-connection",
+    "double-connect",
+    "startup-connection",
+    "pool-exhausted",
+    "database-error",
+    "unexplained",
+    "no-trace",
+]
 Stage = Literal["grid", "confirm"]  # of a sweep's cell: its grid trials, or a candidate's confirmation
 
 
@@ -119,6 +128,14 @@ class RequestRecord:
     diagnosis: Diagnosis | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConnectionSample:
+    """The connections to a build's database open at one moment of its trial, as the database server counted them."""
+
+    time: float  # seconds from the schedule's start
+    open: int
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialResult:
     """One variant's server through one trial: every request, every server-side exception."""
@@ -135,6 +152,12 @@ class TrialResult:
     server_exit_code: int | None = None  # set when the server exited before the harness stopped it
     trace: tuple[TraceEvent, ...] = ()
     trace_truncated: bool = False  # the server wrote harness.server.tracer.DEFAULT_TRACE_LIMIT events, then stopped
+    database: Database = DEFAULT_DATABASE
+    # On PostgreSQL, from pg_stat_activity: the open connections whenever their number changed, the most at
+    # once, and those still open harness.postgres.DEFAULT_LEAK_WAIT after the last response (None: not counted).
+    connections: tuple[ConnectionSample, ...] = ()
+    peak_connections: int | None = None
+    leaked_connections: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +237,11 @@ class VariantSummary:
     trial_failure_rate: Rate
     request_failure_rate: Rate
     causes: tuple[CauseCount, ...] = ()
+    # On PostgreSQL: the most connections open at once in any trial, the most left open after one, and in how
+    # many trials any was left open. None: not counted (SQLite, or no trial got that far).
+    peak_connections: int | None = None
+    leaked_connections: int | None = None
+    leaking_trials: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +273,8 @@ class RunResult:
     confidence: float | None = None
     trace: bool = True  # the servers ran with the tracer
     url: str | None = None  # a server the user started (harness run --url): no probe, no trace in it
+    databases: dict[str, Database] = dataclasses.field(default_factory=dict)  # each variant's; absent: SQLite
+    database_server: str | None = None  # the PostgreSQL server the trials' databases were made on, if any
 
     @property
     def trials_run(self) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.diagnosis import CAUSE_WORDS
+from harness.postgres import DEFAULT_LEAK_WAIT
 from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.trace import uses_peewee
 
 CONFIDENCE_95 = 0.95
+LEAK_WORDS = f"still open {DEFAULT_LEAK_WAIT:g} s after the trial's last response, before its server stopped"
 
 _COLUMNS = (
     "variant",
@@ -85,6 +87,8 @@ def format_summary(result: RunResult) -> str:
         for summary in result.summaries
     ]
     lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
+    if result.database_server:
+        lines.append(f"PostgreSQL: {result.database_server}; a fresh database for each build in each trial")
     if not result.complete:
         lines.append("INCOMPLETE RUN: the figures below cover only the trials that ran")
     if result.confidence is not None:
@@ -108,6 +112,7 @@ def format_summary(result: RunResult) -> str:
         lines += ["", "causes of the 5xx, from the server-side trace:"]
         for variant, cause in causes:
             lines += [f"  {variant}: {cause.count}x {CAUSE_WORDS[cause.kind]}", f"    e.g. {cause.example}"]
+    lines += format_connections(result)
     seed_errors = [s for s in result.summaries if s.seed_server_errors]
     for s in seed_errors:
         lines.append(
@@ -126,6 +131,23 @@ def format_summary(result: RunResult) -> str:
     if missing:
         lines += ["", "evidence this run could not collect:", *(f"  {sentence}" for sentence in missing)]
     return "\n".join(lines)
+
+
+def format_connections(result: RunResult) -> list[str]:
+    """What the database server saw: each PostgreSQL build's most connections at once, and those left open."""
+    counted = [s for s in result.summaries if s.peak_connections is not None]
+    if not counted:
+        return []
+    width = max(len(s.variant) for s in counted)
+    lines = ["", f"connections to each build's database, from pg_stat_activity (left open: {LEAK_WORDS}):"]
+    for s in counted:
+        left = (
+            f"left open in {s.leaking_trials} of {s.trials} trials, at most {s.leaked_connections}"
+            if s.leaking_trials
+            else "none left open" if s.leaked_connections is not None else "left open: not counted"
+        )
+        lines.append(f"  {s.variant:<{width}}  at most {s.peak_connections} open at once; {left}")
+    return lines
 
 
 def describe_stopping_rule(confidence: float) -> str:

@@ -12,10 +12,15 @@ from typing import Literal
 from harness.files import folder_safe
 
 Expectation = Literal["fails", "clean"]
+# What a build runs on: a SQLite file in its server's folder, or a database of its own on a
+# PostgreSQL server (the harness's, or the user's: harness.postgres).
+Database = Literal["sqlite", "postgres"]
+DEFAULT_DATABASE: Database = "sqlite"
 
 # What a variant's ``env`` values may hold: an empty folder made fresh for each server of
-# each trial, the port it listens on, and the scenario's time scale.
-ENV_PLACEHOLDERS = ("tmp", "port", "time_scale")
+# each trial, the port it listens on, the scenario's time scale, and the URL of the fresh
+# database made for that server (``sqlite:///{tmp}/app.sqlite3`` on SQLite).
+ENV_PLACEHOLDERS = ("tmp", "port", "time_scale", "database_url")
 
 
 def is_variant_name(name: str) -> bool:
@@ -36,6 +41,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)  # values may hold ENV_PLACEHOLDERS
     env_file: str | None = None  # KEY=VALUE lines, read before ``env``
     ready: str | None = None  # a path polled until it answers 2xx; None: ready once it listens
+    database: Database | None = None  # runs only on this one; None: on the run's (--database)
 
     @property
     def uses_port(self) -> bool:

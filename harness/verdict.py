@@ -73,6 +73,9 @@ def summarise(
     def count(outcome: str) -> int:
         return sum(1 for r in schedule if r.outcome == outcome)
 
+    peaks = [trial.peak_connections for trial in own if trial.peak_connections is not None]
+    leaks = [trial.leaked_connections for trial in own if trial.leaked_connections is not None]
+
     return VariantSummary(
         variant=variant,
         trials=len(own),
@@ -92,6 +95,9 @@ def summarise(
         causes=count_causes(r for trial in own for r in trial.records),
         trial_failure_rate=rate(len(failed), len(outcomes)),
         request_failure_rate=rate(sum(1 for r in schedule if r.outcome in counted), len(schedule)),
+        peak_connections=max(peaks, default=None),
+        leaked_connections=max(leaks, default=None),
+        leaking_trials=sum(1 for leaked in leaks if leaked),
     )
 
 
