@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, get_args
+from typing import TYPE_CHECKING, NoReturn, cast, get_args
 
 from harness import __version__
 from harness.config import (
@@ -25,6 +25,7 @@ from harness.errors import ExitCode, HarnessError, UsageError
 from harness.files import DEFAULT_OUT_DIR, atomic_writer, make_run_dir
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_answers, check_host, check_url
+from harness.postgres import DEFAULT_DATABASE_PREFIX, display_url
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
@@ -47,7 +48,6 @@ from harness.scenario import (
 )
 from harness.stack import installed_stack, stacks
 from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep, format_table
-from harness.postgres import DEFAULT_DATABASE_PREFIX
 from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
 
 if TYPE_CHECKING:
@@ -341,6 +341,14 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         f"{_join(DEFAULT_IN_FLIGHT)})",
     )
     sweep.add_argument(
+        "--database",
+        dest="databases",
+        type=_database_list,
+        metavar="DB,DB,...",
+        help="what the builds run on, an axis of the grid: sqlite, postgres, or both (sqlite,postgres); a build "
+        f"that names its own database runs on it in every cell (default: the configuration's, else {DEFAULT_DATABASE})",
+    )
+    sweep.add_argument(
         "--waves",
         type=_positive(int),
         default=DEFAULT_WAVES,
@@ -409,12 +417,13 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> ExitCode:
-    from harness.grid import SweepPlan, check_grid, winner_scenario
+    from harness.grid import SweepPlan, check_grid, describe_grid, winner_scenario
     from harness.sweep import run_sweep
 
     config = load_config(args.config)
     settings = {key: setting.value for key, setting in resolve(vars(args), config).items()}
-    variants = tuple(config.get_variants(args.variant))
+    databases = args.databases or (settings["database"],)
+    variants = tuple({v.name: v for d in databases for v in config.get_variants(args.variant, database=d)}.values())
     base = config.scenario(args.scenario) if args.scenario else None
     if args.write_scenario and not args.write_scenario.parent.is_dir():
         raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")
@@ -427,6 +436,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         time_scale=args.time_scale,
         target=args.target,
         jobs=settings["jobs"],
+        databases=databases,
     )
     plan = SweepPlan(
         settings=check_grid(grid, max_cells=args.max_cells),
@@ -435,6 +445,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         start_timeout=settings["start_timeout"],
         max_seconds=args.max_seconds,
         base=base,
+        database_url=settings["database_url"],
     )
     if "fails" not in plan.expectations.values():
         raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
@@ -446,7 +457,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         )
     plan = replace(plan, sweep_dir=_new_folder(plan.sweep_dir, "sweep"))
     _progress(
-        f"sweep of {grid.size} cells ({len(grid.intervals)} intervals x {len(grid.in_flight)} in flight) "
+        f"sweep of {grid.size} cells ({describe_grid(grid)}) "
         f"x {grid.trials} trials x {len(variants)} variants, {grid.jobs} trial(s) at a time, time scale "
         f"{grid.time_scale:g}, then up to {grid.confirm_trials} confirmation trials per candidate: "
         f"estimated {estimate:.0f} s (at most {plan.max_seconds:g}); output in {plan.sweep_dir}"
@@ -537,9 +548,11 @@ def _run(args: argparse.Namespace) -> ExitCode:
     )
     try:
         result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
-    except (KeyboardInterrupt, HarnessError):
-        report = _publish(read_results(plan.results_path), plan.results_path)
-        _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete); report: {report}")
+    except (KeyboardInterrupt, HarnessError) as exc:
+        so_far = read_results(plan.results_path)
+        if so_far.trials_run or isinstance(exc, KeyboardInterrupt):
+            report = _publish(so_far, plan.results_path)
+            _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete); report: {report}")
         raise
     report = _publish(result, plan.results_path)
     print(format_summary(result))
@@ -649,7 +662,8 @@ def _list(args: argparse.Namespace) -> ExitCode:
     print(f"variants (harness run --variant NAME), from {config.origin}:")
     for name, variant in config.variants.items():
         described = f"{variant.description}; " if variant.description else ""
-        print(f"  {name:<{width}}  {described}expected by default: {variant.expect} ({variant.app})")
+        only = "; PostgreSQL only (--database postgres)" if variant.database == "postgres" else ""
+        print(f"  {name:<{width}}  {described}expected by default: {variant.expect} ({variant.app}){only}")
     print(f"stacks (nox -s matrix; this environment: {installed_stack()}):")
     for name, stack in stacks().items():
         print(f"  {name:<{width}}  {stack.description}")
@@ -664,6 +678,8 @@ def _config(args: argparse.Namespace) -> ExitCode:
     rows = [("setting", "value", "from")]
     for key, setting in resolved.items():
         value = "(the scenario's)" if setting.value is None and key in _SCENARIO_SETTINGS else setting.value
+        if key == "database_url" and value is not None:
+            value = display_url(value)  # never its password
         where = setting.source + (f" ({setting.origin})" if setting.origin else "")
         rows.append((key, "-" if value is None else str(value), where))
     print("\n".join(f"  {line}" for line in format_table(rows)))
@@ -688,6 +704,8 @@ def _describe_variant(variant: Variant) -> str:
     if variant.env:
         parts.append("env " + ", ".join(f"{key}={value}" for key, value in variant.env.items()))
     parts.append(f"ready {variant.ready}" if variant.ready else "ready once listening")
+    if variant.database:
+        parts.append(f"runs only on {variant.database}")
     return "; ".join(parts)
 
 
@@ -799,6 +817,14 @@ def _number_list(kind: type[int] | type[float]) -> Callable[[str], tuple[int | f
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}s separated by commas, got {text!r}") from None
 
     return parse
+
+
+def _database_list(text: str) -> tuple[Database, ...]:
+    names = tuple(text.split(","))
+    for name in names:
+        if name not in get_args(Database):
+            raise argparse.ArgumentTypeError(f"expected sqlite, postgres or both, separated by a comma, got {text!r}")
+    return cast(tuple[Database, ...], names)
 
 
 def _join(values: Sequence[float]) -> str:

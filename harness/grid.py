@@ -33,7 +33,7 @@ from harness.errors import ExitCode, UsageError
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
 from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, scenario_toml
-from harness.variant import Expectation, Variant
+from harness.variant import DEFAULT_DATABASE, Expectation, Variant
 
 DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
 DEFAULT_IN_FLIGHT = (1, 5, 10, 20, 40)
@@ -64,6 +64,7 @@ class SweepPlan:
     start_timeout: float = DEFAULT_START_TIMEOUT
     max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS
     base: Scenario | None = None  # whose seed, request, timeout and fail_on every cell keeps; None: the tutorial's
+    database_url: str | None = None  # the user's PostgreSQL server for the cells on PostgreSQL; None: the harness's
 
     @property
     def results_path(self) -> Path:
@@ -71,8 +72,13 @@ class SweepPlan:
 
     @property
     def cells(self) -> tuple[SweepCell, ...]:
-        """Every (interval, in flight) pair, cheapest first."""
-        grid = [SweepCell(interval=i, in_flight=n) for i in self.settings.intervals for n in self.settings.in_flight]
+        """Every (interval, in flight, database), cheapest first; of equal cost, the databases in the order given."""
+        grid = [
+            SweepCell(interval=i, in_flight=n, database=d)
+            for d in self.settings.databases
+            for i in self.settings.intervals
+            for n in self.settings.in_flight
+        ]
         return tuple(sorted(grid, key=lambda cell: (self.cost(cell), cell.in_flight)))
 
     def scenario(self, cell: SweepCell, *, trials: int = DEFAULT_TRIALS) -> Scenario:
@@ -82,7 +88,7 @@ class SweepPlan:
         request = base.schedule.request
         return replace(
             base,
-            name=f"sweep-{cell.in_flight}-in-flight-every-{cell.interval:g}",  # names run folders: no spaces
+            name=f"sweep-{cell_name(cell)}",  # names run folders: no spaces
             description=(
                 f"{waves} waves of {cell.in_flight} requests on {request.method} {request.path}, {cell.interval:g} "
                 "tutorial-seconds apart: a cell of harness sweep"
@@ -126,14 +132,26 @@ class SweepPlan:
         )
 
 
+def describe_grid(settings: SweepSettings) -> str:
+    """``3 intervals x 5 in flight``, ``x 2 databases`` added when there are more than one."""
+    databases = f" x {len(settings.databases)} databases" if len(settings.databases) > 1 else ""
+    return f"{len(settings.intervals)} intervals x {len(settings.in_flight)} in flight{databases}"
+
+
+def cell_name(cell: SweepCell) -> str:
+    """``5-in-flight-every-0.5``, ``-on-postgres`` added off the default database: a cell in a folder's name."""
+    on = f"-on-{cell.database}" if cell.database != DEFAULT_DATABASE else ""
+    return f"{cell.in_flight}-in-flight-every-{cell.interval:g}{on}"
+
+
 def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -> SweepSettings:
     """The settings as they are, if their grid can be run; else a usage error that names the option."""
     intervals, in_flight = settings.intervals, settings.in_flight
-    for option, values in (("--intervals", intervals), ("--in-flight", in_flight)):
+    for option, values in (("--intervals", intervals), ("--in-flight", in_flight), ("--database", settings.databases)):
         if not values:
             raise UsageError(f"{option}: give at least one value")
         if len(set(values)) != len(values):
-            raise UsageError(f"{option}: a value is repeated in {', '.join(f'{v:g}' for v in values)}")
+            raise UsageError(f"{option}: a value is repeated in {', '.join(map(str, values))}")
     if any(not math.isfinite(value) or value < 0 for value in intervals):
         raise UsageError(f"--intervals: expected numbers >= 0, got {', '.join(f'{v:g}' for v in intervals)}")
     if any(value < 1 for value in in_flight):
@@ -142,8 +160,7 @@ def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -
         raise UsageError("--waves 1 is a single wave, so intervals between waves mean nothing: give --waves 2 or more")
     if settings.size > max_cells:
         raise UsageError(
-            f"the grid has {settings.size} cells ({len(intervals)} intervals x {len(in_flight)} in flight), "
-            f"more than --max-cells {max_cells}"
+            f"the grid has {settings.size} cells ({describe_grid(settings)}), more than --max-cells {max_cells}"
         )
     return settings
 
@@ -211,5 +228,6 @@ def winner_scenario(plan: SweepPlan, result: SweepResult, *, results_path: Path)
         f"that detected at target {settings.target:g}:\n{evidence}\n"
         f"Sweep results: {results_path}\n"
         "Check it on its own: harness run --scenario THIS_FILE --trials 100"
+        + (f" --database {result.winner.database}" if result.winner.database != DEFAULT_DATABASE else "")
     )
     return scenario_toml(plan.scenario(result.winner, trials=settings.trials), comment=comment)

@@ -29,6 +29,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import dotenv
@@ -38,6 +39,9 @@ from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.forkserver import ServerProcess, start_uvicorn
 from harness.trace import TRACE_FILE
 from harness.variant import Database, Variant
+
+if TYPE_CHECKING:
+    from harness.postgres import Database as PostgresDatabase
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 30.0
@@ -70,7 +74,7 @@ class Server:
         time_scale: float,
         host: str = DEFAULT_HOST,
         trace: bool = True,
-        database_url: str | None = None,
+        database: PostgresDatabase | None = None,
     ) -> None:
         self.variant = variant
         self.host = host
@@ -86,9 +90,10 @@ class Server:
         self.state = ServerState.STARTING
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        # A database made for it elsewhere (PostgreSQL's, by the pipeline), else a SQLite file of its own.
-        self.database: Database = "postgres" if database_url else "sqlite"
-        self.database_url = database_url or f"sqlite:///{self.tmp_dir / SQLITE_FILE}"
+        # A database made for it on PostgreSQL (by the pipeline), else a SQLite file of its own.
+        self.database: Database = "postgres" if database else "sqlite"
+        self.database_name = database.name if database else None
+        self.database_url = database.url if database else f"sqlite:///{self.tmp_dir / SQLITE_FILE}"
         placeholders = {
             "tmp": str(self.tmp_dir),
             "port": str(self.port or 0),

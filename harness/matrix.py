@@ -2,8 +2,9 @@
 
 ``nox -s matrix`` runs the built-in scenarios once per stack, each stack in its own
 virtualenv and folder; :func:`collect_matrix` then reads every results file under the
-matrix folder, files each run under the stack its results file records, and keeps the
-newest run of each scenario on each stack. A cell is that run's verdict for one variant,
+matrix folder, files each run under the stack its results file records (and the database
+each build ran on: ``current on postgres`` is a column of its own beside ``current``), and
+keeps the newest run of each scenario and variant in each column. A cell is that run's verdict for one variant,
 with its failure rate per trial, and two flags across stacks:
 
 - *silent*: a variant expected to fail failed in no trial on this stack.
@@ -21,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args
 
 from harness.errors import ExitCode, ResultsError
 from harness.results import RESULTS_FILE, Rate, RunResult, Verdict, read_results
 from harness.stack import CUSTOM_STACK, stacks
 from harness.summary import format_rate, format_table
+from harness.variant import DEFAULT_DATABASE, Database
 from harness.verdict import exit_code
 
 MATRIX_FILE = "matrix.html"
@@ -61,7 +64,7 @@ class Row:
 
 @dataclass(frozen=True, kw_only=True)
 class Matrix:
-    stacks: tuple[str, ...]
+    stacks: tuple[str, ...]  # the columns: a stack, or "STACK on postgres" for its builds on PostgreSQL
     rows: tuple[Row, ...]
     environments: dict[str, dict[str, str]]  # by stack: what its newest run recorded (versions, platform)
     unreadable: tuple[str, ...]  # results files found but not read, each with its problem
@@ -111,33 +114,37 @@ def collect_matrix(directory: Path) -> Matrix:
 
 
 def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable[str] = ()) -> Matrix:
-    newest: dict[tuple[str, str], tuple[Path, RunResult]] = {}
+    newest: dict[tuple[str, str, str], tuple[Path, RunResult]] = {}  # by column, scenario, variant
     for path, result in runs:
-        key = (result.environment.get("stack", CUSTOM_STACK), result.scenario.name)
-        if key not in newest or newest[key][1].started_at < result.started_at:
-            newest[key] = (path, result)
+        for variant in result.variants:
+            key = (_column(result, variant), result.scenario.name, variant)
+            if key not in newest or newest[key][1].started_at < result.started_at:
+                newest[key] = (path, result)
     cells: dict[tuple[str, str], dict[str, Cell]] = {}
-    for (stack, scenario), (path, result) in newest.items():
+    for (column, scenario, variant), (path, result) in newest.items():
         summaries = {summary.variant: summary for summary in result.summaries}
-        for verdict in result.verdicts:
-            cells.setdefault((scenario, verdict.variant), {})[stack] = Cell(
-                verdict=verdict,
-                trial_failure_rate=summaries[verdict.variant].trial_failure_rate,
-                results_path=path,
-                complete=result.complete,
-            )
+        verdict = next(verdict for verdict in result.verdicts if verdict.variant == variant)
+        cells.setdefault((scenario, variant), {})[column] = Cell(
+            verdict=verdict,
+            trial_failure_rate=summaries[variant].trial_failure_rate,
+            results_path=path,
+            complete=result.complete,
+        )
     # Variants in the order the runs declared them (the user's configuration's order).
     variant_order = list(dict.fromkeys(name for _, result in newest.values() for name in result.variants))
+    environments = {column: result.environment for (column, _, _), (_, result) in sorted(newest.items(), key=_started)}
     rows = tuple(
         Row(scenario=scenario, variant=variant, cells=_flag_weakened(row_cells))
         for (scenario, variant), row_cells in sorted(
             cells.items(), key=lambda item: (item[0][0], variant_order.index(item[0][1]))
         )
     )
-    environments = {stack: result.environment for (stack, _), (_, result) in sorted(newest.items(), key=_started)}
-    known = [name for name in stacks() if name in environments]
+    known = [_named(stack, database) for database in get_args(Database) for stack in stacks()]
     return Matrix(
-        stacks=(*known, *sorted(set(environments) - set(known))),
+        stacks=(
+            *(column for column in known if column in environments),
+            *sorted(set(environments) - set(known)),
+        ),
         rows=rows,
         environments=environments,
         unreadable=tuple(unreadable),
@@ -180,5 +187,14 @@ def _flag_weakened(cells: dict[str, Cell]) -> dict[str, Cell]:
     return flagged
 
 
-def _started(item: tuple[tuple[str, str], tuple[Path, RunResult]]) -> str:
+def _column(result: RunResult, variant: str) -> str:
+    """The column of a variant's cell: its run's stack, and the database it ran on when that is not SQLite."""
+    return _named(result.environment.get("stack", CUSTOM_STACK), result.databases.get(variant, DEFAULT_DATABASE))
+
+
+def _named(stack: str, database: Database) -> str:
+    return stack if database == DEFAULT_DATABASE else f"{stack} on {database}"
+
+
+def _started(item: tuple[tuple[str, str, str], tuple[Path, RunResult]]) -> str:
     return item[1][1].started_at

@@ -51,7 +51,7 @@ from harness.results import (
 )
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
-from harness.trace import TRACE_FILE, read_trace, uses_peewee
+from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
 from harness.variant import DEFAULT_DATABASE, Database, Variant
 from harness.verdict import judge
 
@@ -101,7 +101,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         warm_up()  # its imports overlap the set-up below
     environment = describe_environment()
     trials: list[TrialResult] = []
-    postgres = _postgres(plan)
+    postgres: PostgresServer | None = None  # started once the run has its record, so a failure to start is kept too
 
     def snapshot(*, complete: bool) -> RunResult:
         server = postgres.display_url if postgres else None
@@ -120,6 +120,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
 
     ahead: dict[tuple[int, str], Server] = {}  # the next round's servers, started as this one stops its own
     try:
+        postgres = _postgres(plan)
         done = 0
         while _more_trials(plan, done, so_far, started):
             raise_if_stopped()
@@ -259,17 +260,17 @@ async def _run_side_by_side(
 def _launch(plan: RunPlan, trial: int, variant: Variant, postgres: PostgresServer | None) -> Server:
     """A server for the variant's trial, on a fresh database of its own; PostgreSQL's is watched from now on."""
     directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
-    database_url = None
+    database = None
     if postgres is not None and plan.database_of(variant) == "postgres":
-        database_url = postgres.create_database(f"t{trial}_{variant.name}")
-        postgres.watch(database_url)
+        database = postgres.create_database(f"{variant.name}-trial{trial}")
+        postgres.watch(database.name)
     return Server(
         variant,
         directory,
         time_scale=plan.scenario.time_scale,
         host=plan.host,
         trace=plan.trace,
-        database_url=database_url,
+        database=database,
     )
 
 
@@ -297,7 +298,7 @@ async def _run_one(
     started_at = _now()
     error = None
     server_exit_code = None
-    watched = postgres is not None and server.database == "postgres"
+    watched = postgres if server.database_name is not None else None
     leaked = None
     try:
         try:
@@ -307,8 +308,7 @@ async def _run_one(
             server_exit_code = await _exit_code_if_died(server, recorder)
             if watched and server_exit_code is None:
                 await anyio.sleep(DEFAULT_LEAK_WAIT)
-                assert postgres is not None
-                leaked = postgres.open_connections(server.database_url)
+                leaked = watched.open_connections(server.database_name)
         except LaunchError as exc:
             error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
         except TrialError as exc:
@@ -320,9 +320,8 @@ async def _run_one(
             await _stop(server)
     result = _trial_result(server, trial, recorder, started_at, error, server_exit_code)
     if watched:
-        assert postgres is not None
-        result = _with_connections(result, postgres.unwatch(server.database_url), recorder.origin, leaked)
-        postgres.drop_database(server.database_url)
+        result = _with_connections(result, watched.unwatch(server.database_name), recorder.origin, leaked)
+        watched.drop_database(server.database_name)
     return result
 
 
@@ -422,10 +421,12 @@ def _trial_result(
     records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
     trace: list[TraceEvent] = []
     truncated = False
+    unclosed = None
     if server.trace_path is not None:
         trace, truncated = read_trace(server.trace_path, recorder.origin)
         if uses_peewee(trace):  # else there is no connection to tell a cause by
             records = diagnose(records, trace)
+            unclosed = unclosed_connections(trace)
     return TrialResult(
         variant=server.variant.name,
         trial=trial,
@@ -440,6 +441,7 @@ def _trial_result(
         trace=tuple(trace),
         trace_truncated=truncated,
         database=server.database,
+        unclosed_connections=None if truncated else unclosed,
     )
 
 

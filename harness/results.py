@@ -158,6 +158,8 @@ class TrialResult:
     connections: tuple[ConnectionSample, ...] = ()
     peak_connections: int | None = None
     leaked_connections: int | None = None
+    # From the trace, on any database: connections the app opened and never closed (a pool's: never gave back).
+    unclosed_connections: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +244,7 @@ class VariantSummary:
     peak_connections: int | None = None
     leaked_connections: int | None = None
     leaking_trials: int = 0
+    unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of Peewee
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,10 +297,14 @@ class RunResult:
 
 @dataclass(frozen=True, kw_only=True)
 class SweepCell:
-    """One point of a sweep's grid: ``in_flight`` requests sent at once, waves ``interval`` tutorial-seconds apart."""
+    """One point of a sweep's grid: ``in_flight`` requests sent at once, waves ``interval`` tutorial-seconds apart.
+
+    ``database`` is what the builds run on in it, unless a build names its own.
+    """
 
     interval: float
     in_flight: int
+    database: Database = DEFAULT_DATABASE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,10 +338,11 @@ class SweepSettings:
     time_scale: float
     target: float
     jobs: int
+    databases: tuple[Database, ...] = (DEFAULT_DATABASE,)
 
     @property
     def size(self) -> int:
-        return len(self.intervals) * len(self.in_flight)
+        return len(self.intervals) * len(self.in_flight) * len(self.databases)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,9 +10,14 @@ from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult,
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.trace import uses_peewee
+from harness.variant import DEFAULT_DATABASE, Database
 
 CONFIDENCE_95 = 0.95
-LEAK_WORDS = f"still open {DEFAULT_LEAK_WAIT:g} s after the trial's last response, before its server stopped"
+DATABASE_NAMES: dict[Database, str] = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+LEAK_WORDS = (
+    f"still open at the database server {DEFAULT_LEAK_WAIT:g} s after the trial's last response, before its app stopped"
+)
+UNCLOSED_WORDS = "opened and never closed or given back to its pool, by the app's own trace"
 
 _COLUMNS = (
     "variant",
@@ -134,20 +139,33 @@ def format_summary(result: RunResult) -> str:
 
 
 def format_connections(result: RunResult) -> list[str]:
-    """What the database server saw: each PostgreSQL build's most connections at once, and those left open."""
-    counted = [s for s in result.summaries if s.peak_connections is not None]
+    """Each build's connections: on PostgreSQL the server's count (most at once, left open), and the app's unclosed."""
+    counted = [s for s in result.summaries if s.peak_connections is not None or s.unclosed_connections]
     if not counted:
         return []
     width = max(len(s.variant) for s in counted)
-    lines = ["", f"connections to each build's database, from pg_stat_activity (left open: {LEAK_WORDS}):"]
+    lines = ["", "connections of each build:"]
     for s in counted:
-        left = (
-            f"left open in {s.leaking_trials} of {s.trials} trials, at most {s.leaked_connections}"
-            if s.leaking_trials
-            else "none left open" if s.leaked_connections is not None else "left open: not counted"
-        )
-        lines.append(f"  {s.variant:<{width}}  at most {s.peak_connections} open at once; {left}")
+        lines.append(f"  {s.variant:<{width}}  {describe_connections(s)}")
+    lines.append(f"  (left open: {LEAK_WORDS}; never closed: {UNCLOSED_WORDS})")
     return lines
+
+
+def describe_connections(summary: VariantSummary) -> str:
+    """``at most 39 open at once; left open in 2 of 2 trials, at most 39; never closed by the app: 39``."""
+    parts = []
+    if summary.peak_connections is not None:
+        parts.append(f"at most {summary.peak_connections} open at once (PostgreSQL)")
+        parts.append(
+            f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
+            if summary.leaking_trials
+            else "none left open"
+            if summary.leaked_connections is not None
+            else "left open: not counted"
+        )
+    if summary.unclosed_connections is not None:
+        parts.append(f"never closed by the app: at most {summary.unclosed_connections} in a trial")
+    return "; ".join(parts)
 
 
 def describe_stopping_rule(confidence: float) -> str:
@@ -194,7 +212,7 @@ def format_rate(rate: Rate) -> str:
 def format_sweep(result: SweepResult) -> str:
     """The sweep as text: per variant its failed trials per cell, then the confirmations and the winner."""
     settings = result.settings
-    grid = {(c.cell.in_flight, c.cell.interval): c for c in result.cells if c.stage == "grid"}
+    grid = {(c.cell.in_flight, c.cell.interval, c.cell.database): c for c in result.cells if c.stage == "grid"}
     lines = [
         f"sweep: {settings.waves} waves per trial, time scale {settings.time_scale:g}, {settings.trials} trials per "
         f"cell, {settings.jobs} at a time; {len(grid)} of {settings.size} cells measured "
@@ -205,18 +223,20 @@ def format_sweep(result: SweepResult) -> str:
         lines.append(f"INCOMPLETE SWEEP: {stopped}; the figures below cover the cells that ran")
     header = ["in flight \\ interval", *(f"{interval:g}" for interval in settings.intervals)]
     for index, variant in enumerate(result.variants):
-        rows = [header]
-        for in_flight in settings.in_flight:
-            row = [str(in_flight)]
-            for interval in settings.intervals:
-                cell = grid.get((in_flight, interval))
-                rate = cell.summaries[index].trial_failure_rate if cell else None
-                mark = "*" if cell and cell.cell == result.winner else ""
-                row.append(f"{rate.count}/{rate.total}{mark}" if rate else "-")
-            rows.append(row)
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines += ["", f"{variant}: failed trials per cell (5xx in a request of the trial)"]
-        lines += ["  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+        for database in settings.databases:
+            rows = [header]
+            for in_flight in settings.in_flight:
+                row = [str(in_flight)]
+                for interval in settings.intervals:
+                    cell = grid.get((in_flight, interval, database))
+                    rate = cell.summaries[index].trial_failure_rate if cell else None
+                    mark = "*" if cell and cell.cell == result.winner else ""
+                    row.append(f"{rate.count}/{rate.total}{mark}" if rate else "-")
+                rows.append(row)
+            widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+            on = f" on {DATABASE_NAMES[database]}" if len(settings.databases) > 1 else ""
+            lines += ["", f"{variant}{on}: failed trials per cell (5xx in a request of the trial)"]
+            lines += ["  " + "  ".join(c.rjust(width) for c, width in zip(row, widths, strict=True)) for row in rows]
     confirmations = [c for c in result.cells if c.stage == "confirm"]
     if confirmations:
         lines += ["", "confirmations of the cheapest detecting cells:"]
@@ -235,7 +255,8 @@ def format_sweep(result: SweepResult) -> str:
 
 
 def describe_cell(cell: SweepCell) -> str:
-    return f"{cell.in_flight} in flight every {cell.interval:g} tutorial-seconds"
+    on = f" on {DATABASE_NAMES[cell.database]}" if cell.database != DEFAULT_DATABASE else ""
+    return f"{cell.in_flight} in flight every {cell.interval:g} tutorial-seconds{on}"
 
 
 def _outcome(cell: CellResult, variants: tuple[str, ...]) -> str:

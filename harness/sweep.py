@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from harness.environment import describe_environment
-from harness.grid import SweepPlan, cheapest_first, choose_winner, detects, sweep_exit_code
+from harness.grid import SweepPlan, cell_name, cheapest_first, choose_winner, detects, sweep_exit_code
 from harness.interrupts import held, raise_if_stopped
 from harness.pipeline import RunPlan, execute
 from harness.results import CellResult, RunResult, Stage, SweepCell, SweepResult, read_results, write_results
@@ -71,6 +71,8 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             host=plan.host,
             start_timeout=plan.start_timeout,
             jobs=settings.jobs,
+            database=cell.database,
+            database_url=plan.database_url,
         )
         run.run_dir.mkdir(parents=True)
         try:
@@ -107,7 +109,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
 
 def cell_folder(cell: SweepCell, stage: Stage) -> str:
     """The cell's run folder under the sweep's ``cells/``."""
-    return f"{stage}-{cell.in_flight}-in-flight-every-{cell.interval:g}"
+    return f"{stage}-{cell_name(cell)}"
 
 
 def _cell_result(

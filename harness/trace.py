@@ -36,6 +36,17 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
     return events, truncated
 
 
+def unclosed_connections(trace: Iterable[TraceEvent]) -> int:
+    """How many connections the app opened and never closed: for a pool, never gave back (numbers are per open)."""
+    opened, closed = set(), set()
+    for event in trace:
+        if event.kind == "connect" and event.error is None:
+            opened.add(event.connection)
+        elif event.kind == "close":
+            closed.add(event.connection)
+    return len(opened - closed)
+
+
 def uses_peewee(trace: Iterable[TraceEvent]) -> bool:
     """Whether the app made a Peewee database: only then does its trace say what its connections did."""
     return any(event.kind == "database" for event in trace)

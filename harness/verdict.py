@@ -75,6 +75,7 @@ def summarise(
 
     peaks = [trial.peak_connections for trial in own if trial.peak_connections is not None]
     leaks = [trial.leaked_connections for trial in own if trial.leaked_connections is not None]
+    unclosed = [trial.unclosed_connections for trial in own if trial.unclosed_connections is not None]
 
     return VariantSummary(
         variant=variant,
@@ -98,6 +99,7 @@ def summarise(
         peak_connections=max(peaks, default=None),
         leaked_connections=max(leaks, default=None),
         leaking_trials=sum(1 for leaked in leaks if leaked),
+        unclosed_connections=max(unclosed, default=None),
     )
 
 

@@ -9,7 +9,8 @@ from harness.errors import ExitCode
 from harness.reports._render import render, write_page
 from harness.reports._report import REPORT_FILE, write_report
 from harness.results import RESULTS_FILE, CellResult, SweepResult, VariantSummary, read_results
-from harness.summary import describe_cell, detection_lower_bound, format_rate
+from harness.summary import DATABASE_NAMES, describe_cell, detection_lower_bound, format_rate
+from harness.variant import Database
 
 SWEEP_REPORT_FILE = "sweep.html"
 _BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent"}
@@ -31,6 +32,7 @@ class _Square:
 @dataclass(frozen=True, kw_only=True)
 class _HeatMap:
     variant: str
+    caption: str  # the variant, and its database when the sweep has more than one
     rows: list[tuple[int, list[_Square]]]  # in flight, then a square per interval
 
 
@@ -42,7 +44,11 @@ def render_sweep_report(result: SweepResult) -> str:
         result=result,
         title=f"sweep: {describe_cell(result.winner) if result.winner else 'no schedule detected'}",
         banner=_BANNERS.get(result.exit_code, "error"),
-        heat_maps=[_heat_map(result, index) for index in range(len(result.variants))],
+        heat_maps=[
+            _heat_map(result, index, database)
+            for index in range(len(result.variants))
+            for database in result.settings.databases
+        ],
         winning=winning,
         describe_cell=describe_cell,
         format_rate=format_rate,
@@ -65,14 +71,15 @@ def write_sweep_report(result: SweepResult, path: Path) -> Path:
     return write_page(path, render_sweep_report(result))
 
 
-def _heat_map(result: SweepResult, index: int) -> _HeatMap:
-    grid = {(c.cell.in_flight, c.cell.interval): c for c in result.cells if c.stage == "grid"}
+def _heat_map(result: SweepResult, index: int, database: Database) -> _HeatMap:
+    grid = {(c.cell.in_flight, c.cell.interval, c.cell.database): c for c in result.cells if c.stage == "grid"}
     variant = result.variants[index]
     rows = [
-        (n, [_square(variant, grid.get((n, i)), index, result) for i in result.settings.intervals])
+        (n, [_square(variant, grid.get((n, i, database)), index, result) for i in result.settings.intervals])
         for n in result.settings.in_flight
     ]
-    return _HeatMap(variant=variant, rows=rows)
+    on = f" on {DATABASE_NAMES[database]}" if len(result.settings.databases) > 1 else ""
+    return _HeatMap(variant=variant, caption=variant + on, rows=rows)
 
 
 def _square(variant: str, cell: CellResult | None, index: int, result: SweepResult) -> _Square:

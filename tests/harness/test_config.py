@@ -10,6 +10,7 @@ import pytest
 from harness.config import Config, builtin_config, load_config, resolve
 from harness.errors import ConfigError, ScenarioError
 from harness.scenario import HttpRequest, Scenario, load_scenario, scenario_toml
+from harness.variant import Variant
 
 TWO_BUILDS = """\
 trials = 3
@@ -324,14 +325,64 @@ def test_without_a_configuration_file_the_builds_are_the_tutorials(
     config = load_config()
 
     assert isinstance(config, Config) and config.path is None
-    assert list(config.variants) == ["unpatched", "patched", "recommended"]
+    assert list(config.variants) == ["unpatched", "patched", "recommended", "unpatched-pooled", "patched-pooled"]
     assert list(builtin_config().variants) == list(config.variants)
-    assert [v.expect for v in config.variants.values()] == ["fails", "clean", "clean"]
+    assert [v.expect for v in config.variants.values()] == ["fails", "clean", "clean", "fails", "clean"]
     assert all(v.app.startswith("harness.app_variants.") and v.app_dir is None for v in config.variants.values())
     assert config.scenario_paths == () and config.settings == {}
     assert "tutorial" in config.origin
     with pytest.raises(ConfigError, match=r"unknown variant 'main'; .* declares: unpatched, patched, recommended"):
         config.get_variants(["main"])
+
+
+def test_a_run_on_sqlite_leaves_out_the_builds_that_name_postgres_unless_they_are_named() -> None:
+    config = builtin_config()
+
+    def names(variants: list[Variant]) -> list[str]:
+        return [v.name for v in variants]
+
+    assert names(config.get_variants()) == ["unpatched", "patched", "recommended"]
+    assert names(config.get_variants(database="postgres")) == list(config.variants)
+    assert names(config.get_variants(["patched-pooled", "patched"])) == ["patched-pooled", "patched"]
+    assert config.variants["patched-pooled"].database == "postgres" and config.variants["patched"].database is None
+
+
+def test_database_and_database_url_are_settings_and_a_build_may_name_its_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "harness.toml"
+    path.write_text(
+        'database = "postgres"\n[variants.main]\napp = "shop:app"\n'
+        '[variants.lite]\napp = "shop:app"\ndatabase = "sqlite"\nenv = { URL = "{database_url}" }\n'
+    )
+    monkeypatch.setenv("HARNESS_DATABASE_URL", "postgresql://shop:secret@127.0.0.1:5432/postgres")
+    config = load_config(path)
+
+    settings = resolve({}, config)
+
+    assert settings["database"].value == "postgres" and settings["database"].source == "config file"
+    assert settings["database_url"].source == "environment"
+    assert resolve({"database": "sqlite"}, config)["database"].value == "sqlite"
+    assert config.variants["lite"].database == "sqlite" and config.variants["lite"].env == {"URL": "{database_url}"}
+    assert [v.name for v in config.get_variants(database="postgres")] == ["main"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('database = "mysql"\n[variants.main]\napp = "shop:app"\n', ":1: database: expected 'sqlite' or 'postgres'"),
+        (
+            '[variants.main]\napp = "shop:app"\ndatabase = "pg"\n',
+            ":3: [variants.main] database: expected one of 'sqlite', 'postgres', got 'pg'",
+        ),
+    ],
+)
+def test_an_unknown_database_is_a_config_error(text: str, problem: str, tmp_path: Path) -> None:
+    path = tmp_path / "harness.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert problem in raised.value.message
 
 
 def write_scenario(tmp_path: Path, text: str, name: str = "orders.toml") -> Path:

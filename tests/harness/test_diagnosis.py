@@ -146,3 +146,70 @@ def test_an_exit_on_another_thread_is_told_once() -> None:
         "request #0 never closed it: its dependency exit (get_db) ran on worker thread 2, where it closed "
         "connection #11 instead."
     )
+
+
+POOL_EMPTY = "Exceeded maximum connections."
+
+
+def test_a_pool_with_no_free_connection_names_who_held_them_and_that_they_were_given_back() -> None:
+    records = [record("unpatched", 1, 0), record("unpatched", 1, 1), record("unpatched", 1, 2, "server-error")]
+    trace = [
+        event("connect", 0, 1, 0.10, phase=ENTER, connection=1),
+        event("connect", 1, 2, 0.11, phase=ENTER, connection=2),
+        event("connect", 2, 3, 0.20, phase=ENTER, error=POOL_EMPTY),
+        event("close", 0, 4, 2.60, phase=EXIT, connection=1),
+        event("close", 1, 5, 2.70, phase=EXIT, connection=2),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "pool-exhausted"
+    assert diagnosis.requests == tuple(f"unpatched-t1-schedule-{n}" for n in (2, 0, 1))
+    assert diagnosis.text == (
+        "Request #2's dependency enter (get_db) ran connect() on worker thread 3 and found no free connection in the "
+        "pool (Exceeded maximum connections.); it waited and gave up. At that moment 2 connections were checked out: "
+        "#1 by request #0 in its dependency enter (get_db) on worker thread 1, given back 2.500 s later on worker "
+        "thread 4; #2 by request #1 in its dependency enter (get_db) on worker thread 2, given back 2.590 s later on "
+        "worker thread 5. Every one was given back later: the pool was too small for the requests in flight at once."
+    )
+
+
+def test_a_pool_emptied_by_connections_never_given_back_is_a_leak() -> None:
+    records = [record("unpatched", 1, 0), record("unpatched", 1, 1, "server-error")]
+    trace = [
+        event("connect", 0, 1, 0.10, phase=VALIDATION, connection=1, auto=True),
+        event("close", 0, 2, 0.15, phase=EXIT, connection=None),
+        event("connect", 1, 3, 0.20, phase=ENTER, error="Max connections exceeded, timed out attempting to connect."),
+    ]
+
+    text = failed(records, trace)[1]
+
+    assert "#1 by request #0 in its response validation on worker thread 1, never given back" in text
+    assert text.endswith("1 of them were never given back: leaked, the pool shrinks for good.")
+
+
+def test_a_database_server_error_is_explained_by_what_it_usually_means() -> None:
+    records = [record("unpatched", 1, 3, "server-error")]
+    too_many = 'connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already\n'
+    trace = [event("connect", 3, 2, 0.1, phase=ENTER, error=too_many)]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "database-error"
+    assert diagnosis.text == (
+        "Request #3's dependency enter (get_db) ran connect() on worker thread 2, and the database refused it "
+        '(connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already): the '
+        "server's max_connections was reached: connections left open by other requests fill it."
+    )
+
+
+def test_an_aborted_transaction_names_the_query() -> None:
+    records = [record("unpatched", 1, 0, "server-error")]
+    aborted = "current transaction is aborted, commands ignored until end of transaction block"
+    trace = [event("query", 0, 2, 0.1, phase="endpoint (read_users)", connection=4, sql="SELECT user", error=aborted)]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "database-error" and diagnosis.connection == 4
+    assert "ran the query SELECT user on worker thread 2" in diagnosis.text
+    assert "its transaction was never rolled back" in diagnosis.text

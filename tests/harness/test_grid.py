@@ -155,3 +155,24 @@ def test_the_estimate_counts_rounds_of_jobs_and_one_confirmation(
     trial = one_at_a_time.trial_seconds(SweepCell(interval=0.5, in_flight=10))
     assert one_at_a_time.estimated_seconds() == pytest.approx((10 + 50) * trial)
     assert two_at_a_time.estimated_seconds() == pytest.approx((5 + 25) * trial)
+
+
+def test_a_database_axis_multiplies_the_grid_and_names_the_cells_off_sqlite(
+    plan_for: Callable[[SweepSettings], SweepPlan],
+) -> None:
+    settings = replace(sweep_settings((0.5,), (1, 5)), databases=("sqlite", "postgres"))
+    plan = plan_for(check_grid(settings))
+
+    assert settings.size == 4
+    assert [(c.in_flight, c.database) for c in plan.cells] == [
+        (1, "sqlite"),
+        (1, "postgres"),
+        (5, "sqlite"),
+        (5, "postgres"),
+    ]
+    assert [plan.scenario(c).name for c in plan.cells[:2]] == [
+        "sweep-1-in-flight-every-0.5",
+        "sweep-1-in-flight-every-0.5-on-postgres",
+    ]
+    with pytest.raises(UsageError, match="--database: a value is repeated"):
+        check_grid(replace(settings, databases=("postgres", "postgres")))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,19 @@ def test_collect_matrix_without_any_results_is_a_usage_error(tmp_path: Path, fol
     with pytest.raises(ResultsError, match=problem) as raised:
         collect_matrix(tmp_path / folder)
     assert raised.value.exit_code is ExitCode.USAGE_ERROR
+
+
+def test_builds_on_postgresql_get_a_column_of_their_own_beside_their_stack() -> None:
+    on_postgres = stack_run("current", failed=2)
+    on_postgres = replace(on_postgres, databases=dict.fromkeys(on_postgres.variants, "postgres"))
+    matrix = build_matrix(
+        [
+            (CURRENT_RUN, stack_run("current", failed=10)),
+            (Path("pg"), on_postgres),
+            (LEGACY_RUN, stack_run("legacy", failed=10)),
+        ]
+    )
+    assert matrix.stacks == ("current", "legacy", "current on postgres")
+    unpatched = matrix.rows[0].cells
+    assert unpatched["current on postgres"].results_path == Path("pg")
+    assert unpatched["current on postgres"].weakened_against == "current"  # 2 of 10 against 10 of 10
