@@ -56,6 +56,9 @@ class Axis:
         clamped = min(max(seconds, self.start), self.end)
         return round(GUTTER + (clamped - self.start) / (self.end - self.start) * _PLOT, 2)
 
+    def ticks(self) -> tuple[Tick, ...]:
+        return tuple(Tick(x=self.x(t), label=f"{t:g} s") for t in _tick_values(self.start, self.end))
+
 
 @dataclass(frozen=True, kw_only=True)
 class Tick:
@@ -104,8 +107,9 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
         )
         for result, schedule in zip(results, schedules, strict=True)
     )
-    ticks = tuple(Tick(x=axis.x(t), label=f"{t:g} s") for t in _tick_values(start, end))
-    return TrialTimeline(trial=number, lanes=lanes, axis=axis, ticks=ticks, row_height=round(row, 2), height=rows * row)
+    return TrialTimeline(
+        trial=number, lanes=lanes, axis=axis, ticks=axis.ticks(), row_height=round(row, 2), height=rows * row
+    )
 
 
 def _bar(record: RequestRecord, axis: Axis, row: float) -> Bar:
