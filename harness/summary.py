@@ -141,13 +141,15 @@ def format_connections(result: RunResult) -> list[str]:
     width = max(len(s.variant) for s in counted)
     lines = ["", f"connections to each build's database, from pg_stat_activity (left open: {LEAK_WORDS}):"]
     for s in counted:
-        left = (
-            f"left open in {s.leaking_trials} of {s.trials} trials, at most {s.leaked_connections}"
-            if s.leaking_trials
-            else "none left open" if s.leaked_connections is not None else "left open: not counted"
-        )
-        lines.append(f"  {s.variant:<{width}}  at most {s.peak_connections} open at once; {left}")
+        lines.append(f"  {s.variant:<{width}}  at most {s.peak_connections} open at once; {describe_left_open(s)}")
     return lines
+
+
+def describe_left_open(summary: VariantSummary) -> str:
+    """A build's connections left open after its trials (:data:`LEAK_WORDS`), for the summary and the report."""
+    if summary.leaking_trials:
+        return f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
+    return "none left open" if summary.leaked_connections is not None else "left open: not counted"
 
 
 def describe_stopping_rule(confidence: float) -> str:
