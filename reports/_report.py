@@ -121,14 +121,19 @@ def _summed_up(timelines: list[TrialTimeline]) -> set[tuple[int, str]]:
     """The lanes told in one line rather than drawn: each build's clean trials after its first.
 
     A clean trial's drawing looks like the one before it, and a long run's report would
-    grow by 150 kB with each; every trial with a failure, an error or anything but 2xx is
-    drawn in full.
+    grow by 150 kB with each; every trial with a failure, an error, anything but 2xx or
+    connections left open is drawn in full: its lanes show which requests opened them.
     """
     drawn_clean: set[str] = set()
     summed_up = set()
     for timeline in timelines:
         for lane in timeline.lanes:
-            clean = lane.error is None and lane.server_exit_code is None and all(b.outcome == "ok" for b in lane.bars)
+            clean = (
+                lane.error is None
+                and lane.server_exit_code is None
+                and not lane.leaked_connections
+                and all(b.outcome == "ok" for b in lane.bars)
+            )
             if clean and lane.variant in drawn_clean:
                 summed_up.add((timeline.trial, lane.variant))
             elif clean:

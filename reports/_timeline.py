@@ -43,6 +43,7 @@ class Lane:
     requests: int
     error: str | None
     server_exit_code: int | None
+    leaked_connections: int | None  # on PostgreSQL: still open after its last response (harness.summary.LEAK_WORDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +105,7 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
             requests=len(schedule),
             error=result.error,
             server_exit_code=result.server_exit_code,
+            leaked_connections=result.leaked_connections,
         )
         for result, schedule in zip(results, schedules, strict=True)
     )

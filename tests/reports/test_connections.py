@@ -81,6 +81,10 @@ def test_a_met_build_that_left_connections_open_is_flagged_and_its_worst_trial_d
     assert "Drawn strongly: trial 2, at most 9 open at once, left open: 3." in " ".join(figure.split())
     assert '<line class="counted leak"' in figure
     assert f"<dt>PostgreSQL server</dt><dd>{SERVER}: a fresh database" in html
+    # The leaking trial's lanes are drawn in full, and say so; the clean trial 3 after it is one line.
+    assert '<span class="leak">3 connections left open</span>' in html
+    assert html.count('class="note leak"') == 1
+    assert html.count('class="note summed-up"') == 1
 
 
 def test_a_sqlite_run_has_no_connections_to_show() -> None:
