@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import replace
 
 from harness.reports import render_report
 from harness.reports._connections import CHART_TRIALS, connection_charts
-from harness.results import ConnectionSample, Outcome, RunResult, TrialResult
+from harness.results import Outcome, RunResult, TrialResult
 from harness.summary import LEAK_WORDS
 from harness.variant import Database
 from harness.verdict import judge
-from tests.harness.factories import make_result, trial
+from tests.harness.factories import make_result, on_postgres, trial
 
 FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]
 CLEAN: list[Outcome] = ["ok"] * 4
@@ -18,17 +17,6 @@ CLEAN: list[Outcome] = ["ok"] * 4
 GIVEN_BACK = ((-0.3, 1), (0.0, 4), (0.2, 9), (0.6, 0), (1.2, 0))
 KEPT_THREE = ((-0.3, 1), (0.0, 4), (0.2, 9), (0.6, 3), (1.2, 0))
 SERVER = "postgresql://harness@127.0.0.1:5432/postgres"
-
-
-def on_postgres(ran: TrialResult, samples: Sequence[tuple[float, int]], *, leaked: int | None) -> TrialResult:
-    """The trial as if it ran on PostgreSQL, with the connections the database server counted."""
-    return replace(
-        ran,
-        database="postgres",
-        connections=tuple(ConnectionSample(time=at, open=count) for at, count in samples),
-        peak_connections=max(count for _, count in samples),
-        leaked_connections=leaked,
-    )
 
 
 def postgres_run(trials: tuple[TrialResult, ...], databases: dict[str, Database]) -> RunResult:
