@@ -25,7 +25,6 @@ _TOP = 6.0  # room above the peak line for its label
 class Step:
     """One trial's open connections as a step line."""
 
-    trial: int
     points: str
     title: str
 
@@ -81,7 +80,7 @@ def _chart(variant: str, trials: list[TrialResult]) -> ConnectionChart:
     times = [s.time for t in (*drawn, named) for s in t.connections]
     start = min(0.0, *times)
     axis = Axis(start=start, end=max(start + 1e-3, *times, *([counted_at] if counted_at is not None else [])))
-    peak = max(1, *(t.peak_connections or 0 for t in trials), *(s.open for t in trials for s in t.connections))
+    peak = max(1, *(s.open for t in trials for s in t.connections))  # each change is kept, so the peak is too
 
     def y(open_connections: int) -> float:
         return round(_TOP + (1 - open_connections / peak) * HEIGHT, 1)
@@ -109,7 +108,7 @@ def _step(trial: TrialResult, axis: Axis, y: Callable[[int], float]) -> Step:
             points.append(f"{x:g},{y(before.open):g}")  # the number holds until the next sample
         points.append(f"{x:g},{y(sample.open):g}")
         before = sample
-    return Step(trial=trial.trial, points=" ".join(points), title=f"trial {trial.trial}: {describe_trial(trial)}")
+    return Step(points=" ".join(points), title=f"trial {trial.trial}: {describe_trial(trial)}")
 
 
 def describe_trial(trial: TrialResult) -> str:
