@@ -152,20 +152,21 @@ def format_connections(result: RunResult) -> list[str]:
 
 
 def describe_connections(summary: VariantSummary) -> str:
-    """``at most 39 open at once; left open in 2 of 2 trials, at most 39; never closed by the app: 39``."""
+    """``at most 39 open at once (PostgreSQL); left open in 2 of 2 trials, at most 39; never closed by the app: ...``."""
     parts = []
     if summary.peak_connections is not None:
         parts.append(f"at most {summary.peak_connections} open at once (PostgreSQL)")
-        parts.append(
-            f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
-            if summary.leaking_trials
-            else "none left open"
-            if summary.leaked_connections is not None
-            else "left open: not counted"
-        )
+        parts.append(describe_left_open(summary))
     if summary.unclosed_connections is not None:
         parts.append(f"never closed by the app: at most {summary.unclosed_connections} in a trial")
     return "; ".join(parts)
+
+
+def describe_left_open(summary: VariantSummary) -> str:
+    """A build's connections left open after its trials (:data:`LEAK_WORDS`), for the summary and the report."""
+    if summary.leaking_trials:
+        return f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
+    return "none left open" if summary.leaked_connections is not None else "left open: not counted"
 
 
 def describe_stopping_rule(confidence: float) -> str:

@@ -8,11 +8,21 @@ from typing import Any
 
 from harness.diagnosis import CAUSE_WORDS
 from harness.errors import ExitCode
+from harness.reports._connections import CHART_TRIALS, connection_charts, describe_trial
 from harness.reports._lanes import ROW, ThreadLanes, thread_lanes
 from harness.reports._render import render, stream, write_page
 from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timelines
 from harness.results import RunResult, VariantSummary, Verdict
-from harness.summary import describe_schedule, describe_seed, describe_stopping_rule, format_rate, missing_evidence
+from harness.summary import (
+    LEAK_WORDS,
+    describe_left_open,
+    describe_schedule,
+    describe_seed,
+    describe_stopping_rule,
+    format_rate,
+    missing_evidence,
+)
+from harness.variant import DEFAULT_DATABASE
 
 REPORT_FILE = "report.html"
 OPEN_TIMELINES = 4  # the first trials with a failure open; the rest stay one click away
@@ -32,6 +42,7 @@ _OUTCOME_WORDS = {
     "timeout": "timeout",
     "interrupted": "interrupted",
 }
+_DATABASE_WORDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 _BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent", ExitCode.UNDECIDED: "undecided"}
 
 
@@ -71,6 +82,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         result=result,
         title=f"{result.scenario.name}: {result.exit_code.meaning}",
         verdicts=[(verdict, summaries[verdict.variant]) for verdict in result.verdicts],
+        summaries=summaries,
         format_rate=format_rate,
         headline=_headline(result.verdicts),
         banner=_BANNERS.get(result.exit_code, "error"),
@@ -92,6 +104,16 @@ def _context(result: RunResult) -> dict[str, Any]:
         gutter=GUTTER,
         trial_errors=[trial for trial in result.trials if trial.error],
         unmatched=sum(len(trial.unmatched_exceptions) for trial in result.trials),
+        # Against the user's server (--url) the harness does not know what it runs on.
+        databases={v: _DATABASE_WORDS[result.databases.get(v, DEFAULT_DATABASE)] for v in result.variants}
+        if result.url is None
+        else {},
+        connections_counted=any(s.peak_connections is not None for s in result.summaries),
+        describe_left_open=describe_left_open,
+        connection_charts=connection_charts(result.trials, result.variants),
+        describe_trial=describe_trial,
+        chart_trials=CHART_TRIALS,
+        leak_words=LEAK_WORDS,
     )
 
 
@@ -99,14 +121,19 @@ def _summed_up(timelines: list[TrialTimeline]) -> set[tuple[int, str]]:
     """The lanes told in one line rather than drawn: each build's clean trials after its first.
 
     A clean trial's drawing looks like the one before it, and a long run's report would
-    grow by 150 kB with each; every trial with a failure, an error or anything but 2xx is
-    drawn in full.
+    grow by 150 kB with each; every trial with a failure, an error, anything but 2xx or
+    connections left open is drawn in full: its lanes show which requests opened them.
     """
     drawn_clean: set[str] = set()
     summed_up = set()
     for timeline in timelines:
         for lane in timeline.lanes:
-            clean = lane.error is None and lane.server_exit_code is None and all(b.outcome == "ok" for b in lane.bars)
+            clean = (
+                lane.error is None
+                and lane.server_exit_code is None
+                and not lane.leaked_connections
+                and all(b.outcome == "ok" for b in lane.bars)
+            )
             if clean and lane.variant in drawn_clean:
                 summed_up.add((timeline.trial, lane.variant))
             elif clean:

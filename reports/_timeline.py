@@ -43,6 +43,7 @@ class Lane:
     requests: int
     error: str | None
     server_exit_code: int | None
+    leaked_connections: int | None  # on PostgreSQL: still open after its last response (harness.summary.LEAK_WORDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +56,9 @@ class Axis:
     def x(self, seconds: float) -> float:
         clamped = min(max(seconds, self.start), self.end)
         return round(GUTTER + (clamped - self.start) / (self.end - self.start) * _PLOT, 2)
+
+    def ticks(self) -> tuple[Tick, ...]:
+        return tuple(Tick(x=self.x(t), label=f"{t:g} s") for t in _tick_values(self.start, self.end))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,11 +105,13 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
             requests=len(schedule),
             error=result.error,
             server_exit_code=result.server_exit_code,
+            leaked_connections=result.leaked_connections,
         )
         for result, schedule in zip(results, schedules, strict=True)
     )
-    ticks = tuple(Tick(x=axis.x(t), label=f"{t:g} s") for t in _tick_values(start, end))
-    return TrialTimeline(trial=number, lanes=lanes, axis=axis, ticks=ticks, row_height=round(row, 2), height=rows * row)
+    return TrialTimeline(
+        trial=number, lanes=lanes, axis=axis, ticks=axis.ticks(), row_height=round(row, 2), height=rows * row
+    )
 
 
 def _bar(record: RequestRecord, axis: Axis, row: float) -> Bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from harness.grid import (
@@ -16,6 +17,7 @@ from harness.grid import (
 )
 from harness.results import (
     CellResult,
+    ConnectionSample,
     Outcome,
     Phase,
     RequestRecord,
@@ -75,6 +77,17 @@ def trial(variant: str, number: int, outcomes: list[Outcome], *, error: str | No
         port=1,
         records=tuple(record(variant, number, i, o) for i, o in enumerate(outcomes)),
         error=error,
+    )
+
+
+def on_postgres(ran: TrialResult, samples: Sequence[tuple[float, int]], *, leaked: int | None) -> TrialResult:
+    """The trial as if it ran on PostgreSQL, with the open connections (time, count) the database server counted."""
+    return replace(
+        ran,
+        database="postgres",
+        connections=tuple(ConnectionSample(time=at, open=count) for at, count in samples),
+        peak_connections=max(count for _, count in samples),
+        leaked_connections=leaked,
     )
 
 

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.reports import write_report, write_sweep_report
 from harness.results import Outcome, read_results
-from tests.harness.factories import cell, make_result, make_sweep, trial
+from tests.harness.factories import cell, make_result, make_sweep, on_postgres, trial
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags, Chromium keeps trying hosts this sandbox cannot reach.
@@ -158,3 +158,24 @@ def test_the_sweep_report_shows_a_heat_map_per_variant_offline(tmp_path: Path, p
     assert winner.inner_text().split() == ["10/10", "100%"]
     assert "10 in flight every 0.5 tutorial-seconds: 10 of 10 trials failed" in (winner.get_attribute("title") or "")
     assert page.locator('figure.heat[data-variant="unpatched"] td.square').count() == 4  # one of them not run
+
+
+@pytest.mark.e2e
+def test_a_build_that_left_connections_open_shows_it_on_its_card_and_its_chart(tmp_path: Path, page: Page) -> None:
+    kept = ((-0.3, 1), (0.0, 4), (0.2, 9), (0.6, 3), (1.2, 0))
+    trials = (
+        trial("unpatched", 1, ["ok", "server-error"]),
+        on_postgres(trial("patched", 1, ["ok", "ok"]), kept, leaked=3),
+    )
+    result = replace(make_result(trials, complete=True), databases={"patched": "postgres"})
+    report = write_report(result, tmp_path / "r.html")
+
+    errors, requests = _open(page, report)
+
+    assert errors == [] and requests == [report.as_uri()]
+    flag = page.locator('.card[data-variant="patched"] .kind.leak')
+    assert flag.inner_text() == "CONNECTIONS LEFT OPEN" and flag.is_visible()
+    chart = page.locator('figure.connections[data-variant="patched"] svg')
+    box = chart.bounding_box()
+    assert box and box["width"] > 300 and 40 < box["height"] < 200  # small, and drawn
+    assert page.locator("figure.connections").count() == 1

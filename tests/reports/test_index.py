@@ -6,7 +6,7 @@ from pathlib import Path
 
 from harness.reports import publish, write_index
 from harness.results import write_results
-from tests.harness.factories import make_result, trial
+from tests.harness.factories import make_result, on_postgres, trial
 
 
 def test_the_index_lists_every_run_newest_first_with_its_verdict_and_report(tmp_path: Path) -> None:
@@ -26,6 +26,18 @@ def test_the_index_lists_every_run_newest_first_with_its_verdict_and_report(tmp_
     assert 'unpatched: <span class="kind silent">silent</span>' in html  # the newer run's reproducer went silent
     assert "<b>incomplete</b>" in html  # the older run was cut short
     assert html.count("<b>incomplete</b>") == 1
+
+
+def test_a_build_that_left_connections_open_is_flagged_beside_its_verdict(tmp_path: Path) -> None:
+    kept = ((0.0, 4), (0.6, 3), (1.2, 0))
+    trials = (trial("unpatched", 1, ["ok", "server-error"]), on_postgres(trial("patched", 1, ["ok"]), kept, leaked=3))
+    (tmp_path / "run").mkdir()
+    write_results(make_result(trials, complete=True), tmp_path / "run" / "results.json")
+
+    html = write_index(tmp_path).read_text()
+
+    assert 'patched: <span class="kind met">met</span> <span class="kind leak">connections left open</span>' in html
+    assert html.count("connections left open") == 1
 
 
 def test_a_folder_with_an_unreadable_results_file_is_listed_with_the_reason(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.diagnosis import CAUSE_WORDS
 from harness.reports import render_report, write_report
-from harness.results import Outcome
+from harness.results import CauseKind, Diagnosis, Outcome
 from tests.harness.factories import make_result, trial
 
 FAILING: list[Outcome] = ["ok", "server-error", "ok", "server-error"]
@@ -142,3 +143,26 @@ def test_a_confidence_run_states_its_stopping_rule_and_the_evidence_of_each_verd
         "number it passed: a build failing at least as often would show that with chance at most 1 in 128"
     ) in html
     assert "decided clean at 99% confidence: in 7 pairs of trials (trial n of each build) unpatched failed" in html
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (
+            "pool-exhausted",
+            "found no free connection in the pool (Exceeded maximum connections.); it waited and gave up",
+        ),
+        ("database-error", "the database refused it (FATAL: sorry, too many clients already)"),
+    ],
+)
+def test_a_cause_the_database_server_gave_is_told_in_words(kind: CauseKind, text: str) -> None:
+    failing = trial("unpatched", 1, FAILING)
+    records = tuple(
+        replace(r, diagnosis=Diagnosis(kind=kind, text=text, threads=(1,), requests=(r.request_id,)))
+        if r.outcome == "server-error"
+        else r
+        for r in failing.records
+    )
+    html = render_report(make_result((replace(failing, records=records), trial("patched", 1, CLEAN)), complete=True))
+    causes = html.split('id="causes"', 1)[1].split("</table>", 1)[0]
+    assert f'<tr><td>unpatched</td><td>{CAUSE_WORDS[kind]}</td><td class="num">2</td><td>{text}</td></tr>' in causes
