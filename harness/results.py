@@ -246,6 +246,17 @@ class VariantSummary:
     leaking_trials: int = 0
     unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of Peewee
 
+    @property
+    def leaks(self) -> bool:
+        """Whether the app left connections behind: by its trace if there is one, else as the server saw it.
+
+        A pool keeps connections open that the app gave back: the server sees them, the trace
+        tells them apart.
+        """
+        if self.unclosed_connections is not None:
+            return self.unclosed_connections > 0
+        return self.leaking_trials > 0
+
 
 @dataclass(frozen=True, kw_only=True)
 class Verdict:

@@ -152,7 +152,7 @@ def format_connections(result: RunResult) -> list[str]:
 
 
 def describe_connections(summary: VariantSummary) -> str:
-    """``at most 39 open at once (PostgreSQL); left open in 2 of 2 trials, at most 39; never closed by the app: ...``."""
+    """The figures :func:`format_connections` prints for one build, in one line."""
     parts = []
     if summary.peak_connections is not None:
         parts.append(f"at most {summary.peak_connections} open at once (PostgreSQL)")
@@ -165,7 +165,11 @@ def describe_connections(summary: VariantSummary) -> str:
 def describe_left_open(summary: VariantSummary) -> str:
     """A build's connections left open after its trials (:data:`LEAK_WORDS`), for the summary and the report."""
     if summary.leaking_trials:
-        return f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
+        kept = " (idle in its pool: the app gave every one back)" if summary.unclosed_connections == 0 else ""
+        return (
+            f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
+            + kept
+        )
     return "none left open" if summary.leaked_connections is not None else "left open: not counted"
 
 

@@ -15,6 +15,7 @@ from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timeli
 from harness.results import RunResult, VariantSummary, Verdict
 from harness.summary import (
     LEAK_WORDS,
+    UNCLOSED_WORDS,
     describe_left_open,
     describe_schedule,
     describe_seed,
@@ -114,6 +115,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         describe_trial=describe_trial,
         chart_trials=CHART_TRIALS,
         leak_words=LEAK_WORDS,
+        unclosed_words=UNCLOSED_WORDS,
     )
 
 

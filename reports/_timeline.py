@@ -105,7 +105,8 @@ def _timeline(number: int, results: Sequence[TrialResult]) -> TrialTimeline:
             requests=len(schedule),
             error=result.error,
             server_exit_code=result.server_exit_code,
-            leaked_connections=result.leaked_connections,
+            # A pool's idle connections, every one given back by the trace, are no leak.
+            leaked_connections=None if result.unclosed_connections == 0 else result.leaked_connections,
         )
         for result, schedule in zip(results, schedules, strict=True)
     )

@@ -51,7 +51,7 @@ def test_a_met_build_that_left_connections_open_is_flagged_and_its_worst_trial_d
     html = render_report(postgres_run(trials, {"patched": "postgres"}))
     patched = _card(html, "patched")
     assert patched.startswith('met"')
-    assert '<span class="kind leak">connections left open</span>' in patched
+    assert '<span class="kind leak">connections leaked</span>' in patched
     assert "on <b>PostgreSQL</b>" in patched and "at most 9 connections open at once" in patched
     assert '<span class="leak">left open in 1 of 3 trials, at most 3</span>' in patched
     assert "on <b>SQLite</b>" in _card(html, "unpatched") and "leak" not in _card(html, "unpatched")

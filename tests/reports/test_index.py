@@ -36,8 +36,8 @@ def test_a_build_that_left_connections_open_is_flagged_beside_its_verdict(tmp_pa
 
     html = write_index(tmp_path).read_text()
 
-    assert 'patched: <span class="kind met">met</span> <span class="kind leak">connections left open</span>' in html
-    assert html.count("connections left open") == 1
+    assert 'patched: <span class="kind met">met</span> <span class="kind leak">connections leaked</span>' in html
+    assert html.count("connections leaked") == 1
 
 
 def test_a_folder_with_an_unreadable_results_file_is_listed_with_the_reason(tmp_path: Path) -> None:
