@@ -19,6 +19,7 @@ BUILTIN_SCENARIOS = sorted(
     (str(path) for path in Path("scenarios").glob("*.toml")), key=lambda path: (-load_scenario(path).trials, path)
 )
 MATRIX_OUT = Path("harness-out", "matrix")
+DATABASES = ("sqlite", "postgres")
 # What a scenario run may exit with and still fill its cell: a verdict, even regression or
 # silent, is the matrix's to show; a harness error (3), a usage error (4) or Ctrl-C stop it.
 _VERDICT_CODES = [0, 1, 2, 5]
@@ -26,8 +27,9 @@ _VERDICT_CODES = [0, 1, 2, 5]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1, Chromium for the report)."""
+    """Run the project's test suite in parallel (real uvicorn and PostgreSQL servers on 127.0.0.1, Chromium)."""
     session.run("tools/install-chromium", external=True)
+    session.run("tools/install-postgresql", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *session.posargs)
 
@@ -45,20 +47,24 @@ def scenarios(session: nox.Session) -> None:
 @nox.session(default=False)
 @nox.parametrize("stack", list(stacks()), ids=list(stacks()))
 def matrix(session: nox.Session, stack: str) -> None:
-    """Run every built-in scenario on one stack in its own virtualenv, then rebuild the matrix of all stacks."""
+    """Run every built-in scenario on one stack, on SQLite and on PostgreSQL, then rebuild the matrix of all stacks."""
+    session.run("tools/install-postgresql", external=True)
     session.install(STACK_INSTALLER)
     session.install("-e", ".", "-r", f"harness/stacks/{stack}.txt")
     for scenario in BUILTIN_SCENARIOS:
-        session.run(
-            "harness",
-            "run",
-            "--scenario",
-            scenario,
-            "--out",
-            str(MATRIX_OUT / stack),
-            *session.posargs,
-            success_codes=_VERDICT_CODES,
-        )
+        for database in DATABASES:  # each a column of the matrix: "current", "current on postgres"
+            session.run(
+                "harness",
+                "run",
+                "--scenario",
+                scenario,
+                "--database",
+                database,
+                "--out",
+                str(MATRIX_OUT / stack),
+                *session.posargs,
+                success_codes=_VERDICT_CODES,
+            )
     session.run("harness", "matrix", str(MATRIX_OUT))
 
 

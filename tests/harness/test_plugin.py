@@ -163,3 +163,24 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     assert failure is not None and "Connection already opened." in failure.get("message", "")
     assert cases["good[patched]"].find("failure") is None
     assert cases["swapped[recommended]"].find("failure") is None
+
+
+def test_on_postgres_the_builds_that_name_it_are_collected_too(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--collect-only", "-q", "burst", "--harness-database", "postgres")
+    result.stdout.fnmatch_lines(["burst.toml::burst[[]unpatched-pooled]", "burst.toml::burst[[]patched-pooled]"])
+    assert "pooled" not in "".join(pytester.runpytest("--collect-only", "-q", "burst").outlines)
+
+
+@pytest.mark.e2e
+def test_an_item_on_postgres_runs_its_build_on_a_server_of_its_own(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", pooled=_BURST.format(name="pooled", trials=1))
+    options = ("--harness-out=out", "--harness-database=postgres", "-k", "unpatched-pooled")
+
+    result = pytester.runpytest("pooled.toml", *options)
+
+    result.assert_outcomes(passed=1, deselected=4)
+    [session] = (pytester.path / "out").iterdir()
+    merged = read_results(session / "pooled" / "results.json")
+    assert merged.databases == {"unpatched-pooled": "postgres"} and merged.database_server
+    [trial] = merged.trials
+    assert trial.database == "postgres" and trial.peak_connections
