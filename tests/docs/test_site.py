@@ -23,7 +23,8 @@ BUILD_TIMEOUT = 600  # seconds: the build runs the harness once and opens its re
 SCREENSHOTS = ("verdict.png", "timeline.png", "causes.png")
 QUICK_START = (
     "python3 -m pip install -e . && harness run\n"
-    "tools/install-chromium && python3 -m pip install -e '.[test]' && python3 -m pytest -n auto\n"
+    "tools/install-chromium && tools/install-postgresql && "
+    "python3 -m pip install -e '.[test]' && python3 -m pytest -n auto\n"
 )
 
 
