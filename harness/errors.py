@@ -10,7 +10,8 @@ Exception tree (each kind carries its exit code)::
         ├── ConfigError      4  a configuration file, a HARNESS_* variable or a build in it is invalid
         │   └── AppError     4  a build cannot be served: its app does not import, its ready path never answers
         ├── ScenarioError    4  a scenario is unknown, unreadable or invalid (file, field)
-        └── ResultsError     4  a results file or run folder named by the user cannot be read
+        ├── ResultsError     4  a results file or run folder named by the user cannot be read
+        └── DatabaseError    4  a database server cannot be started, reached or used
 
 A TrialError is recorded in the results and the run goes on with the other variants and
 trials; the variant's verdict is then "error". An AppError stops the run: every trial of
@@ -117,3 +118,7 @@ class ScenarioError(UsageError):
 
 class ResultsError(UsageError):
     """A results file that is missing, not JSON, or of another schema version."""
+
+
+class DatabaseError(UsageError):
+    """A PostgreSQL server that cannot be started, reached or used: not installed, a wrong password, no CREATEDB."""
