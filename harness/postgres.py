@@ -247,7 +247,7 @@ class PostgresServer:
         return self._sampler.unwatch(name)
 
     def close(self) -> None:
-        """Drop the databases made on the user's server, or stop the harness's own and remove its folder.
+        """Drop the databases made on the user's server, or stop the harness's own and see its folder removed.
 
         Safe to call again, also after a Ctrl-C cut an earlier call short; CLOSED once done.
         A DatabaseError at the end names what could not be cleaned up.
@@ -271,6 +271,10 @@ class PostgresServer:
             said = self._keeper.close(DEFAULT_STOP_TIMEOUT)
             self.stop_seconds = said.get("stopped", self.stop_seconds)
             problems += said.get("errors", [])
+            if self.folder is not None and self.folder.exists():  # the keeper was killed: Linux ended postgres
+                shutil.rmtree(self.folder, ignore_errors=True)
+                if self.folder.exists():
+                    problems.append(f"its folder {self.folder} could not be removed")
         self.state = ServerState.CLOSED
         if problems:
             raise DatabaseError(f"PostgreSQL at {self.display_url}: not all cleaned up: {'; '.join(problems)}")

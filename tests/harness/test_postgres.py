@@ -217,6 +217,16 @@ def test_however_the_harness_ends_no_postgres_process_nor_folder_is_left(end: st
 
 
 @pytest.mark.e2e
+def test_if_the_keeper_is_killed_its_server_ends_and_close_removes_the_folder() -> None:
+    server = PostgresServer.start()
+    assert server.folder is not None and server.keeper_pid is not None
+    os.kill(server.keeper_pid, signal.SIGKILL)
+    wait_until(lambda: not server_processes(server.folder), GONE_WITHIN, "the server outlived its keeper")
+    server.close()
+    assert not server.folder.exists()
+
+
+@pytest.mark.e2e
 def test_only_the_harness_and_the_keeper_hold_the_keeper_s_pipe(server: PostgresServer) -> None:
     pipe = os.readlink(f"/proc/{server.keeper_pid}/fd/0")
     assert pipe.startswith("pipe:")
