@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from harness import postgres
+from harness import postgres, postgres_keeper
 from harness.errors import DatabaseError, ExitCode
 from harness.forkserver import ForkServer
 from harness.postgres import (
@@ -32,6 +32,7 @@ from harness.postgres import (
 )
 from tests.conftest import is_running
 from tests.harness.runs import wait_until
+from tests.harness.server.test_standard_library_only import module_level_imports
 
 PASSWORD = "right-horse-battery-2718"
 WRONG_PASSWORD = "wrong-staple-3141"
@@ -340,3 +341,8 @@ def test_the_displayed_url_has_no_password() -> None:
     assert display_url("postgresql://me:s%40cret@db:5432/app?sslmode=require&password=other") == (
         "postgresql://me@db:5432/app?sslmode=require"
     )
+
+
+def test_the_keeper_imports_the_standard_library_only() -> None:
+    imported = module_level_imports(Path(postgres_keeper.__file__)) - {"__future__"}
+    assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names)
