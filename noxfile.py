@@ -26,8 +26,9 @@ _VERDICT_CODES = [0, 1, 2, 5]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the project's test suite in parallel (real uvicorn servers on 127.0.0.1, Chromium for the report)."""
+    """Run the project's test suite in parallel (real uvicorn and PostgreSQL servers on 127.0.0.1, Chromium)."""
     session.run("tools/install-chromium", external=True)
+    session.run("tools/install-postgresql", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", *session.posargs)
 
