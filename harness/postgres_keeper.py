@@ -78,7 +78,11 @@ def main() -> int:
         config = json.loads(_first_line())
     except _Abandoned:
         return 0
-    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=config["parent"]))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=config["parent"]))
+    except OSError as exc:
+        _say(error=f"cannot make the server's folder in {config['parent']}: {exc}")
+        return 0
     server: subprocess.Popen[bytes] | None = None
     try:
         owner = _owner(config["user"])

@@ -36,6 +36,7 @@ from tests.harness.server.test_standard_library_only import module_level_imports
 
 PASSWORD = "right-horse-battery-2718"
 WRONG_PASSWORD = "wrong-staple-3141"
+STARTED_WITHIN = postgres.DEFAULT_START_TIMEOUT + 30  # seconds for a python -c to import and start a server
 GONE_WITHIN = 30.0  # seconds for a keeper to stop its server and remove its folder, on a loaded machine
 SETTLE = 10.0  # seconds for pg_stat_activity to show a connection opened or closed, on a loaded machine
 
@@ -201,7 +202,7 @@ def test_however_the_harness_ends_no_postgres_process_nor_folder_is_left(end: st
         text=True,
         start_new_session=True,
     )
-    said = json.loads(first_line(harness, GONE_WITHIN) or "{}")
+    said = json.loads(first_line(harness, STARTED_WITHIN) or "{}")
     folder = Path(said["folder"])
     try:
         assert server_processes(folder) and is_running(said["keeper"])
@@ -321,6 +322,11 @@ def test_as_root_without_a_postgres_user_the_error_says_so(monkeypatch: pytest.M
     monkeypatch.setattr(postgres, "DEFAULT_SYSTEM_USER", "no-such-user-for-postgres")
     with pytest.raises(DatabaseError, match=r"runs as root.*no 'no-such-user-for-postgres' system user"):
         PostgresServer.start()
+
+
+def test_a_folder_that_cannot_be_made_is_said_so(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match=f"cannot make the server's folder in {tmp_path / 'nowhere'}"):
+        PostgresServer.start(parent=tmp_path / "nowhere")
 
 
 @pytest.mark.e2e
