@@ -77,9 +77,8 @@ def server_processes(folder: Path) -> list[int]:
     found = []
     for process in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
-            if str(folder) in process.joinpath("cmdline").read_text() or os.readlink(process / "cwd").startswith(
-                str(folder)
-            ):
+            named = str(folder) in (process / "cmdline").read_text()
+            if named or os.readlink(process / "cwd").startswith(str(folder)):
                 found.append(int(process.name))
     return found
 
