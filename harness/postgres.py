@@ -86,8 +86,9 @@ DEFAULT_SYSTEM_USER = "postgres"  # Debian's package creates it
 DEFAULT_MEMORY_FOLDER = Path("/dev/shm")  # a tmpfs on Linux, if a small one in a container
 DEFAULT_MEMORY_ROOM = 1 << 30  # bytes it must have free to hold a cluster (40 MB) and its databases (8 MB each)
 # A throwaway server: nothing is kept after the run, so nothing is forced to disk. Several builds side
-# by side, each with up to ~100 connections (the tutorial's unpatched build keeps one per worker thread);
-# shared buffers well below initdb's 128 MB, as each of 300 connections adds to the shared memory (51 MB so).
+# by side, each with up to ~100 connections (the tutorial's unpatched build keeps one per worker thread).
+# initdb picks 100 connections and 128 MB of buffers whatever the machine: 143 MB of shared memory; these
+# settings take 51 MB (PostgreSQL 15's shared_memory_size).
 DEFAULT_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
