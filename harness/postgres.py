@@ -7,30 +7,35 @@ opens and leaves open. :class:`PostgresServer` is that server, of one of two kin
 
 - ``PostgresServer.start()``: the harness's own, for the run. Debian's ``postgresql``
   package's ``initdb`` and ``postgres`` (:func:`find_binaries`; ``tools/install-postgresql``
-  installs them) make a throwaway cluster in a temporary folder: trust authentication, no
-  fsync, listening on 127.0.0.1 at a free port and on a socket in that folder. A keeper
-  process (:mod:`harness.postgres_keeper`) runs it, and stops it and removes the folder
-  when the harness closes it or ends, however it ends: Ctrl-C, SIGTERM, SIGKILL. As root,
-  which ``initdb`` and ``postgres`` refuse, they run as the ``postgres`` system user.
-- ``PostgresServer.connect(url)``: a server the user runs (``--database-url``); the URL's
-  database is only the one the harness connects to, to create its own. There the harness
-  creates and drops only databases named ``DEFAULT_DATABASE_PREFIX`` + a random token of
-  this object; a harness killed by SIGKILL leaves them behind, and their names say whose
-  they are.
+  installs them) make a throwaway cluster in a temporary folder, in memory when /dev/shm has
+  room (:func:`folder_parent`): trust authentication, no fsync, listening on 127.0.0.1 at a
+  free port and on a socket in that folder. A keeper process (:mod:`harness.postgres_keeper`)
+  runs it, and stops it and removes the folder when the harness closes it or ends, however
+  it ends: Ctrl-C, SIGTERM, SIGKILL. As root, which ``initdb`` and ``postgres`` refuse, they
+  run as the ``postgres`` system user. ``initdb_seconds``, ``start_seconds`` and, once
+  closed, ``stop_seconds`` are the keeper's timings.
+- ``PostgresServer.connect(url)``: a server the user runs (``--database-url``), version 13 or
+  later; the URL's database is only where the harness connects to create its own. It creates
+  and drops only databases named ``DEFAULT_DATABASE_PREFIX`` + a random token of this object;
+  a harness killed by SIGKILL leaves them behind, and their names say whose they are.
 
-Either way :meth:`PostgresServer.create_database` copies an empty template database the
-server object made first (``CREATE DATABASE ... TEMPLATE``), one at a time, whichever
-thread asks: PostgreSQL refuses to copy a template another session is using.
-:meth:`~PostgresServer.drop_database` drops one; :meth:`~PostgresServer.close` drops every
-one left on the user's server, or stops the harness's own. Connections are counted in
-``pg_stat_activity``, client backends only: :meth:`~PostgresServer.open_connections` now,
-and :meth:`~PostgresServer.watch` / :meth:`~PostgresServer.unwatch` for a series of
-``(time.perf_counter(), count)`` samples, taken every ``DEFAULT_SAMPLE_INTERVAL`` by one
-thread with a connection of its own, one query for every database watched. A build's peak
-is the largest count of its series; its leaked connections, those still open
-``DEFAULT_LEAK_WAIT`` after its last response. Whatever goes wrong is a
-:class:`~harness.errors.DatabaseError` (exit code 4) that says why, and never shows a
-password::
+Either way :meth:`~PostgresServer.create_database` gives a :class:`Database` (its name, and
+the URL an app connects with) copied from an empty template the server object made first,
+one copy at a time whichever thread asks: PostgreSQL refuses to copy a template another
+session is using. :meth:`~PostgresServer.drop_database` drops one; :meth:`~PostgresServer.close`
+drops every one left on the user's server, or stops the harness's own.
+
+Connections are counted in ``pg_stat_activity``, client backends only (the harness's own are
+to another database): :meth:`~PostgresServer.open_connections` now; between
+:meth:`~PostgresServer.watch` and :meth:`~PostgresServer.unwatch`, a series of
+``(time.perf_counter(), count)`` samples taken every ``DEFAULT_SAMPLE_INTERVAL`` by one
+thread with a connection of its own, one query for every database watched
+(:meth:`~PostgresServer.samples` reads it so far). A build's peak is the largest count of its
+series; its leaked connections, those still open ``DEFAULT_LEAK_WAIT`` after its last response.
+
+Whatever goes wrong is a :class:`~harness.errors.DatabaseError` (exit code 4) that says why
+on one line (with the tail of the server's log if it did not start), and never shows a
+password; ``display_url`` is the server's URL without it::
 
     with PostgresServer.start() as server:  # or PostgresServer.connect("postgresql://...")
         database = server.create_database("unpatched-1")
@@ -54,6 +59,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -77,9 +83,12 @@ DEFAULT_STOP_TIMEOUT = 5.0  # seconds for each step of the stop: fast shutdown, 
 DEFAULT_CONNECT_TIMEOUT = 10  # whole seconds libpq waits for a server to answer
 DEFAULT_BINARIES = "/usr/lib/postgresql/*/bin"  # where Debian's packages put them, one folder per version
 DEFAULT_SYSTEM_USER = "postgres"  # Debian's package creates it
+DEFAULT_MEMORY_FOLDER = Path("/dev/shm")  # a tmpfs on Linux, if a small one in a container
+DEFAULT_MEMORY_ROOM = 1 << 30  # bytes it must have free to hold a cluster (40 MB) and its databases (8 MB each)
 # A throwaway server: nothing is kept after the run, so nothing is forced to disk. Several builds side
-# by side, each with up to ~100 connections (the tutorial's unpatched build keeps one per worker thread);
-# shared buffers well below initdb's 128 MB, as each of 300 connections adds to the shared memory (51 MB so).
+# by side, each with up to ~100 connections (the tutorial's unpatched build keeps one per worker thread).
+# initdb picks 100 connections and 128 MB of buffers whatever the machine: 143 MB of shared memory; these
+# settings take 51 MB (PostgreSQL 15's shared_memory_size).
 DEFAULT_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
@@ -92,8 +101,9 @@ MIN_SERVER_VERSION = 130000  # DROP DATABASE ... WITH (FORCE)
 MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 
 # How the harness's own server copies the template: FILE_COPY copies its files and
-# checkpoints, which costs nothing without fsync; WAL_LOG (15's default) writes every page to
-# the WAL. benchmarks/postgres_server.py measures both. The user's server keeps its default.
+# checkpoints, which costs little without fsync; WAL_LOG (15's default) writes every page to
+# the WAL. An empty template in memory: 7.5 ms against 9.4 (benchmarks/postgres_server.py).
+# The user's server keeps its default: there a checkpoint may cost much more.
 _OWN_STRATEGY = "FILE_COPY"
 _STRATEGY_VERSION = 150000
 _KEEPER = "harness.postgres_keeper"
@@ -145,13 +155,19 @@ class PostgresServer:
 
     @classmethod
     def start(
-        cls, *, timeout: float = DEFAULT_START_TIMEOUT, password: str | None = None, binaries: Path | None = None
+        cls,
+        *,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        password: str | None = None,
+        binaries: Path | None = None,
+        parent: Path | None = None,
     ) -> PostgresServer:
         """Start the harness's own server: initdb, postgres, ready, the template made; DatabaseError if not.
 
         ``password``: scram-sha-256 authentication with that password for the superuser
         instead of trust (for testing a wrong password). ``binaries``: the folder of initdb
-        and postgres, by default :func:`find_binaries`'s.
+        and postgres, by default :func:`find_binaries`'s. ``parent``: where the temporary
+        folder goes, by default :func:`folder_parent`'s choice.
         """
         binaries = binaries or find_binaries()
         missing = [name for name in ("initdb", "postgres") if not (binaries / name).is_file()]
@@ -160,6 +176,7 @@ class PostgresServer:
         keeper = _Keeper(
             {
                 "binaries": str(binaries),
+                "parent": str(parent or folder_parent()),
                 "user": _system_user(),
                 "password": password,
                 "settings": DEFAULT_SETTINGS,
@@ -222,12 +239,16 @@ class PostgresServer:
         self._check_running()
         self._sampler.watch(name)
 
+    def samples(self, name: str) -> list[tuple[float, int]]:
+        """The samples of a watched database so far, ``(time.perf_counter(), open connections)`` each."""
+        return self._sampler.samples(name)
+
     def unwatch(self, name: str) -> list[tuple[float, int]]:
-        """Stop counting for database ``name``; its samples, ``(time.perf_counter(), open connections)`` each."""
+        """Stop counting for database ``name``; its samples."""
         return self._sampler.unwatch(name)
 
     def close(self) -> None:
-        """Drop the databases made on the user's server, or stop the harness's own and remove its folder.
+        """Drop the databases made on the user's server, or stop the harness's own and see its folder removed.
 
         Safe to call again, also after a Ctrl-C cut an earlier call short; CLOSED once done.
         A DatabaseError at the end names what could not be cleaned up.
@@ -251,6 +272,10 @@ class PostgresServer:
             said = self._keeper.close(DEFAULT_STOP_TIMEOUT)
             self.stop_seconds = said.get("stopped", self.stop_seconds)
             problems += said.get("errors", [])
+            if self.folder is not None and self.folder.exists():  # the keeper was killed: Linux ended postgres
+                shutil.rmtree(self.folder, ignore_errors=True)
+                if self.folder.exists():
+                    problems.append(f"its folder {self.folder} could not be removed")
         self.state = ServerState.CLOSED
         if problems:
             raise DatabaseError(f"PostgreSQL at {self.display_url}: not all cleaned up: {'; '.join(problems)}")
@@ -320,10 +345,10 @@ class PostgresServer:
     def _reason(self, exc: psycopg2.Error) -> str:
         """libpq's message on one line, without what the user cannot act on, nor any password."""
         text = str(exc).strip()
-        text = (
-            text.split(" failed: ", 1)[1] if text.startswith("connection to server") and " failed: " in text else text
-        )
-        text = " ".join(text.replace("FATAL:", "").split())
+        if text.startswith("connection to server"):  # at "host", port N failed: what the URL already says
+            text = text.partition(" failed: ")[2] or text
+        lines = (" ".join(line.replace("FATAL:", "").split()) for line in text.splitlines())
+        text = "; ".join(line for line in lines if line)
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text or type(exc).__name__
@@ -356,6 +381,11 @@ class _Sampler:
                 self._thread = threading.Thread(target=self._run, name="pg_stat_activity sampler", daemon=True)
                 self._thread.start()
             self._changed.notify()  # the first count now, not at the next tick
+
+    def samples(self, name: str) -> list[tuple[float, int]]:
+        with self._changed:
+            self._raise_if_failed()
+            return list(self._samples[name])
 
     def unwatch(self, name: str) -> list[tuple[float, int]]:
         with self._changed:
@@ -492,6 +522,20 @@ def find_binaries(path: str | None = None, pattern: str = DEFAULT_BINARIES) -> P
     if versions:
         return max(versions, key=lambda folder: [int(number) for number in re.findall(r"\d+", str(folder))])
     raise DatabaseError(f"PostgreSQL is not installed: no initdb on the PATH nor in {pattern}; {_install_hint()}")
+
+
+def folder_parent() -> Path:
+    """Where the harness's own cluster goes: in memory when there is room, else the temporary folder.
+
+    A throwaway cluster has no reason to be on disk, where writing it back competes with
+    everything else the machine writes: here initdb took 0.7 s there against 0.45 s in
+    memory, and a copy of the template 40-120 ms against 6 ms (benchmarks/postgres_server.py).
+    """
+    with contextlib.suppress(OSError):
+        stats = os.statvfs(DEFAULT_MEMORY_FOLDER)
+        if stats.f_bavail * stats.f_frsize >= DEFAULT_MEMORY_ROOM and os.access(DEFAULT_MEMORY_FOLDER, os.W_OK):
+            return DEFAULT_MEMORY_FOLDER
+    return Path(tempfile.gettempdir())
 
 
 def database_name(stem: str, number: int, label: str) -> str:

@@ -12,9 +12,10 @@ does the same.
 What goes through the pipes, one JSON line each:
 
 - stdin: the configuration (``binaries``, the folder of ``initdb`` and ``postgres``;
-  ``user``, the system user to run them as, or null; ``password``, or null for trust
-  authentication; ``settings``; ``timeout`` for ``initdb`` and the start together;
-  ``stop_timeout`` for each step of the stop), then nothing: its end is the order to stop.
+  ``parent``, where to make the temporary folder; ``user``, the system user to run them
+  as, or null; ``password``, or null for trust authentication; ``settings``; ``timeout``
+  for ``initdb`` and the start together; ``stop_timeout`` for each step of the stop),
+  then nothing: its end is the order to stop.
 - stdout: ``{"folder": PATH}`` once the temporary folder exists; ``{"ready": PORT,
   "initdb": S, "start": S}`` once the server takes connections on 127.0.0.1:PORT, or
   ``{"error": MESSAGE}`` if it cannot start; ``{"stopped": S}`` once it has stopped; an
@@ -77,7 +78,11 @@ def main() -> int:
         config = json.loads(_first_line())
     except _Abandoned:
         return 0
-    folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=config["parent"]))
+    except OSError as exc:
+        _say(error=f"cannot make the server's folder in {config['parent']}: {exc}")
+        return 0
     server: subprocess.Popen[bytes] | None = None
     try:
         owner = _owner(config["user"])
