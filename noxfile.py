@@ -94,7 +94,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
-    session.install(".", "pytest", "ruff", "mypy")  # pytest: the plugin is type-checked against it
+    session.install(".", "pytest", "ruff", "mypy", "types-psycopg2")  # pytest: the plugin is type-checked against it
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     # The installed package, from outside the checkout: harness.reports and harness.scenarios are

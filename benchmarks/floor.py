@@ -1,7 +1,9 @@
 """The floor of one harness trial of one build: the same work, no harness code. Prints one line.
 
-Usage: python benchmarks/floor.py   (uvicorn serves the unpatched build on 127.0.0.1 port 0; 2 users
-with 2 items each are seeded, 100 GET /slowusers/ fired at once, a connection each; the server stopped)
+Usage: python benchmarks/floor.py [POSTGRES_URL]   (uvicorn serves the unpatched build on 127.0.0.1
+port 0; 2 users with 2 items each are seeded, 100 GET /slowusers/ fired at once, a connection each;
+the server stopped. With the URL of a PostgreSQL server's maintenance database, the build runs on a
+database made fresh there for the trial, from template0, and dropped after it, instead of SQLite)
 """
 
 import asyncio
@@ -41,10 +43,23 @@ async def trial(url):
         return await asyncio.gather(*(client.get("/slowusers/") for _ in range(100)), return_exceptions=True)
 
 
+def postgres(url, statement):
+    connection = psycopg2.connect(url)
+    connection.autocommit = True  # CREATE and DROP DATABASE run outside a transaction
+    connection.cursor().execute(statement)
+    connection.close()
+
+
 start = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     log, env = Path(tmp, "server.log"), {**os.environ, "APP_VARIANTS_TIME_SCALE": "0.05"}
     env["APP_VARIANTS_DATABASE"] = f"{tmp}/app.sqlite3"
+    if len(sys.argv) > 1:
+        import psycopg2
+
+        name = f"floor_{os.getpid()}"
+        postgres(sys.argv[1], f"CREATE DATABASE {name} TEMPLATE template0")
+        env["APP_VARIANTS_DATABASE"] = sys.argv[1].rsplit("/", 1)[0] + f"/{name}"
     command = [sys.executable, "-m", "uvicorn", "harness.app_variants.unpatched:app", "--host", "127.0.0.1"]
     with log.open("wb") as out:  # uvicorn's output goes to a file, polled for the port
         server = subprocess.Popen(
@@ -63,6 +78,8 @@ with tempfile.TemporaryDirectory() as tmp:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        if len(sys.argv) > 1:
+            postgres(sys.argv[1], f"DROP DATABASE {name} WITH (FORCE)")
 statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
 print(
     f"floor: {len(answers)} requests, {sum(s < 300 for s in statuses)} 2xx, {sum(s >= 500 for s in statuses)} 5xx, "

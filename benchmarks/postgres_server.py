@@ -1,6 +1,6 @@
 """What the harness's own PostgreSQL server costs, next to its floor: start, stop, a fresh database.
 
-Usage: python benchmarks/postgres_server.py [N]   (default 20; from the repository root)
+Usage: python benchmarks/postgres_server.py [N] [--trial-pairs P]   (default 20 and 3; from the repository root)
 
 Each figure is the median (min-max) of N, in milliseconds, for the cluster in memory (the
 harness's choice, :func:`harness.postgres.folder_parent`, when /dev/shm has room) and on disk
@@ -14,7 +14,13 @@ harness's choice, :func:`harness.postgres.folder_parent`, when /dev/shm has room
   ``pg_ctl -w`` and psycopg2, in a process of its own;
 - the copy strategy: on one of the harness's servers, N ``CREATE DATABASE ... TEMPLATE``
   of an empty template with STRATEGY WAL_LOG (PostgreSQL 15's default) and N with FILE_COPY
-  (the harness's choice for its own server), taken in turn so drift falls on both alike.
+  (the harness's choice for its own server), taken in turn so drift falls on both alike;
+- a trial on PostgreSQL against one on SQLite, in turn, N of each (``--trial-pairs``, default
+  3): ``harness run --scenario burst --variant unpatched --jobs 1 --trials 4 --database D``,
+  the whole command and each trial after the first (from the trials' start times: what one
+  more trial costs, its servers started while the one before stops); the floor is
+  ``benchmarks/floor.py`` (one trial: uvicorn, seed, burst, stop), on PostgreSQL with a
+  database made and dropped around it on a server already running.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -48,6 +55,7 @@ Rows = list[tuple[str, str, str]]  # what, the harness's figure, the floor's ("-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=20, help="samples of each figure (default: 20)")
+    parser.add_argument("--trial-pairs", type=int, default=3, help="runs on each database (default: 3)")
     args = parser.parse_args()
     print(f"$ {shlex.join([sys.executable, *sys.argv])}")
     version = subprocess.run([find_binaries() / "postgres", "--version"], capture_output=True, text=True, check=True)
@@ -55,6 +63,7 @@ def main() -> None:
     rows = [("", "harness, ms", "floor, ms")]
     for section in SECTIONS:
         rows += section(args.n)
+    rows += _trial_cost(args.trial_pairs)
     print()
     width = max(len(what) for what, _, _ in rows)
     for what, mine, theirs in rows:
@@ -157,6 +166,53 @@ def _ms(seconds: list[float]) -> str:
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+TRIALS = 4  # per harness run of the trial section: the first, and three to time one more trial by
+HARNESS = str(Path(sys.executable).with_name("harness"))  # the console script a user types, of this interpreter
+
+
+def _trial_cost(n: int) -> Rows:
+    """A trial of the unpatched build under burst on each database, N runs of each in turn, and the floor's."""
+    whole: dict[str, list[float]] = {"sqlite": [], "postgres": []}
+    each: dict[str, list[float]] = {"sqlite": [], "postgres": []}
+    floor: dict[str, list[float]] = {"sqlite": [], "postgres": []}
+    with PostgresServer.start() as server, tempfile.TemporaryDirectory() as out:
+        for number in range(n):
+            for database in ("sqlite", "postgres") if number % 2 else ("postgres", "sqlite"):
+                began = time.perf_counter()
+                ran = run([HARNESS, "run", *_BURST, "--database", database, "--out", out], timeout=300, cwd=ROOT)
+                whole[database].append(time.perf_counter() - began)
+                if ran.returncode != 0:
+                    sys.exit(f"harness run --database {database}: {ran.status}\n{ran.stderr}")
+                each[database].append(_per_trial(Path(out)))
+                command = [sys.executable, str(ROOT / "benchmarks" / "floor.py")]
+                began = time.perf_counter()
+                ran = run([*command, *([server.display_url] if database == "postgres" else [])], timeout=120, cwd=ROOT)
+                floor[database].append(time.perf_counter() - began)
+                if ran.returncode != 0:
+                    sys.exit(f"floor.py on {database}: {ran.status}\n{ran.stderr}")
+    ratio = [p / s for p, s in zip(each["postgres"], each["sqlite"], strict=True)]
+    floor_ratio = [p / s for p, s in zip(floor["postgres"], floor["sqlite"], strict=True)]
+    return [
+        (f"a trial of unpatched under burst, {n} of each, in turn:", "", ""),
+        (f"  harness run --trials {TRIALS}, whole command, SQLite", _ms(whole["sqlite"]), "-"),
+        (f"  harness run --trials {TRIALS}, whole command, PostgreSQL", _ms(whole["postgres"]), "-"),
+        ("  each trial after the first, SQLite (floor: one trial)", _ms(each["sqlite"]), _ms(floor["sqlite"])),
+        ("  each trial after the first, PostgreSQL (floor: one trial)", _ms(each["postgres"]), _ms(floor["postgres"])),
+        ("  PostgreSQL / SQLite, per trial (a ratio, not ms)", spread(ratio), spread(floor_ratio)),
+    ]
+
+
+_BURST = ("--scenario", "burst", "--variant", "unpatched", "--jobs", "1", "--trials", str(TRIALS))
+
+
+def _per_trial(out: Path) -> float:
+    """Seconds from the first trial's start to the last's, per trial, of the newest run in ``out``."""
+    newest = max(out.glob("*/trials.jsonl"), key=lambda path: path.stat().st_mtime)
+    starts = sorted(datetime.fromisoformat(json.loads(line)["started_at"]) for line in newest.open())
+    newest.parent.rename(newest.parent.with_name(f"done-{newest.parent.name}"))  # the next run's folder is new
+    return (starts[-1] - starts[0]).total_seconds() / (len(starts) - 1)
 
 
 # Each takes N and gives its rows, printed in this order.

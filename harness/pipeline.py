@@ -121,6 +121,9 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     ahead: dict[tuple[int, str], Server] = {}  # the next round's servers, started as this one stops its own
     try:
         postgres = _postgres(plan)
+        if postgres is not None:  # the record names the server from now on
+            so_far = snapshot(complete=False)
+            write_summary(so_far, plan.results_path)
         done = 0
         while _more_trials(plan, done, so_far, started):
             raise_if_stopped()
@@ -298,7 +301,7 @@ async def _run_one(
     started_at = _now()
     error = None
     server_exit_code = None
-    watched = postgres if server.database_name is not None else None
+    database = server.database_name if postgres is not None else None
     leaked = None
     try:
         try:
@@ -306,22 +309,22 @@ async def _run_one(
             async with make_client(server.base_url, plan.scenario) as client:
                 await run_trial(client, plan.scenario, recorder)
             server_exit_code = await _exit_code_if_died(server, recorder)
-            if watched and server_exit_code is None:
-                await anyio.sleep(DEFAULT_LEAK_WAIT)
-                leaked = watched.open_connections(server.database_name)
         except LaunchError as exc:
             error = f"{exc.message}\n--- last lines of its log ---\n{exc.log_tail}"
         except TrialError as exc:
             error = exc.message
             server_exit_code = await _exit_code_if_died(server, recorder)
         drained()
+        if postgres is not None and database is not None and error is None and server_exit_code is None:
+            await anyio.sleep(DEFAULT_LEAK_WAIT)  # the next round's servers start meanwhile
+            leaked = postgres.open_connections(database)
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(server)
     result = _trial_result(server, trial, recorder, started_at, error, server_exit_code)
-    if watched:
-        result = _with_connections(result, watched.unwatch(server.database_name), recorder.origin, leaked)
-        watched.drop_database(server.database_name)
+    if postgres is not None and database is not None:
+        result = _with_connections(result, postgres.unwatch(database), recorder.origin, leaked)
+        postgres.drop_database(database)
     return result
 
 

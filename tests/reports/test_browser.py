@@ -174,7 +174,7 @@ def test_a_build_that_left_connections_open_shows_it_on_its_card_and_its_chart(t
 
     assert errors == [] and requests == [report.as_uri()]
     flag = page.locator('.card[data-variant="patched"] .kind.leak')
-    assert flag.inner_text() == "CONNECTIONS LEFT OPEN" and flag.is_visible()
+    assert flag.inner_text() == "CONNECTIONS LEAKED" and flag.is_visible()
     chart = page.locator('figure.connections[data-variant="patched"] svg')
     box = chart.bounding_box()
     assert box and box["width"] > 300 and 40 < box["height"] < 200  # small, and drawn
