@@ -24,6 +24,7 @@ from harness.forkserver import ForkServer
 from harness.postgres import (
     DEFAULT_DATABASE_PREFIX,
     DEFAULT_SAMPLE_INTERVAL,
+    DEFAULT_SETTINGS,
     PostgresServer,
     ServerState,
     database_name,
@@ -129,7 +130,8 @@ def test_each_label_gets_a_fresh_empty_database_and_close_leaves_no_process_nor_
     assert query(first.url, "SELECT count(*) FROM item") == [(1,)]
     assert query(second.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
     assert query(first.url, "SHOW listen_addresses") == [("127.0.0.1",)]
-    assert query(first.url, "SHOW fsync") == [("off",)] and query(first.url, "SHOW max_connections") == [("300",)]
+    assert query(first.url, "SHOW fsync") == [("off",)]
+    assert query(first.url, "SHOW max_connections") == [(DEFAULT_SETTINGS["max_connections"],)]
     server.drop_database(first.name)
     with pytest.raises(psycopg2.OperationalError, match="does not exist"):
         query(first.url, "SELECT 1")
