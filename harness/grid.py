@@ -51,6 +51,10 @@ DEFAULT_SWEEP_MAX_SECONDS = 1800.0
 # of the client's and server's CPU. The higher figure: an estimate is a bound to plan by.
 _START_SECONDS = 0.9
 _REQUEST_SECONDS = 0.005
+# On PostgreSQL (benchmarks/postgres_server.py, same machine): a trial 0.65 s longer (the 0.5 s before
+# connections left open are counted, a fresh database, the sampling); its server 0.9 s to start on disk.
+_POSTGRES_TRIAL_SECONDS = 0.65
+_POSTGRES_START_SECONDS = 0.9
 # /slowusers/'s countdown starts at 10: a fresh server's first request sleeps 9 tutorial-seconds, later ones less.
 _LONGEST_SLEEP = 9.0
 
@@ -121,14 +125,21 @@ class SweepPlan:
     def trial_seconds(self, cell: SweepCell) -> float:
         """Estimated wall seconds of one trial of the cell: servers, seeding, the schedule, the requests' CPU."""
         requests = self.settings.waves * cell.in_flight
-        return _START_SECONDS + self.planned_seconds(cell) + requests * _REQUEST_SECONDS
+        postgres = _POSTGRES_TRIAL_SECONDS if cell.database == "postgres" else 0.0
+        return _START_SECONDS + self.planned_seconds(cell) + requests * _REQUEST_SECONDS + postgres
 
     def estimated_seconds(self) -> float:
-        """The grid's wall time, plus one confirmation of its costliest cell (an upper bound for one)."""
+        """The grid's wall time, plus one confirmation of its costliest cell (an upper bound for one).
+
+        A cell on PostgreSQL starts a server of its own (each cell is a run), unless ``database_url`` names one.
+        """
         rounds = math.ceil(self.settings.trials / self.settings.jobs)
         confirmation = math.ceil(self.settings.confirm_trials / self.settings.jobs)
-        return rounds * sum(map(self.trial_seconds, self.cells)) + confirmation * max(
-            map(self.trial_seconds, self.cells)
+        servers = 0 if self.database_url else sum(cell.database == "postgres" for cell in self.cells) + 1
+        return (
+            rounds * sum(map(self.trial_seconds, self.cells))
+            + confirmation * max(map(self.trial_seconds, self.cells))
+            + (servers * _POSTGRES_START_SECONDS if "postgres" in self.settings.databases else 0.0)
         )
 
 

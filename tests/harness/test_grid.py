@@ -176,3 +176,16 @@ def test_a_database_axis_multiplies_the_grid_and_names_the_cells_off_sqlite(
     ]
     with pytest.raises(UsageError, match="--database: a value is repeated"):
         check_grid(replace(settings, databases=("postgres", "postgres")))
+
+
+def test_cells_on_postgres_are_estimated_dearer_and_a_users_server_starts_none(
+    plan_for: Callable[[SweepSettings], SweepPlan],
+) -> None:
+    on_sqlite = plan_for(replace(sweep_settings((0.5,), (5,)), confirm_trials=0))
+    on_both = plan_for(replace(on_sqlite.settings, databases=("sqlite", "postgres")))
+    sqlite_cell, postgres_cell = on_both.cells
+
+    assert on_both.trial_seconds(postgres_cell) > on_both.trial_seconds(sqlite_cell)
+    own_server = on_both.estimated_seconds() - 2 * on_sqlite.estimated_seconds()
+    users_server = replace(on_both, database_url="postgresql://u@127.0.0.1/postgres").estimated_seconds()
+    assert own_server > users_server - 2 * on_sqlite.estimated_seconds() > 0
