@@ -147,7 +147,8 @@ def format_connections(result: RunResult) -> list[str]:
     lines = ["", "connections of each build:"]
     for s in counted:
         lines.append(f"  {s.variant:<{width}}  {describe_connections(s)}")
-    lines.append(f"  (left open: {LEAK_WORDS}; never closed: {UNCLOSED_WORDS})")
+    legend = [f"left open: {LEAK_WORDS}"] if any(s.peak_connections is not None for s in counted) else []
+    lines.append(f"  ({'; '.join([*legend, f'never closed: {UNCLOSED_WORDS}'])})")
     return lines
 
 
