@@ -1,8 +1,10 @@
-"""The versions and platform a run happened on, recorded in every results file."""
+"""The versions, platform and machine a run happened on, recorded in every results file."""
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 import sys
 from importlib import metadata
 
@@ -20,4 +22,7 @@ def describe_environment() -> dict[str, str]:
             versions[package] = "not installed"
     versions["stack"] = installed_stack()
     versions["executable"] = sys.executable
+    # The machine: runs merged from several (a CI job matrix, xdist's remote workers) say where each ran.
+    versions["host"] = socket.gethostname()
+    versions["cpus"] = str(os.cpu_count() or 1)
     return versions
