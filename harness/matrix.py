@@ -3,9 +3,12 @@
 ``nox -s matrix`` runs the built-in scenarios once per stack, each stack in its own
 virtualenv and folder; :func:`collect_matrix` then reads every results file under the
 matrix folder, files each run under the stack its results file records (and the database
-each build ran on: ``current on postgres`` is a column of its own beside ``current``), and
-keeps the newest run of each scenario and variant in each column. A cell is that run's verdict for one variant,
-with its failure rate per trial, and two flags across stacks:
+each build ran on: ``current on postgres`` is a column of its own beside ``current``; and,
+when the results come from more than one machine, as the artifacts of a CI job matrix do,
+the machine: ``current @ runner-3``), and keeps the newest run of each scenario and
+variant in each column. Runs of one scenario name that asked for different things (their
+:meth:`~harness.scenario.Scenario.digest` differs) are refused, not merged. A cell is that
+run's verdict for one variant, with its failure rate per trial, and two flags across stacks:
 
 - *silent*: a variant expected to fail failed in no trial on this stack.
 - *weakened*: it did fail, but its per-trial failure rate is significantly below that of
@@ -64,7 +67,9 @@ class Row:
 
 @dataclass(frozen=True, kw_only=True)
 class Matrix:
-    stacks: tuple[str, ...]  # the columns: a stack, or "STACK on postgres" for its builds on PostgreSQL
+    # The columns: a stack, "STACK on postgres" for its builds on PostgreSQL, "... @ HOST" when runs came
+    # from several machines.
+    stacks: tuple[str, ...]
     rows: tuple[Row, ...]
     environments: dict[str, dict[str, str]]  # by stack: what its newest run recorded (versions, platform)
     unreadable: tuple[str, ...]  # results files found but not read, each with its problem
@@ -114,10 +119,13 @@ def collect_matrix(directory: Path) -> Matrix:
 
 
 def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable[str] = ()) -> Matrix:
+    runs = list(runs)
+    _check_one_definition(runs)
+    machines = len({result.environment.get("host") for _, result in runs}) > 1
     newest: dict[tuple[str, str, str], tuple[Path, RunResult]] = {}  # by column, scenario, variant
     for path, result in runs:
         for variant in result.variants:
-            key = (_column(result, variant), result.scenario.name, variant)
+            key = (_column(result, variant, machines=machines), result.scenario.name, variant)
             if key not in newest or newest[key][1].started_at < result.started_at:
                 newest[key] = (path, result)
     cells: dict[tuple[str, str], dict[str, Cell]] = {}
@@ -140,11 +148,13 @@ def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable
         )
     )
     known = [_named(stack, database) for database in get_args(Database) for stack in stacks()]
+
+    def shipped_first(column: str) -> tuple[int, str]:
+        stack = column.split(" @ ")[0]
+        return (known.index(stack) if stack in known else len(known), column)
+
     return Matrix(
-        stacks=(
-            *(column for column in known if column in environments),
-            *sorted(set(environments) - set(known)),
-        ),
+        stacks=tuple(sorted(environments, key=shipped_first)),
         rows=rows,
         environments=environments,
         unreadable=tuple(unreadable),
@@ -187,9 +197,29 @@ def _flag_weakened(cells: dict[str, Cell]) -> dict[str, Cell]:
     return flagged
 
 
-def _column(result: RunResult, variant: str) -> str:
-    """The column of a variant's cell: its run's stack, and the database it ran on when that is not SQLite."""
-    return _named(result.environment.get("stack", CUSTOM_STACK), result.databases.get(variant, DEFAULT_DATABASE))
+def _check_one_definition(runs: list[tuple[Path, RunResult]]) -> None:
+    """A usage error when two runs of one scenario name asked for different things: a matrix compares one definition.
+
+    Their number of trials may differ (:meth:`harness.scenario.Scenario.digest`).
+    """
+    first: dict[str, tuple[str, Path]] = {}
+    for path, result in runs:
+        digest = result.scenario.digest()
+        seen = first.setdefault(result.scenario.name, (digest, path))
+        if seen[0] != digest:
+            raise ResultsError(
+                f"scenario {result.scenario.name!r} is not the same in {seen[1]} (definition {seen[0]}) and in {path} "
+                f"(definition {digest}): a matrix compares one scenario across machines and stacks; run both with "
+                "the same scenario file, or give one another name"
+            )
+
+
+def _column(result: RunResult, variant: str, *, machines: bool) -> str:
+    """The column of a variant's cell: its run's stack, the database it ran on when that is not SQLite, and the
+    machine when the runs come from more than one (the artifacts of a CI job matrix).
+    """
+    column = _named(result.environment.get("stack", CUSTOM_STACK), result.databases.get(variant, DEFAULT_DATABASE))
+    return f"{column} @ {result.environment.get('host', '?')}" if machines else column
 
 
 def _named(stack: str, database: Database) -> str:

@@ -26,6 +26,7 @@ users with items through the tutorial's API.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -151,6 +152,14 @@ class Scenario:
             "schedule": {**asdict(self.schedule), "request": request},
             "expect": dict(self.expect),
         }
+
+    def digest(self) -> str:
+        """What the scenario asks for, as a short hash: runs of one name whose digests differ measured other things.
+
+        Its number of trials is left out: more or fewer trials measure the same thing.
+        """
+        definition = {key: value for key, value in self.to_dict().items() if key != "trials"}
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "scenario") -> Scenario:

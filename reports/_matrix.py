@@ -27,6 +27,6 @@ def write_matrix(matrix: Matrix, path: Path) -> Path:
         format_rate=format_rate,
         link=lambda results: Path(os.path.relpath(results.with_name(REPORT_FILE), path.parent)).as_posix(),
         results_file=RESULTS_FILE,
-        packages=("python", *PACKAGES),
+        packages=("host", "cpus", "platform", "python", "stack", *PACKAGES),
     )
     return write_page(path, html)

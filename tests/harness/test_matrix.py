@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -7,7 +11,9 @@ import pytest
 
 from harness.errors import ExitCode, ResultsError
 from harness.matrix import build_matrix, collect_matrix, describe_cell, format_matrix
-from harness.results import write_results
+from harness.results import RunResult, write_results
+from harness.stack import installed_stack
+from tests.harness import runs
 from tests.harness.factories import stack_run
 
 LEGACY_RUN = Path("legacy/run/results.json")
@@ -121,3 +127,67 @@ def test_builds_on_postgresql_get_a_column_of_their_own_beside_their_stack() -> 
     unpatched = matrix.rows[0].cells
     assert unpatched["current on postgres"].results_path == Path("pg")
     assert unpatched["current on postgres"].weakened_against == "current"  # 2 of 10 against 10 of 10
+
+
+def on_host(result: RunResult, host: str, cpus: int = 2) -> RunResult:
+    return replace(result, environment={**result.environment, "host": host, "cpus": str(cpus)})
+
+
+def test_runs_from_several_machines_get_a_column_each_with_its_machine() -> None:
+    matrix = build_matrix(
+        [
+            (Path("job-1/results.json"), on_host(stack_run("current", failed=10), "runner-1", cpus=4)),
+            (Path("job-2/results.json"), on_host(stack_run("current", failed=3), "runner-2")),
+            (Path("job-3/results.json"), on_host(stack_run("legacy", failed=10), "runner-3")),
+        ]
+    )
+    assert matrix.stacks == ("current @ runner-1", "current @ runner-2", "legacy @ runner-3")
+    assert matrix.environments["current @ runner-1"]["cpus"] == "4"
+    unpatched = matrix.rows[0].cells
+    assert unpatched["current @ runner-2"].weakened_against == "current @ runner-1"  # 3 of 10 against 10 of 10
+
+
+def test_runs_of_one_scenario_name_with_different_definitions_are_refused_naming_both_files() -> None:
+    mine = stack_run("current", failed=10)
+    other = replace(mine, scenario=replace(mine.scenario, time_scale=mine.scenario.time_scale * 2))
+    more_trials = replace(mine, scenario=replace(mine.scenario, trials=50))
+
+    with pytest.raises(ResultsError) as raised:
+        build_matrix([(Path("a/results.json"), mine), (Path("b/results.json"), other)])
+
+    message = raised.value.message
+    assert (
+        f"scenario 'tutorial-tabs' is not the same in a/results.json (definition {mine.scenario.digest()})" in message
+    )
+    assert f"and in b/results.json (definition {other.scenario.digest()})" in message
+    build_matrix([(Path("a/results.json"), mine), (Path("c/results.json"), more_trials)])  # trials may differ
+
+
+@pytest.mark.e2e
+def test_harness_matrix_merges_the_results_of_two_machines_and_refuses_two_definitions(tmp_path: Path) -> None:
+    burst = ("run", "--scenario", "burst", "--trials", "1", *runs.TWO_BUILDS)
+    # Another machine, as far as a run can tell: a UTS namespace of its own, with its own host name.
+    other = subprocess.run(
+        ["unshare", "--uts", "sh", "-c", 'hostname runner-2 && exec "$0" -m harness "$@"', sys.executable, *burst,
+         "--out", str(tmp_path / "job-2" / "harness-out")],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert other.returncode == ExitCode.OK, other.stderr
+    assert runs.harness(*burst, "--out", tmp_path / "job-1" / "harness-out").returncode == ExitCode.OK
+
+    merged = runs.harness("matrix", tmp_path)
+
+    assert merged.returncode == ExitCode.OK, merged.stderr
+    stack = installed_stack()
+    assert sorted(collect_matrix(tmp_path).stacks) == sorted(
+        [f"{stack} @ runner-2", f"{stack} @ {socket.gethostname()}"]
+    )
+    assert f"{stack} @ runner-2" in merged.stdout.splitlines()[0]
+    page = (tmp_path / "matrix.html").read_text()
+    assert "runner-2" in page and f"<td>{os.cpu_count()}</td>" in page
+
+    slower = runs.harness(*burst, "--time-scale", "0.1", "--out", tmp_path / "job-3" / "harness-out")
+    assert slower.returncode == ExitCode.OK, slower.stderr
+    refused = runs.harness("matrix", tmp_path)
+    assert refused.returncode == ExitCode.USAGE_ERROR
+    assert refused.stderr.startswith("harness: error: scenario 'burst' is not the same in ")
