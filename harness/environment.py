@@ -25,4 +25,7 @@ def describe_environment() -> dict[str, str]:
     # The machine: runs merged from several (a CI job matrix, xdist's remote workers) say where each ran.
     versions["host"] = socket.gethostname()
     versions["cpus"] = str(os.cpu_count() or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # set by pytest-xdist in each of its workers
+    if worker:
+        versions["worker"] = worker
     return versions

@@ -8,16 +8,20 @@ grows with its trials, not with their square. A trial's line names its columns o
 holds each request and trace event as a row, every text in it once (:func:`pack_trial`):
 a traceback repeated by 50 failed requests, or a request id the trace names 10 times.
 Times of a trial are in seconds from the start of its schedule (seed requests come before
-it, so negative), to the microsecond; dates are ISO 8601 in UTC.
+it, so negative), to the microsecond; dates are ISO 8601 in UTC. Both files travel as one
+string too (:func:`pack_record`): the pytest plugin's workers send their runs to the
+controller that way, inside each item's report.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import json
 import types
 import typing
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -289,6 +293,8 @@ class RunResult:
     url: str | None = None  # a server the user started (harness run --url): no probe, no trace in it
     databases: dict[str, Database] = dataclasses.field(default_factory=dict)  # each variant's; absent: SQLite
     database_server: str | None = None  # the PostgreSQL server the trials' databases were made on, if any
+    # Of a run merged from runs made elsewhere (the pytest plugin's items): where each variant ran, "host (gw1)".
+    hosts: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def trials_run(self) -> int:
@@ -447,11 +453,36 @@ def _run_record(path: Path, data: dict[str, Any], *, with_trials: bool = True) -
     trials_path = path.with_name(TRIALS_FILE)
     if result.trials_run and not trials_path.exists():
         raise ResultsError(f"{trials_path} is missing: the run's trials are there, beside {path.name}")
+    return _with_trials(result, read_json_lines(trials_path), trials_path)
+
+
+def _with_trials(result: RunResult, lines: list[dict[str, Any]], source: Path | str) -> RunResult:
     try:
-        trials = tuple(unpack_trial(line) for line in read_json_lines(trials_path))
+        trials = tuple(unpack_trial(line) for line in lines)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise ResultsError(f"{trials_path} does not match schema {SCHEMA_VERSION}: {exc!r}") from None
+        raise ResultsError(f"{source} does not match schema {SCHEMA_VERSION}: {exc!r}") from None
     return dataclasses.replace(result, trials=trials)
+
+
+def pack_record(path: Path) -> str:
+    """A run's whole record, ``path`` and the trials beside it, as one line of ASCII: compressed, then base64.
+
+    For a channel that carries text (pytest-xdist's, from a worker on another machine):
+    the trials go as ``trials.jsonl`` holds them, and a record written as far as a killed
+    run got is sent as far as it got.
+    """
+    record = {"results": _read_document(path), "trials": read_json_lines(path.with_name(TRIALS_FILE))}
+    return base64.b64encode(zlib.compress(json.dumps(record, separators=(",", ":")).encode())).decode("ascii")
+
+
+def unpack_record(text: str) -> RunResult:
+    """The run :func:`pack_record` packed, trials and all (:func:`write_results` writes it out again)."""
+    try:
+        record = json.loads(zlib.decompress(base64.b64decode(text, validate=True)))
+        data, lines = {**record["results"], "trials": []}, record["trials"]
+    except (ValueError, TypeError, KeyError, zlib.error) as exc:
+        raise ResultsError(f"not a packed run record: {exc}") from None
+    return _with_trials(RunResult.from_dict(data), lines, "a packed record's trials")
 
 
 def pack_trial(trial: TrialResult) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +16,12 @@ from harness.results import (
     Diagnosis,
     RunResult,
     TraceEvent,
+    pack_record,
     pack_trial,
     read_document,
     read_results,
     read_sweep,
+    unpack_record,
     unpack_trial,
     write_results,
 )
@@ -71,6 +75,35 @@ def test_a_trials_file_of_another_shape_is_a_results_error(tmp_path: Path) -> No
     (tmp_path / TRIALS_FILE).write_text('{"variant": "unpatched", "records": [[1, 2]]}\n')
     with pytest.raises(ResultsError, match=rf"{TRIALS_FILE} does not match schema {SCHEMA_VERSION}"):
         read_results(path)
+
+
+def test_a_packed_record_is_one_line_of_ascii_smaller_than_its_files_that_gives_the_run_back(tmp_path: Path) -> None:
+    trials = tuple(factories.trial(v, n, ["ok", "server-error"] * 20) for n in (1, 2) for v in ("unpatched", "patched"))
+    result = replace(make_result(trials, complete=True), hosts={"unpatched": "ci-7 (gw1)", "patched": "ci-7 (gw1)"})
+    path = tmp_path / "results.json"
+    write_results(result, path)
+
+    text = pack_record(path)
+
+    assert text.isascii() and text.isprintable()
+    assert len(text) < (path.stat().st_size + (tmp_path / TRIALS_FILE).stat().st_size) / 4
+    assert unpack_record(text) == result
+
+
+def test_a_record_packed_before_any_trial_ended_comes_back_without_trials(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    write_results(make_result(), path)
+    (tmp_path / TRIALS_FILE).unlink()  # a run killed while its first trial ran
+    assert unpack_record(pack_record(path)).trials == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "not base64!", base64.b64encode(b"not zlib").decode(), base64.b64encode(zlib.compress(b"[]")).decode()],
+)
+def test_what_is_not_a_packed_record_is_a_results_error(text: str) -> None:
+    with pytest.raises(ResultsError, match="not a packed run record"):
+        unpack_record(text)
 
 
 @pytest.mark.parametrize("version", [1, 4])  # 4: the last with its trials inside results.json

@@ -47,6 +47,14 @@ def test_every_run_records_the_stack_it_ran_on() -> None:
     assert environment["stack"] == installed_stack() != ""
 
 
+def test_a_run_in_an_xdist_worker_names_the_worker_beside_its_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    environment = describe_environment()
+    assert environment["worker"] == "gw3" and environment["host"] and int(environment["cpus"]) >= 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    assert "worker" not in describe_environment()
+
+
 def _with_stack(name: str) -> list[str]:
     return ["-e", str(runs.REPO), "-r", str(runs.REPO / "harness" / "stacks" / f"{name}.txt")]
 
