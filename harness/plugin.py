@@ -10,15 +10,20 @@ the configuration's (:mod:`harness.config`): ``--harness-config PATH``, else the
 in the rootdir (``harness.toml``, ``[tool.harness]`` in ``pyproject.toml``), else the
 tutorial's builds.
 
-At the end of the session the controller merges the items' results, per scenario, into
-one results file with every variant's trials, and there the verdicts carry the
-statistics that need both variants (the power of the clean one's trials)::
+An item runs in a temporary folder of its own, on whichever machine runs it, and sends its
+whole record back inside its report (a user property, :func:`harness.results.pack_record`);
+the controller, which alone writes the session's folder, writes each record there as its
+report arrives: under pytest-xdist, from workers that may be on other machines and never
+see that folder; without xdist, from this very process, the same way. At the end of the
+session the controller merges the items' results, per scenario, into one results file with
+every variant's trials, and there the verdicts carry the statistics that need both
+variants (the power of the clean one's trials)::
 
     <--harness-out>/<date>-<time>-pytest/
       index.html                     # every scenario of the session, with its verdicts
-      burst/results.json             # merged: every variant, every trial
+      burst/results.json             # merged: every variant, every trial, where each ran
       burst/report.html              # its HTML report
-      burst/patched/results.json     # one item's run, its servers/ beside it
+      burst/patched/results.json     # one item's run, as its report brought it
 
 Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario runs.
 """
@@ -41,12 +46,13 @@ if TYPE_CHECKING:
     from harness.variant import Variant
 
 MERGED_FILE = "results.json"
+RECORD_PROPERTY = "harness-record"  # the user property an item's packed record travels in, to the controller
 
 _CONFIG = pytest.StashKey["Config"]()
 _NAMED = pytest.StashKey[set[Path]]()
 _SESSION_DIR = pytest.StashKey[Path]()
+_WRITER = pytest.StashKey["RecordWriter"]()
 _MERGED = pytest.StashKey[list[tuple[Path, "RunResult"]]]()
-_WORKER_INPUT = "harness_session_dir"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,9 +107,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--harness-jobs: expected a whole number > 0, got {config.getoption('harness_jobs')}")
     config.stash[_NAMED] = set()
     config.stash[_MERGED] = []
-    worker_input = getattr(config, "workerinput", None)
-    if worker_input is not None and _WORKER_INPUT in worker_input:
-        config.stash[_SESSION_DIR] = Path(worker_input[_WORKER_INPUT])
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         return  # testpaths or the current folder: the user named no scenario
     here = config.invocation_params.dir
@@ -117,17 +120,14 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.args[position] = str(path)
         if path.suffix == ".toml":
             config.stash[_NAMED].add(path.resolve())
-    if config.stash[_NAMED] and worker_input is None and not config.option.collectonly:  # the controller
+    if config.stash[_NAMED] and not hasattr(config, "workerinput") and not config.option.collectonly:
         from harness.files import make_run_dir
 
-        config.stash[_SESSION_DIR] = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """xdist: every worker puts its items' runs under the controller's session folder."""
-    if _SESSION_DIR in node.config.stash:
-        node.workerinput[_WORKER_INPUT] = str(node.config.stash[_SESSION_DIR])
+        # The controller: a worker has no use for --harness-out, nor is it told the session's folder.
+        session_dir = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
+        config.stash[_SESSION_DIR] = session_dir
+        config.stash[_WRITER] = RecordWriter(session_dir)
+        config.pluginmanager.register(config.stash[_WRITER], "harness-records")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -141,9 +141,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if hasattr(config, "workerinput"):
-        return  # the controller merges, once every worker is done
-    session_dir = config.stash.get(_SESSION_DIR, None)
+    session_dir = config.stash.get(_SESSION_DIR, None)  # the controller's alone: it merges, once every item is in
     if session_dir is not None:
         config.stash[_MERGED].extend(merge_session(session_dir, list(_harness_config(config).variants)))
 
@@ -201,23 +199,48 @@ class ScenarioItem(pytest.Item):
         self.variant = variant
 
     def runtest(self) -> None:
+        import tempfile
+
         from harness.pipeline import RunPlan, execute
 
-        run_dir = self.config.stash[_SESSION_DIR] / self.scenario.name / self.variant.name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        plan = RunPlan(
-            scenario=self.scenario,
-            variants=(self.variant,),
-            run_dir=run_dir,
-            jobs=self.config.getoption("harness_jobs"),
-            database=self.config.getoption("harness_database"),
-            database_url=self.config.getoption("harness_database_url"),
-        )
-        [verdict] = execute(plan).verdicts
+        # On this machine, and gone once the record is packed: nothing of it is needed afterwards.
+        with tempfile.TemporaryDirectory(prefix="harness-item-", ignore_cleanup_errors=True) as folder:
+            plan = RunPlan(
+                scenario=self.scenario,
+                variants=(self.variant,),
+                run_dir=Path(folder),
+                jobs=self.config.getoption("harness_jobs"),
+                database=self.config.getoption("harness_database"),
+                database_url=self.config.getoption("harness_database_url"),
+            )
+            try:
+                [verdict] = execute(plan).verdicts
+            except BaseException as exc:
+                self._attach_record(plan.results_path, interrupted=isinstance(exc, KeyboardInterrupt))
+                raise
+            self._attach_record(plan.results_path)
         self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
-        self.user_properties.append(("results", str(plan.results_path)))
         if verdict.kind != "met":
-            raise ScenarioFailed(_failure_message(verdict, plan.results_path))
+            raise ScenarioFailed(_failure_message(verdict, Path(self.scenario.name, self.variant.name, MERGED_FILE)))
+
+    def teardown(self) -> None:
+        # The record went with the call's report; the teardown's (junit's properties) keeps the verdict only.
+        self.user_properties[:] = [prop for prop in self.user_properties if prop[0] != RECORD_PROPERTY]
+
+    def _attach_record(self, results: Path, *, interrupted: bool = False) -> None:
+        """Put the run's record, as far as it got, into the item's report: the controller writes it.
+
+        A Ctrl-C leaves no report to carry it; then, if this process is the controller (no
+        xdist), it is written at once, as an interrupted run's record always is.
+        """
+        from harness.results import pack_record
+
+        if not results.exists():  # the run stopped before it had a record
+            return
+        record = pack_record(results)
+        self.user_properties.append((RECORD_PROPERTY, record))
+        if interrupted and _WRITER in self.config.stash:
+            self.config.stash[_WRITER].write(record)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from harness.errors import HarnessError
@@ -230,6 +253,40 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, self.name
+
+
+class RecordWriter:
+    """The controller's end of the channel: each item's record, out of its report and into the session's folder.
+
+    A plugin of the controller alone; its hook sees every report, a worker's as xdist passes
+    it on or, without xdist, this process's own.
+    """
+
+    def __init__(self, session_dir: Path) -> None:
+        self.session_dir = session_dir
+        self._written: dict[str, Path] = {}  # an item's node id: where its record was written
+
+    def write(self, record: str) -> Path:
+        """Write a packed record as ``<scenario>/<variant>/results.json`` and return that path."""
+        from harness.results import unpack_record, write_results
+
+        result = unpack_record(record)
+        path = self.session_dir / result.scenario.name / result.variants[0] / MERGED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_results(result, path)
+        return path
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml, the terminal and any other plugin read the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        records = [value for name, value in report.user_properties if name == RECORD_PROPERTY]
+        if records:
+            report.user_properties = [prop for prop in report.user_properties if prop[0] != RECORD_PROPERTY]
+            path = self._written[report.nodeid] = self.write(str(records[-1]))
+            if isinstance(report.longrepr, str):  # the verdict in words: the results as the worker could not name them
+                relative = path.relative_to(self.session_dir)
+                report.longrepr = report.longrepr.replace(f"results: {relative}", f"results: {path}")
+        if report.nodeid in self._written:
+            report.user_properties.append(("results", str(self._written[report.nodeid])))
 
 
 def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Path, RunResult]]:
@@ -281,7 +338,17 @@ def merge_results(parts: list[RunResult]) -> RunResult:
         exit_code=code,
         databases={name: database for part in parts for name, database in part.databases.items()},
         database_server=next((part.database_server for part in parts if part.database_server), None),
+        hosts={name: where for part in parts for name in part.variants if (where := _where(part, name))},
     )
+
+
+def _where(part: RunResult, variant: str) -> str | None:
+    """Where a part's variant ran: its host and xdist worker, ``ci-7 (gw1)``; None if its record does not say."""
+    if variant in part.hosts:
+        return part.hosts[variant]
+    host = part.environment.get("host")
+    worker = part.environment.get("worker")
+    return f"{host} ({worker})" if host and worker else host
 
 
 def _failure_message(verdict: Verdict, results: Path) -> str:

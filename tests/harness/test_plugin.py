@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from harness.config import builtin_config
 from harness.errors import ExitCode
+from harness.pipeline import RunPlan
 from harness.plugin import merge_results
-from harness.results import Outcome, RunResult, read_results
+from harness.results import Outcome, RunResult, read_results, write_results
 from harness.scenario import load_scenario
 from harness.verdict import judge
 from tests.harness.factories import trial
@@ -76,7 +78,7 @@ def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pyt
 def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None:
     scenario = load_scenario("burst")
 
-    def part(variant: str, outcomes: list[Outcome], started_at: str, duration: float) -> RunResult:
+    def part(variant: str, outcomes: list[Outcome], started_at: str, duration: float, worker: str) -> RunResult:
         trials = tuple(trial(variant, n, [outcome]) for n, outcome in enumerate(outcomes, 1))
         summaries, verdicts, code = judge({variant: scenario.expectation(builtin_config().variants[variant])}, trials)
         return RunResult(
@@ -85,15 +87,15 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
             started_at=started_at,
             duration=duration,
             complete=True,
-            environment={"python": "3.11.7"},
+            environment={"python": "3.11.7", "host": "ci-7", "worker": worker},
             trials=trials,
             summaries=summaries,
             verdicts=verdicts,
             exit_code=code,
         )
 
-    patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0)
-    unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0)
+    patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0, "gw1")
+    unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0, "gw0")
 
     merged = merge_results([unpatched, patched])  # in the configuration's order
 
@@ -110,6 +112,7 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
     assert power is not None and (power.reference_rate.count, power.reference_rate.total) == (1, 2)
     assert power.at_estimate == pytest.approx(0.75)
     assert merged.exit_code is ExitCode.OK
+    assert merged.hosts == {"unpatched": "ci-7 (gw0)", "patched": "ci-7 (gw1)"}
 
 
 @pytest.mark.e2e
@@ -161,8 +164,50 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
     assert set(cases) == {f"{name}[{variant}]" for name in ("good", "swapped") for variant in BUILDS}
     failure = cases["swapped[unpatched]"].find("failure")
     assert failure is not None and "Connection already opened." in failure.get("message", "")
+    # The path the controller wrote the item's record to, which the worker never knew; the record itself is gone.
+    item_results = session / "swapped" / "unpatched" / "results.json"
+    assert failure.get("message", "").endswith(f"results: {item_results}")
+    properties = {p.get("name"): p.get("value") for p in cases["swapped[unpatched]"].iter("property")}
+    assert properties == {
+        "verdict": f"regression: {read_results(item_results).verdicts[0].reason}",
+        "results": str(item_results),
+    }
+    assert set(good.hosts) == set(BUILDS) and all(re.fullmatch(r".+ \(gw[01]\)", h) for h in good.hosts.values())
     assert cases["good[patched]"].find("failure") is None
     assert cases["swapped[recommended]"].find("failure") is None
+
+
+def test_an_item_stopped_by_ctrl_c_keeps_the_record_it_had_without_xdist(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cut_short = (trial("unpatched", 1, ["server-error", "interrupted"]),)
+
+    def interrupted(plan: RunPlan) -> RunResult:
+        summaries, verdicts, code = judge({"unpatched": "fails"}, cut_short)
+        ran = RunResult(
+            scenario=plan.scenario,
+            variants=("unpatched",),
+            started_at="2026-11-22T00:00:00.000+00:00",
+            duration=1.0,
+            complete=False,
+            environment={"host": "ci-7"},
+            trials=cut_short,
+            summaries=summaries,
+            verdicts=verdicts,
+            exit_code=code,
+        )
+        write_results(ran, plan.results_path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("harness.pipeline.execute", interrupted)
+    options = ("-k", "unpatched", "--harness-out=out")
+    result = pytester.runpytest("-p", "no:xdist", "burst", *options, no_reraise_ctrlc=True)
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    [session] = (pytester.path / "out").iterdir()
+    assert read_results(session / "burst" / "unpatched" / "results.json").trials == cut_short
+    merged = read_results(session / "burst" / "results.json")
+    assert not merged.complete and merged.hosts == {"unpatched": "ci-7"}
 
 
 def test_on_postgres_the_builds_that_name_it_are_collected_too(pytester: pytest.Pytester) -> None:

@@ -65,6 +65,16 @@ def test_a_trial_that_could_not_run_is_shown_with_its_error() -> None:
     assert "Trials that could not be carried out" in html and "ImportError: x" in html
 
 
+def test_a_merged_run_shows_where_each_variant_ran_on_its_card() -> None:
+    result = make_result((trial("unpatched", 1, FAILING), trial("patched", 1, CLEAN)), complete=True)
+    assert 'class="host"' not in render_report(result)  # one run, one machine: its environment says which
+    html = render_report(replace(result, hosts={"unpatched": "ci-7 (gw1)", "patched": "ci-8 (gw0)"}))
+    cards = html.split('<section class="cards"', 1)[1].split("</section>", 1)[0]
+    for variant, where in (("unpatched", "ci-7 (gw1)"), ("patched", "ci-8 (gw0)")):
+        card = cards.split(f'data-variant="{variant}"', 1)[1].split('<div class="card', 1)[0]
+        assert f'<div class="host">ran on <b>{where}</b></div>' in card
+
+
 def test_an_incomplete_run_renders_what_was_saved_and_says_so() -> None:
     html = render_report(make_result())  # cut short: one request still in flight
     assert 'id="incomplete"' in html and "cut short after 1 trials" in html
