@@ -130,6 +130,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(config.stash[_WRITER], "harness-records")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under xdist's default ``--dist load``, each scenario's items go to one worker together."""
+    if config.getoption("dist") != "load" or not config.stash[_NAMED]:
+        return None  # xdist's own: loadscope and loadfile keep a scenario file's items together too, loadgroup by mark
+    from harness.scheduling import ScenarioScheduling
+
+    return ScenarioScheduling(config, log)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix != ".toml" or file_path.resolve() not in parent.config.stash[_NAMED]:
         return None
@@ -180,10 +190,14 @@ class ScenarioFile(pytest.File):
                 raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
             scenario = replace(scenario, trials=trials)
         database = self.config.getoption("harness_database")
-        return [
+        items: list[pytest.Item] = [
             ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant.name}]", scenario=scenario, variant=variant)
             for variant in harness_config.get_variants(database=database)
         ]
+        if self.config.pluginmanager.has_plugin("xdist"):  # for --dist loadgroup; the marker is xdist's
+            for item in items:
+                item.add_marker(pytest.mark.xdist_group(scenario.name))
+        return items
 
 
 class ScenarioFailed(Exception):

@@ -49,6 +49,12 @@ def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Py
     assert not (pytester.path / "harness-out").exists()
 
 
+def test_the_items_of_a_scenario_are_one_xdist_group_for_dist_loadgroup(pytester: pytest.Pytester) -> None:
+    items, _ = pytester.inline_genitems("burst", "tutorial-tabs")
+    groups = {item.name: marker.args for item in items if (marker := item.get_closest_marker("xdist_group"))}
+    assert groups == {f"{name}[{build}]": (name,) for name in ("burst", "tutorial-tabs") for build in BUILDS}
+
+
 def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     pytester.mkdir("scenarios").joinpath("burst.toml").write_text(_BURST.format(name="burst", trials=1))
@@ -173,6 +179,9 @@ def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_result
         "results": str(item_results),
     }
     assert set(good.hosts) == set(BUILDS) and all(re.fullmatch(r".+ \(gw[01]\)", h) for h in good.hosts.values())
+    swapped = read_results(session / "swapped" / "results.json")
+    # Under -n, each scenario's builds ran on one worker, one after another: the same load for each.
+    assert len(set(good.hosts.values())) == len(set(swapped.hosts.values())) == 1
     assert cases["good[patched]"].find("failure") is None
     assert cases["swapped[recommended]"].find("failure") is None
 
