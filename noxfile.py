@@ -94,7 +94,8 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy --strict."""
-    session.install(".", "pytest", "ruff", "mypy", "types-psycopg2")  # pytest: the plugin is type-checked against it
+    # pytest and pytest-xdist: the plugin is type-checked against them.
+    session.install(".", "pytest", "pytest-xdist", "ruff", "mypy", "types-psycopg2")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     # The installed package, from outside the checkout: harness.reports and harness.scenarios are

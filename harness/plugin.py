@@ -123,6 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.stash[_NAMED] and not hasattr(config, "workerinput") and not config.option.collectonly:
         from harness.files import make_run_dir
 
+        if "--harness-out" in config.invocation_params.args and _rewrites_paths(config):
+            raise pytest.UsageError(
+                "--harness-out: xdist rewrites an argument that names an existing folder for a worker in a folder "
+                "or on a machine of its own, and stops when it cannot; write it as one argument: --harness-out=DIR"
+            )
         # The controller: a worker has no use for --harness-out, nor is it told the session's folder.
         session_dir = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
         config.stash[_SESSION_DIR] = session_dir
@@ -368,6 +373,22 @@ def _where(part: RunResult, variant: str) -> str | None:
 def _failure_message(verdict: Verdict, results: Path) -> str:
     expected = {"fails": "expected to fail", "clean": "expected clean"}[verdict.expected]
     return f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
+
+
+def _rewrites_paths(config: pytest.Config) -> bool:
+    """Whether xdist will send workers their arguments made relative to its rsync roots (xdist's make_reltoroot).
+
+    It does for a gateway with ``chdir`` or one not started by popen (``ssh=``, ``socket=``):
+    every argument that names an existing path, and it stops with an INTERNALERROR on one
+    outside the roots. The session's folder exists by then: the controller made it.
+    """
+    if not config.pluginmanager.has_plugin("xdist") or config.getoption("dist") == "no":
+        return False
+    import execnet
+    from xdist.workermanage import parse_tx_spec_config
+
+    specs = [execnet.XSpec(spec) for spec in parse_tx_spec_config(config)]
+    return any(not spec.popen or spec.chdir for spec in specs)
 
 
 def _harness_config(config: pytest.Config) -> Config:

@@ -18,7 +18,7 @@ from tests.harness.factories import trial
 
 BUILDS = ("unpatched", "patched", "recommended")  # the built-in configuration's, in its order
 
-_BURST = """
+BURST = """
 name = "{name}"
 trials = {trials}
 time_scale = 0.05
@@ -29,7 +29,7 @@ requests = 100
 
 
 def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".toml", mine=_BURST.format(name="my-burst", trials=1))
+    pytester.makefile(".toml", mine=BURST.format(name="my-burst", trials=1))
     result = pytester.runpytest("--collect-only", "-q", "burst", "tutorial-tabs", "mine.toml")
     result.stdout.fnmatch_lines(
         [
@@ -57,7 +57,7 @@ def test_the_items_of_a_scenario_are_one_xdist_group_for_dist_loadgroup(pytester
 
 def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
-    pytester.mkdir("scenarios").joinpath("burst.toml").write_text(_BURST.format(name="burst", trials=1))
+    pytester.mkdir("scenarios").joinpath("burst.toml").write_text(BURST.format(name="burst", trials=1))
     pytester.mkdir("tests").joinpath("test_own.py").write_text("def test_own():\n    pass\n")
     result = pytester.runpytest("-n", "2")
     result.assert_outcomes(passed=1)
@@ -125,8 +125,8 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
 def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_results_file(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makefile(".toml", good=_BURST.format(name="good", trials=2))
-    swapped = _BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
+    pytester.makefile(".toml", good=BURST.format(name="good", trials=2))
+    swapped = BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
     pytester.makefile(".toml", swapped=swapped)
 
     options = ("--junitxml=junit.xml", "--harness-out=out", "--harness-jobs=2")
@@ -227,7 +227,7 @@ def test_on_postgres_the_builds_that_name_it_are_collected_too(pytester: pytest.
 
 @pytest.mark.e2e
 def test_an_item_on_postgres_runs_its_build_on_a_server_of_its_own(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".toml", pooled=_BURST.format(name="pooled", trials=1))
+    pytester.makefile(".toml", pooled=BURST.format(name="pooled", trials=1))
     options = ("--harness-out=out", "--harness-database=postgres", "-k", "unpatched-pooled")
 
     result = pytester.runpytest("pooled.toml", *options)

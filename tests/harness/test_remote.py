@@ -1,0 +1,127 @@
+"""The plugin beyond one machine: workers in folders of their own send their results over xdist's channel.
+
+A popen worker with ``chdir`` gets its arguments as a worker on another machine does
+(xdist rewrites those that name existing paths relative to its rsync roots) and shares
+no folder with the controller but the rsynced ones, so it stands in for one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness.results import TRIALS_FILE, read_results
+from tests.harness.test_plugin import BUILDS, BURST
+
+_SWAPPED = BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
+_WORKERS = 4
+_SEEN = "seen-by-worker.json"
+
+# Rsynced with the scenarios, so loaded by each worker: what it was told, written in its own folder.
+_CONFTEST = f"""
+import json, os
+from pathlib import Path
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        seen = {{"cwd": os.getcwd(), "args": list(config.invocation_params.args), "workerinput": config.workerinput}}
+        Path({_SEEN!r}).write_text(json.dumps(seen, default=str))
+"""
+
+
+def _scenarios(pytester: pytest.Pytester) -> list[str]:
+    """Two scenario files in ``scenarios/``, named by absolute path: xdist rewrites them relative to the rsync root."""
+    folder = pytester.mkdir("scenarios")
+    folder.joinpath("good.toml").write_text(BURST.format(name="good", trials=2))
+    folder.joinpath("swapped.toml").write_text(_SWAPPED)
+    folder.joinpath("conftest.py").write_text(_CONFTEST)
+    return [str(folder / "good.toml"), str(folder / "swapped.toml")]
+
+
+def _verdicts(session: Path) -> dict[tuple[str, str], str]:
+    return {
+        (name, verdict.variant): verdict.kind
+        for name in ("good", "swapped")
+        for verdict in read_results(session / name / "results.json").verdicts
+    }
+
+
+@pytest.mark.e2e
+def test_workers_in_folders_of_their_own_send_every_record_to_the_controller_which_alone_writes_them(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenarios = _scenarios(pytester)
+    folders = [tmp_path / f"worker{n}" for n in range(_WORKERS)]
+    gateways = [option for folder in folders for option in ("--tx", f"popen//chdir={folder}")]
+    item_temp = tmp_path / "temp"
+    item_temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(item_temp))  # where the workers' items run: nothing is left there
+
+    # No --harness-out: the controller writes into harness-out/ of its own folder, a path no worker is given.
+    result = pytester.runpytest("--dist=load", *gateways, "--rsyncdir=scenarios", *scenarios, "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=4, failed=2)
+    [session] = (pytester.path / "harness-out").iterdir()
+    for name, trials in (("good", 2), ("swapped", 1)):
+        for build in BUILDS:
+            item = session / name / build / "results.json"
+            assert len(read_results(item).trials) == trials
+            assert len((item.parent / TRIALS_FILE).read_text().splitlines()) == trials
+        merged = read_results(session / name / "results.json")
+        assert merged.variants == BUILDS and len(merged.trials) == trials * len(BUILDS) and merged.complete
+        # Each scenario's builds ran on one worker, and its report says which.
+        [where] = set(merged.hosts.values())
+        assert set(merged.hosts) == set(BUILDS) and where.startswith(f"{socket.gethostname()} (gw")
+        assert f"ran on <b>{where}</b>" in (session / name / "report.html").read_text()
+    assert (session / "index.html").exists()
+
+    seen = [json.loads((folder / _SEEN).read_text()) for folder in folders]
+    assert sorted(s["cwd"] for s in seen) == [str(folder) for folder in folders]
+    told = json.dumps(seen)
+    assert str(session.parent) not in told and "harness-out" not in told
+    assert all({"scenarios/good.toml", "scenarios/swapped.toml"} <= set(s["args"]) for s in seen)
+    written = ("results.json", TRIALS_FILE, "report.html", "index.html")
+    assert not [path for folder in folders for path in folder.rglob("*") if path.name in written]
+    assert not list(item_temp.glob("harness-item-*")), "an item left its temporary folder behind"
+
+    # The same scenarios in one process: the same verdicts.
+    alone = pytester.runpytest("-p", "no:xdist", *scenarios, "--harness-out=alone", "-p", "no:cacheprovider")
+    alone.assert_outcomes(passed=4, failed=2)
+    [alone_session] = (pytester.path / "alone").iterdir()
+    assert _verdicts(session) == _verdicts(alone_session)
+    assert set(_verdicts(session).values()) == {"met", "regression", "silent"}
+
+
+@pytest.mark.e2e
+def test_harness_out_as_one_argument_works_on_a_worker_with_a_folder_of_its_own(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()  # exists already: as two arguments, xdist would have to rewrite it
+    gateway = f"popen//chdir={tmp_path / 'worker'}"
+    options = ("-k", "recommended", "--harness-trials=1", "-p", "no:cacheprovider")
+
+    result = pytester.runpytest("--dist=load", "--tx", gateway, "burst", f"--harness-out={out}", *options)
+
+    result.assert_outcomes(passed=1)  # the other builds deselected on the worker
+    [session] = out.iterdir()
+    assert read_results(session / "burst" / "results.json").variants == ("recommended",)
+
+
+def test_harness_out_as_two_arguments_on_such_a_worker_is_a_usage_error_that_says_what_to_write(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    gateway = f"popen//chdir={tmp_path / 'worker'}"
+
+    result = pytester.runpytest("--dist=load", "--tx", gateway, "burst", "--harness-out", str(tmp_path / "out"))
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--harness-out: xdist rewrites *; write it as one argument: --harness-out=DIR"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    # Without a gateway that rewrites arguments, two are as good as one (every item deselected: nothing runs).
+    result = pytester.runpytest("-n", "2", "burst", "--harness-out", str(tmp_path / "out"), "-k", "no-such-build")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
