@@ -137,9 +137,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under xdist's default ``--dist load``, each scenario's items go to one worker together."""
-    if config.getoption("dist") != "load" or not config.stash[_NAMED]:
-        return None  # xdist's own: loadscope and loadfile keep a scenario file's items together too, loadgroup by mark
+    """Under ``--dist load`` (``-n``'s) or ``loadgroup``, each scenario's items go to one worker together."""
+    if config.getoption("dist") not in ("load", "loadgroup") or not config.stash[_NAMED]:
+        return None  # xdist's own: loadscope and loadfile keep a scenario file's items together too
     from harness.scheduling import ScenarioScheduling
 
     return ScenarioScheduling(config, log)
@@ -195,14 +195,10 @@ class ScenarioFile(pytest.File):
                 raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
             scenario = replace(scenario, trials=trials)
         database = self.config.getoption("harness_database")
-        items: list[pytest.Item] = [
+        return [
             ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant.name}]", scenario=scenario, variant=variant)
             for variant in harness_config.get_variants(database=database)
         ]
-        if self.config.pluginmanager.has_plugin("xdist"):  # for --dist loadgroup; the marker is xdist's
-            for item in items:
-                item.add_marker(pytest.mark.xdist_group(scenario.name))
-        return items
 
 
 class ScenarioFailed(Exception):

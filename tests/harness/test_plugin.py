@@ -49,12 +49,6 @@ def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Py
     assert not (pytester.path / "harness-out").exists()
 
 
-def test_the_items_of_a_scenario_are_one_xdist_group_for_dist_loadgroup(pytester: pytest.Pytester) -> None:
-    items, _ = pytester.inline_genitems("burst", "tutorial-tabs")
-    groups = {item.name: marker.args for item in items if (marker := item.get_closest_marker("xdist_group"))}
-    assert groups == {f"{name}[{build}]": (name,) for name in ("burst", "tutorial-tabs") for build in BUILDS}
-
-
 def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     pytester.mkdir("scenarios").joinpath("burst.toml").write_text(BURST.format(name="burst", trials=1))

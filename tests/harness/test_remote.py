@@ -62,7 +62,9 @@ def test_workers_in_folders_of_their_own_send_every_record_to_the_controller_whi
     monkeypatch.setenv("TMPDIR", str(item_temp))  # where the workers' items run: nothing is left there
 
     # No --harness-out: the controller writes into harness-out/ of its own folder, a path no worker is given.
-    result = pytester.runpytest("--dist=load", *gateways, "--rsyncdir=scenarios", *scenarios, "-p", "no:cacheprovider")
+    # --dist loadgroup here, load (-n) in test_plugin.py: under both, a scenario's builds share a worker.
+    options = ("--rsyncdir=scenarios", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--dist=loadgroup", *gateways, *scenarios, *options)
 
     result.assert_outcomes(passed=4, failed=2)
     [session] = (pytester.path / "harness-out").iterdir()
