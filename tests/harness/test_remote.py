@@ -2,13 +2,22 @@
 
 A popen worker with ``chdir`` gets its arguments as a worker on another machine does
 (xdist rewrites those that name existing paths relative to its rsync roots) and shares
-no folder with the controller but the rsynced ones, so it stands in for one.
+no folder with the controller but the rsynced ones, so it stands in for one. Closer
+still: a ``socket=`` worker in a network namespace and UTS namespace of its own (a host
+name of its own, reached over a veth pair), where it runs its servers on its own loopback.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,6 +28,8 @@ from tests.harness.test_plugin import BUILDS, BURST
 _SWAPPED = BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
 _WORKERS = 4
 _SEEN = "seen-by-worker.json"
+_REMOTE_HOST = "harness-remote"  # the host name of the namespace's worker
+_SOCKET_PORT = 8888  # the namespace is the test's own: nothing else listens there
 
 # Rsynced with the scenarios, so loaded by each worker: what it was told, written in its own folder.
 _CONFTEST = f"""
@@ -127,3 +138,98 @@ def test_harness_out_as_two_arguments_on_such_a_worker_is_a_usage_error_that_say
     # Without a gateway that rewrites arguments, two are as good as one (every item deselected: nothing runs).
     result = pytester.runpytest("-n", "2", "burst", "--harness-out", str(tmp_path / "out"), "-k", "no-such-build")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+@dataclass(frozen=True)
+class RemoteWorker:
+    address: str  # host:port of its execnet socket server, reachable from here only
+    folder: Path  # its working folder, where xdist's rsync puts pytest and the scenarios
+    temp: Path  # its TMPDIR, where its items run
+
+
+@pytest.fixture
+def remote_worker(tmp_path: Path) -> Iterator[RemoteWorker]:
+    """An execnet socket server in a network namespace (``ip netns``) with a host name of its own (``unshare --uts``).
+
+    Skipped where namespaces cannot be made (not root, no ``ip``). The server listens on the
+    namespace's end of a veth pair, a private /30 only this machine routes to; it is stopped
+    by escalation and the namespace, with the pair, deleted.
+    """
+    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+        pytest.skip("needs root, ip and unshare to make a network namespace")
+    namespace, veth = f"harness-{os.getpid()}", f"hx{os.getpid()}"
+    subnet = f"10.231.{os.getpid() % 250}"
+    made = subprocess.run(["ip", "netns", "add", namespace], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
+    server = None
+    try:
+        for command in (
+            f"ip link add {veth}a type veth peer name {veth}b",
+            f"ip link set {veth}b netns {namespace}",
+            f"ip addr add {subnet}.1/30 dev {veth}a",
+            f"ip link set {veth}a up",
+            f"ip netns exec {namespace} ip addr add {subnet}.2/30 dev {veth}b",
+            f"ip netns exec {namespace} ip link set {veth}b up",
+            f"ip netns exec {namespace} ip link set lo up",  # the worker's servers listen on its 127.0.0.1
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
+        worker = RemoteWorker(address=f"{subnet}.2:{_SOCKET_PORT}", folder=tmp_path / "remote", temp=tmp_path / "rtmp")
+        worker.folder.mkdir()
+        worker.temp.mkdir()
+        serve = f"hostname {_REMOTE_HOST} && exec {sys.executable} -m execnet.script.socketserver {worker.address}"
+        log = tmp_path / "socketserver.log"
+        with log.open("wb") as output:
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, "unshare", "--uts", "sh", "-c", serve],
+                cwd=worker.folder,
+                env={**os.environ, "TMPDIR": str(worker.temp)},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_until_listening(f"{subnet}.2", _SOCKET_PORT, server, log)
+        yield worker
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)  # the veth pair goes with it
+
+
+def _wait_until_listening(
+    host: str, port: int, server: subprocess.Popen[bytes], log: Path, timeout: float = 10
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"the socket server exited with code {server.returncode}:\n{log.read_text()}"
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()  # it serves one connection, then the next
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"no socket server on {host}:{port} after {timeout} s")
+
+
+@pytest.mark.e2e
+def test_a_worker_on_another_host_over_a_socket_sends_its_records_to_the_controller(
+    pytester: pytest.Pytester, remote_worker: RemoteWorker
+) -> None:
+    [good, _] = _scenarios(pytester)
+    gateway = f"socket={remote_worker.address}"
+    options = ("--harness-trials=1", "--harness-out=out", "-p", "no:cacheprovider")
+
+    result = pytester.runpytest("--dist=load", "--tx", gateway, "--rsyncdir=scenarios", good, *options)
+
+    result.assert_outcomes(passed=3)
+    [session] = (pytester.path / "out").iterdir()
+    merged = read_results(session / "good" / "results.json")
+    assert len(merged.trials) == len(BUILDS) and [v.kind for v in merged.verdicts] == ["met"] * len(BUILDS)
+    assert merged.hosts == dict.fromkeys(BUILDS, f"{_REMOTE_HOST} (gw0)") and socket.gethostname() != _REMOTE_HOST
+    assert f"ran on <b>{_REMOTE_HOST} (gw0)</b>" in (session / "good" / "report.html").read_text()
+    seen = json.loads(next(remote_worker.folder.rglob(_SEEN)).read_text())
+    assert "scenarios/good.toml" in seen["args"] and str(session) not in json.dumps(seen)
+    assert not list(remote_worker.folder.rglob("results.json")) and not list(remote_worker.temp.iterdir())
