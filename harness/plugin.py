@@ -123,11 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.stash[_NAMED] and not hasattr(config, "workerinput") and not config.option.collectonly:
         from harness.files import make_run_dir
 
-        if "--harness-out" in config.invocation_params.args and _rewrites_paths(config):
-            raise pytest.UsageError(
-                "--harness-out: xdist rewrites an argument that names an existing folder for a worker in a folder "
-                "or on a machine of its own, and stops when it cannot; write it as one argument: --harness-out=DIR"
-            )
+        _refuse_what_xdist_cannot_rewrite(config)
         # The controller: a worker has no use for --harness-out, nor is it told the session's folder.
         session_dir = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
         config.stash[_SESSION_DIR] = session_dir
@@ -371,20 +367,36 @@ def _failure_message(verdict: Verdict, results: Path) -> str:
     return f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
 
 
-def _rewrites_paths(config: pytest.Config) -> bool:
-    """Whether xdist will send workers their arguments made relative to its rsync roots (xdist's make_reltoroot).
+def _refuse_what_xdist_cannot_rewrite(config: pytest.Config) -> None:
+    """A usage error where xdist would stop with an INTERNALERROR, sending arguments to workers elsewhere.
 
-    It does for a gateway with ``chdir`` or one not started by popen (``ssh=``, ``socket=``):
-    every argument that names an existing path, and it stops with an INTERNALERROR on one
-    outside the roots. The session's folder exists by then: the controller made it.
+    For a gateway with ``chdir`` or one not started by popen (``ssh=``, ``socket=``), xdist
+    makes each argument that names an existing path relative to its rsync roots, and cannot
+    for one outside them or a relative one (xdist's make_reltoroot). The session's folder
+    always exists by then: the controller makes it before the workers start.
     """
     if not config.pluginmanager.has_plugin("xdist") or config.getoption("dist") == "no":
-        return False
+        return
     import execnet
     from xdist.workermanage import parse_tx_spec_config
 
-    specs = [execnet.XSpec(spec) for spec in parse_tx_spec_config(config)]
-    return any(not spec.popen or spec.chdir for spec in specs)
+    if all(spec.popen and not spec.chdir for spec in map(execnet.XSpec, parse_tx_spec_config(config))):
+        return  # arguments go to the workers as they are
+    for option, metavar in (("--harness-out", "DIR"), ("--harness-config", "PATH")):
+        if option in config.invocation_params.args:
+            raise pytest.UsageError(
+                f"{option}: for a worker in a folder or on a machine of its own, xdist rewrites an argument that "
+                f"names an existing path, and stops when it cannot; write it as one argument: {option}={metavar}"
+            )
+    roots = [Path(root).resolve() for root in (*config.getoption("rsyncdir"), *config.getini("rsyncdirs"))]
+    for arg in config.invocation_params.args:
+        path = Path(arg.split("::")[0])
+        if path.suffix == ".toml" and path.exists() and not any(path.is_relative_to(root) for root in roots):
+            raise pytest.UsageError(
+                f"{arg}: for a worker in a folder or on a machine of its own, xdist sends a file named on the command "
+                "line relative to a folder it copies there: name the scenario file by its absolute path inside a "
+                "folder given as --rsyncdir=DIR (one argument), or the scenario by name"
+            )
 
 
 def _harness_config(config: pytest.Config) -> Config:

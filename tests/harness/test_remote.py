@@ -125,16 +125,27 @@ def test_harness_out_as_one_argument_works_on_a_worker_with_a_folder_of_its_own(
     assert read_results(session / "burst" / "results.json").variants == ("recommended",)
 
 
-def test_harness_out_as_two_arguments_on_such_a_worker_is_a_usage_error_that_says_what_to_write(
+def test_what_xdist_could_not_send_to_such_a_worker_is_a_usage_error_that_says_what_to_write(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    gateway = f"popen//chdir={tmp_path / 'worker'}"
-
-    result = pytester.runpytest("--dist=load", "--tx", gateway, "burst", "--harness-out", str(tmp_path / "out"))
-
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--harness-out: xdist rewrites *; write it as one argument: --harness-out=DIR"])
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    gateway = ("--dist=load", "--tx", f"popen//chdir={tmp_path / 'worker'}")
+    [good, _] = _scenarios(pytester)
+    pytester.mkdir("elsewhere")
+    cases = {
+        (
+            "burst",
+            "--harness-out",
+            str(tmp_path / "out"),
+        ): "--harness-out: *; write it as one argument: --harness-out=DIR",
+        # A relative path, and an absolute one outside the folders rsynced.
+        ("--rsyncdir=scenarios", "scenarios/good.toml"): "scenarios/good.toml: *absolute path inside a folder*",
+        ("--rsyncdir=elsewhere", good): f"{good}: *name the scenario file by its absolute path*",
+    }
+    for args, message in cases.items():
+        result = pytester.runpytest(*gateway, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        result.stderr.fnmatch_lines([f"*{message}*"])
+        assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     # Without a gateway that rewrites arguments, two are as good as one (every item deselected: nothing runs).
     result = pytester.runpytest("-n", "2", "burst", "--harness-out", str(tmp_path / "out"), "-k", "no-such-build")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
