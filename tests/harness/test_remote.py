@@ -233,7 +233,8 @@ def test_a_worker_on_another_host_over_a_socket_sends_its_records_to_the_control
     gateway = f"socket={remote_worker.address}"
     options = ("--harness-trials=1", "--harness-out=out", "-p", "no:cacheprovider")
 
-    result = pytester.runpytest("--dist=load", "--tx", gateway, "--rsyncdir=scenarios", good, *options)
+    # In a process of its own: execnet leaves its socket to the garbage collector, a ResourceWarning here.
+    result = pytester.runpytest_subprocess("--dist=load", "--tx", gateway, "--rsyncdir=scenarios", good, *options)
 
     result.assert_outcomes(passed=3)
     [session] = (pytester.path / "out").iterdir()
