@@ -25,6 +25,20 @@ variants (the power of the clean one's trials)::
       burst/report.html              # its HTML report
       burst/patched/results.json     # one item's run, as its report brought it
 
+Under pytest-xdist (``-n``, ``--dist load`` or ``loadgroup``) a scenario's builds run on one
+worker, one after another, so that they share its load (:mod:`harness.scheduling`); the
+report names the host and worker each ran on. Workers elsewhere (``--tx ssh=HOST``,
+``--tx socket=ADDR``, or a popen worker with ``chdir``) need the harness installed, and
+get the command line as xdist rewrites it: each argument that names an existing path is
+made relative to the folders xdist rsyncs (``--rsyncdir``), and xdist stops with an
+INTERNALERROR on one it cannot rewrite, a relative path or one outside those folders. So,
+there: ``--harness-out=DIR`` in one argument (no worker uses it, and ``--harness-out DIR``
+is refused), ``--harness-config=PATH`` likewise (the path as the worker sees it), and a
+scenario file by its absolute path inside a folder given as ``--rsyncdir=DIR``, or the
+scenario by name; the plugin refuses what xdist would stop on::
+
+    pytest --dist load --tx 2*ssh=ci-2//python=python3 --rsyncdir=scenarios "$PWD"/scenarios/*.toml --harness-out=out
+
 Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario runs.
 """
 
