@@ -104,9 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-database",
         choices=("sqlite", "postgres"),
-        default="sqlite",
+        default=None,
         help="what the builds run on; on postgres each item starts its own PostgreSQL server, unless "
-        "--harness-database-url names one of yours (default: sqlite)",
+        "--harness-database-url names one of yours (default: the configuration's, else sqlite)",
     )
     group.addoption(
         "--harness-database-url",
@@ -204,7 +204,7 @@ class ScenarioFile(pytest.File):
             if trials < 1:
                 raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
             scenario = replace(scenario, trials=trials)
-        database = self.config.getoption("harness_database")
+        database = _database_settings(self.config)["database"]
         return [
             ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant.name}]", scenario=scenario, variant=variant)
             for variant in harness_config.get_variants(database=database)
@@ -235,8 +235,7 @@ class ScenarioItem(pytest.Item):
                 variants=(self.variant,),
                 run_dir=Path(folder),
                 jobs=self.config.getoption("harness_jobs"),
-                database=self.config.getoption("harness_database"),
-                database_url=self.config.getoption("harness_database_url"),
+                **_database_settings(self.config),
             )
             try:
                 [verdict] = execute(plan).verdicts
@@ -411,6 +410,18 @@ def _refuse_what_xdist_cannot_rewrite(config: pytest.Config) -> None:
                 "line relative to a folder it copies there: name the scenario file by its absolute path inside a "
                 "folder given as --rsyncdir=DIR (one argument), or the scenario by name"
             )
+
+
+def _database_settings(config: pytest.Config) -> dict[str, Any]:
+    """``database`` and ``database_url`` as a run takes them: the options, else HARNESS_*, else the configuration's."""
+    from harness.config import resolve
+
+    options = {
+        "database": config.getoption("harness_database"),
+        "database_url": config.getoption("harness_database_url"),
+    }
+    resolved = resolve(options, _harness_config(config))
+    return {key: resolved[key].value for key in options}
 
 
 def _harness_config(config: pytest.Config) -> Config:

@@ -232,3 +232,15 @@ def test_an_item_on_postgres_runs_its_build_on_a_server_of_its_own(pytester: pyt
     assert merged.databases == {"unpatched-pooled": "postgres"} and merged.database_server
     [trial] = merged.trials
     assert trial.database == "postgres" and trial.peak_connections
+
+
+def test_the_configurations_database_decides_which_builds_are_collected(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", harness='database = "postgres"\n[variants.main]\napp = "shop:app"\n'
+                      '[variants.pooled]\napp = "shop:pooled"\ndatabase = "postgres"\n')  # fmt: skip
+    pytester.makefile(".toml", mine=BURST.format(name="mine", trials=1))
+
+    result = pytester.runpytest("--collect-only", "-q", "mine.toml")
+    on_sqlite = pytester.runpytest("--collect-only", "-q", "mine.toml", "--harness-database", "sqlite")
+
+    result.stdout.fnmatch_lines(["mine.toml::mine[[]main]", "mine.toml::mine[[]pooled]"])
+    assert "pooled" not in "".join(on_sqlite.outlines)
