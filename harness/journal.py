@@ -29,6 +29,7 @@ from harness.results import (
     rebuild,
 )
 from harness.runner import attach_exceptions, in_trial_order, read_events
+from harness.variant import DEFAULT_DATABASE, Database
 from harness.verdict import judge
 
 RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
@@ -75,7 +76,10 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
             unfinished.setdefault((record.variant, record.trial), []).append(record)
     if any(variant not in result.variants for variant, _ in unfinished):
         raise ResultsError(f"{run_dir / JOURNAL_FILE} names variants that {run_dir / RESULTS_FILE} does not run")
-    rebuilt = [_rebuild_trial(run_dir, variant, trial, records) for (variant, trial), records in unfinished.items()]
+    rebuilt = [
+        _rebuild_trial(run_dir, variant, trial, records, result.databases.get(variant, DEFAULT_DATABASE))
+        for (variant, trial), records in unfinished.items()
+    ]
     trials = sorted([*result.trials, *rebuilt], key=lambda t: (t.trial, result.variants.index(t.variant)))
     expectations = {v.variant: v.expected for v in result.verdicts}
     summaries, verdicts, code = judge(expectations, trials, fail_on=result.scenario.fail_on)
@@ -90,7 +94,9 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
     return recovered, len(rebuilt)
 
 
-def _rebuild_trial(run_dir: Path, variant: str, trial: int, records: list[RequestRecord]) -> TrialResult:
+def _rebuild_trial(
+    run_dir: Path, variant: str, trial: int, records: list[RequestRecord], database: Database
+) -> TrialResult:
     server_dir = run_dir / "servers" / f"{variant}-trial{trial}"
     joined, unmatched = attach_exceptions(in_trial_order(records), read_events(server_dir / EVENTS_FILE))
     return TrialResult(
@@ -103,6 +109,7 @@ def _rebuild_trial(run_dir: Path, variant: str, trial: int, records: list[Reques
         records=tuple(joined),
         unmatched_exceptions=tuple(unmatched),
         error=RECOVERED,
+        database=database,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -119,9 +120,16 @@ def test_a_harness_killed_outright_leaves_no_postgres_server(tmp_path: Path) -> 
     with runs.running(tmp_path, "--database", "postgres", *runs.REAL_PACE, *runs.TWO_BUILDS) as process:
         port = server_port(the_run(tmp_path))
         assert postmaster_pids(port)
+        time.sleep(1.5)  # seeded, and the first tabs are in flight
         process.kill()  # SIGKILL: the harness stops nothing; its keeper sees its pipe close
         process.wait()
         runs.wait_until(lambda: not postmaster_pids(port), 30, "PostgreSQL outlived the harness by 30 s")
+
+    recovered = runs.harness("recover", the_run(tmp_path), timeout=60)
+
+    assert recovered.returncode == ExitCode.OK, recovered.stderr
+    trials = read_results(the_run(tmp_path) / "results.json").trials
+    assert trials and {t.database for t in trials} == {"postgres"}
 
 
 @pytest.mark.e2e
