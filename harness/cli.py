@@ -47,7 +47,14 @@ from harness.scenario import (
     builtin_scenarios,
 )
 from harness.stack import installed_stack, stacks
-from harness.summary import describe_cell, describe_schedule, format_summary, format_sweep, format_table
+from harness.summary import (
+    DATABASE_NAMES,
+    describe_cell,
+    describe_schedule,
+    format_summary,
+    format_sweep,
+    format_table,
+)
 from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
 
 if TYPE_CHECKING:
@@ -563,10 +570,9 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
 def _builds_on(plan: RunPlan) -> str:
     """``unpatched, patched on SQLite``: the builds, each with its database."""
-    on = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
     groups: dict[str, list[str]] = {}
     for variant in plan.variants:
-        groups.setdefault(on[plan.database_of(variant)], []).append(variant.name)
+        groups.setdefault(DATABASE_NAMES[plan.database_of(variant)], []).append(variant.name)
     return "; ".join(f"{', '.join(names)} on {database}" for database, names in groups.items())
 
 

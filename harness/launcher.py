@@ -91,7 +91,6 @@ class Server:
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         # A database made for it on PostgreSQL (by the pipeline), else a SQLite file of its own.
-        self.database: Database = "postgres" if database else "sqlite"
         self.database_name = database.name if database else None
         self.database_url = database.url if database else f"sqlite:///{self.tmp_dir / SQLITE_FILE}"
         placeholders = {
@@ -122,6 +121,11 @@ class Server:
             *_graceful_shutdown_options(),
         ]
         self.process: ServerProcess = start_uvicorn(args, cwd=directory, env=env, log_path=self.log_path)
+
+    @property
+    def database(self) -> Database:
+        """What the server's app runs on: PostgreSQL if a database was made for it there."""
+        return "sqlite" if self.database_name is None else "postgres"
 
     @property
     def pid(self) -> int:

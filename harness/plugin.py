@@ -47,11 +47,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import pytest
 
 from harness.files import DEFAULT_OUT_DIR  # standard library only: nothing heavy at plugin load
+from harness.variant import Database  # likewise
 
 if TYPE_CHECKING:
     from harness.config import Config
@@ -103,7 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--harness-database",
-        choices=("sqlite", "postgres"),
+        choices=get_args(Database),
         default=None,
         help="what the builds run on; on postgres each item starts its own PostgreSQL server, unless "
         "--harness-database-url names one of yours (default: the configuration's, else sqlite)",

@@ -14,6 +14,7 @@ from harness.reports._render import render, stream, write_page
 from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timelines
 from harness.results import RunResult, VariantSummary, Verdict
 from harness.summary import (
+    DATABASE_NAMES,
     LEAK_WORDS,
     UNCLOSED_WORDS,
     describe_left_open,
@@ -43,7 +44,6 @@ _OUTCOME_WORDS = {
     "timeout": "timeout",
     "interrupted": "interrupted",
 }
-_DATABASE_WORDS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 _BANNERS = {ExitCode.OK: "ok", ExitCode.REGRESSION: "bad", ExitCode.SILENT: "silent", ExitCode.UNDECIDED: "undecided"}
 
 
@@ -106,7 +106,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         trial_errors=[trial for trial in result.trials if trial.error],
         unmatched=sum(len(trial.unmatched_exceptions) for trial in result.trials),
         # Against the user's server (--url) the harness does not know what it runs on.
-        databases={v: _DATABASE_WORDS[result.databases.get(v, DEFAULT_DATABASE)] for v in result.variants}
+        databases={v: DATABASE_NAMES[result.databases.get(v, DEFAULT_DATABASE)] for v in result.variants}
         if result.url is None
         else {},
         connections_counted=any(s.peak_connections is not None for s in result.summaries),

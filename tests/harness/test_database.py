@@ -95,17 +95,12 @@ def test_on_postgres_each_build_gets_a_database_its_connections_are_counted_and_
 @pytest.mark.e2e
 def test_ctrl_c_in_a_postgres_run_stops_its_server_and_keeps_the_trials_measured(tmp_path: Path) -> None:
     options = ("--database", "postgres", "--scenario", "burst", "--trials", "40", "--jobs", "1", *runs.TWO_BUILDS)
-    process = runs.start(tmp_path, *options)
-    try:
+    with runs.running(tmp_path, *options) as process:
         runs.wait_until(lambda: _trials_written(tmp_path) >= 1, 120, "no trial was written")
         port = server_port(the_run(tmp_path))
         assert postmaster_pids(port), "its PostgreSQL server is not running"
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == ExitCode.INTERRUPTED, err
     assert "Traceback" not in err
