@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from harness.config import builtin_config
-from harness.pipeline import RunPlan, execute
+from harness.pipeline import execute
+from harness.plan import RunPlan
 from harness.results import RunResult, TrialResult, VariantSummary
 from harness.scenario import load_scenario
 

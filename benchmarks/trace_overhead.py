@@ -23,7 +23,8 @@ from _figures import share
 
 from harness.config import builtin_config
 from harness.files import make_run_dir
-from harness.pipeline import RunPlan, execute
+from harness.pipeline import execute
+from harness.plan import RunPlan
 from harness.results import TrialResult
 from harness.scenario import load_scenario
 

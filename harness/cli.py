@@ -8,24 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, cast, get_args
+from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
-from harness.config import (
-    CONFIG_FILE,
-    CONFIG_VARIABLE,
-    PYPROJECT_FILE,
-    SCENARIOS_FOLDER,
-    Config,
-    Setting,
-    load_config,
-    resolve,
-)
+from harness.config import CONFIG_FILE, CONFIG_VARIABLE, PYPROJECT_FILE, SCENARIOS_FOLDER, load_config
 from harness.errors import ExitCode, HarnessError, UsageError
-from harness.files import DEFAULT_OUT_DIR, atomic_writer, make_run_dir
+from harness.files import atomic_writer
 from harness.interrupts import held, sigterm_as_ctrl_c
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_answers, check_host, check_url
-from harness.postgres import DEFAULT_DATABASE_PREFIX, display_url
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
@@ -39,12 +28,15 @@ from harness.results import (
     read_sweep,
     write_results,
 )
-from harness.scenario import (
-    DEFAULT_JOBS,
-    DEFAULT_MAX_SECONDS,
-    DEFAULT_MAX_TRIALS,
-    DEFAULT_SCENARIO,
-    builtin_scenarios,
+from harness.scenario import builtin_scenarios
+from harness.settings import (
+    SweepGrid,
+    add_options,
+    describe_default,
+    resolve,
+    run_settings,
+    specs,
+    sweep_grid,
 )
 from harness.stack import installed_stack, stacks
 from harness.summary import (
@@ -55,10 +47,10 @@ from harness.summary import (
     format_sweep,
     format_table,
 )
-from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
+from harness.variant import Variant
 
 if TYPE_CHECKING:
-    from harness.pipeline import RunPlan
+    from harness.plan import RunPlan
 
 STARTER_SCENARIO = "concurrent.toml"  # what harness init writes into scenarios/
 
@@ -179,63 +171,11 @@ def build_parser() -> _Parser:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of harness run, which harness config takes too, to show what a run would use."""
-    parser.add_argument(
-        "--scenario",
-        metavar="NAME|PATH",
-        help="a scenario's name (harness list) or a TOML file "
-        f"(default: the configuration's scenario, else {DEFAULT_SCENARIO})",
-    )
-    parser.add_argument(
-        "--trials", type=_positive(int), metavar="N", help="trials per variant (default: the scenario's)"
-    )
-    parser.add_argument(
-        "--time-scale",
-        type=_positive(float),
-        metavar="X",
-        help="multiply the app's sleeps and the schedule's gaps by X; 1 is the tutorial's real pace "
-        "(default: the scenario's)",
-    )
-    parser.add_argument(
-        "--request-timeout",
-        type=_positive(float),
-        metavar="SECONDS",
-        help="give up on a request after this long and record it as a timeout (default: the scenario's)",
-    )
-    parser.add_argument(
-        "--host",
-        metavar="ADDRESS",
-        help=f"the address servers listen on; loopback only unless --allow-non-loopback (default: {DEFAULT_HOST})",
-    )
+    add_options(parser, "run")
     parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
         help="let --host be an address other machines can reach (the app under test has no authentication)",
-    )
-    parser.add_argument(
-        "--confidence",
-        type=_fraction(),
-        metavar="C",
-        help="instead of a fixed number of trials, run until every verdict is decided at this level, "
-        "e.g. 0.99, or until --max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
-    )
-    parser.add_argument(
-        "--max-trials",
-        type=_positive(int),
-        metavar="N",
-        help=f"with --confidence: the most trials per variant (default: {DEFAULT_MAX_TRIALS})",
-    )
-    parser.add_argument(
-        "--max-seconds",
-        type=_positive(float),
-        metavar="S",
-        help=f"with --confidence: start no new trial after S seconds (default: {DEFAULT_MAX_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--database",
-        choices=get_args(Database),
-        help="what the builds run on: a SQLite file each, or a database each on PostgreSQL (a server the harness "
-        "starts, or --database-url's); a build that names its own database runs only on that one "
-        f"(default: {DEFAULT_DATABASE})",
     )
     parser.add_argument(
         "--url",
@@ -250,14 +190,6 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="let --url name a host other than this machine (the harness sends it real load)",
     )
     _add_shared_options(parser, verb="run")
-    parser.add_argument(
-        "--no-trace",
-        dest="trace",
-        action="store_const",
-        const=False,
-        help="do not trace connections and threads inside the servers (then no 5xx gets a diagnosed cause); "
-        "the trace costs little (docs/trace.md)",
-    )
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -271,54 +203,17 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_shared_options(parser: argparse.ArgumentParser, *, verb: str) -> None:
-    """The options harness run and harness sweep share: which builds, how many at once, where output goes."""
+    """The options harness run and harness sweep share that are no setting: which builds, which configuration."""
     parser.add_argument(
         "--variant",
         action="append",
         metavar="NAME",
         help=f"{verb} only this variant (harness list names them); repeat for several (default: all)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=_positive(int),
-        metavar="N",
-        help=f"trials side by side, each with its own servers (default: {DEFAULT_JOBS}, one per two cores; "
-        "more distorts timings, docs/ci.md)",
-    )
-    parser.add_argument(
-        "--start-timeout",
-        type=_positive(float),
-        metavar="SECONDS",
-        help=f"give up on a server that is not ready after this long (default: {DEFAULT_START_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        help=f"folder for output; each {verb} gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
-    )
-    parser.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="on PostgreSQL, make the builds' databases on this server of yours instead of one the harness starts: "
-        f"postgresql://USER:PASSWORD@HOST:PORT/DATABASE, a role that may create databases; only databases named "
-        f"{DEFAULT_DATABASE_PREFIX}... are made and dropped there",
-    )
     _add_config_option(parser)
 
 
 def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
-    from harness.grid import (
-        DEFAULT_CONFIRM_TRIALS,
-        DEFAULT_IN_FLIGHT,
-        DEFAULT_INTERVALS,
-        DEFAULT_MAX_CELLS,
-        DEFAULT_SWEEP_MAX_SECONDS,
-        DEFAULT_SWEEP_TIME_SCALE,
-        DEFAULT_SWEEP_TRIALS,
-        DEFAULT_TARGET,
-        DEFAULT_WAVES,
-    )
-
     sweep = commands.add_parser(
         "sweep",
         help="measure a grid of schedules and name the cheapest that catches the builds expected to fail",
@@ -331,82 +226,8 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sweep.add_argument(
-        "--intervals",
-        type=_number_list(float),
-        default=DEFAULT_INTERVALS,
-        metavar="S,S,...",
-        help="seconds between waves, in tutorial-seconds as in a scenario file (scaled by --time-scale) "
-        f"(default: {_join(DEFAULT_INTERVALS)})",
-    )
-    sweep.add_argument(
-        "--in-flight",
-        type=_number_list(int),
-        default=DEFAULT_IN_FLIGHT,
-        metavar="N,N,...",
-        help=f"requests sent at once in each wave; 1 is the tutorial's staggered recipe (default: "
-        f"{_join(DEFAULT_IN_FLIGHT)})",
-    )
-    sweep.add_argument(
-        "--database",
-        dest="databases",
-        type=_database_list,
-        metavar="DB,DB,...",
-        help="what the builds run on, an axis of the grid: sqlite, postgres, or both (sqlite,postgres); a build "
-        f"that names its own database runs on it in every cell (default: the configuration's, else {DEFAULT_DATABASE})",
-    )
-    sweep.add_argument(
-        "--waves",
-        type=_positive(int),
-        default=DEFAULT_WAVES,
-        metavar="N",
-        help=f"waves per trial (default: {DEFAULT_WAVES})",
-    )
-    sweep.add_argument(
-        "--trials",
-        type=_positive(int),
-        default=DEFAULT_SWEEP_TRIALS,
-        metavar="N",
-        help=f"trials per cell and variant (default: {DEFAULT_SWEEP_TRIALS})",
-    )
-    sweep.add_argument(
-        "--confirm",
-        type=_count,
-        default=DEFAULT_CONFIRM_TRIALS,
-        metavar="N",
-        help="more trials for the cheapest detecting cells, one after the other until one detects again; "
-        f"0 names the cheapest detecting cell of the grid as it is (default: {DEFAULT_CONFIRM_TRIALS})",
-    )
-    sweep.add_argument(
-        "--target",
-        type=_fraction(one=True),
-        default=DEFAULT_TARGET,
-        metavar="P",
-        help="the share of its trials a build expected to fail must fail in, for a cell to detect; 1: every one "
-        f"(default: {DEFAULT_TARGET:g}: with fewer than 100 trials, every one)",
-    )
-    sweep.add_argument(
-        "--time-scale",
-        type=_positive(float),
-        default=DEFAULT_SWEEP_TIME_SCALE,
-        metavar="X",
-        help=f"multiply the app's sleeps and the intervals by X (default: {DEFAULT_SWEEP_TIME_SCALE:g})",
-    )
-    sweep.add_argument(
-        "--max-cells",
-        type=_positive(int),
-        default=DEFAULT_MAX_CELLS,
-        metavar="N",
-        help=f"refuse a grid of more cells (default: {DEFAULT_MAX_CELLS})",
-    )
-    sweep.add_argument(
-        "--max-seconds",
-        type=_positive(float),
-        default=DEFAULT_SWEEP_MAX_SECONDS,
-        metavar="S",
-        help="refuse a sweep estimated to take longer, and start no cell after S seconds "
-        f"(default: {DEFAULT_SWEEP_MAX_SECONDS:g})",
-    )
+    add_options(sweep, "sweep", kind=SweepGrid)
+    add_options(sweep, "sweep")
     sweep.add_argument(
         "--scenario",
         metavar="NAME|PATH",
@@ -425,34 +246,36 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _sweep(args: argparse.Namespace) -> ExitCode:
     from harness.grid import SweepPlan, check_grid, describe_grid, winner_scenario
+    from harness.plan import new_folder
     from harness.sweep import run_sweep
 
     config = load_config(args.config)
-    settings = {key: setting.value for key, setting in resolve(vars(args), config).items()}
-    databases = args.databases or (settings["database"],)
+    settings = run_settings(resolve(_given(args), config))
+    options = sweep_grid(vars(args))
+    databases = options.databases or (settings.database,)
     variants = tuple({v.name: v for d in databases for v in config.get_variants(args.variant, database=d)}.values())
     base = config.scenario(args.scenario) if args.scenario else None
     if args.write_scenario and not args.write_scenario.parent.is_dir():
         raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")
     grid = SweepSettings(
-        intervals=args.intervals,
-        in_flight=args.in_flight,
-        waves=args.waves,
-        trials=args.trials,
-        confirm_trials=args.confirm,
-        time_scale=args.time_scale,
-        target=args.target,
-        jobs=settings["jobs"],
+        intervals=options.intervals,
+        in_flight=options.in_flight,
+        waves=options.waves,
+        trials=options.trials,
+        confirm_trials=options.confirm,
+        time_scale=options.time_scale,
+        target=options.target,
+        jobs=settings.jobs,
         databases=databases,
     )
     plan = SweepPlan(
-        settings=check_grid(grid, max_cells=args.max_cells),
+        settings=check_grid(grid, max_cells=options.max_cells),
         variants=variants,
-        sweep_dir=Path(settings["out"]),
-        start_timeout=settings["start_timeout"],
-        max_seconds=args.max_seconds,
+        sweep_dir=Path(settings.out),
+        start_timeout=settings.start_timeout,
+        max_seconds=options.max_seconds,
         base=base,
-        database_url=settings["database_url"],
+        database_url=settings.database_url,
     )
     if "fails" not in plan.expectations.values():
         raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")
@@ -462,7 +285,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
             f"the sweep is estimated at {estimate:.0f} s, more than --max-seconds {plan.max_seconds:g}: "
             "measure fewer cells or trials, or raise --max-seconds"
         )
-    plan = replace(plan, sweep_dir=_new_folder(plan.sweep_dir, "sweep"))
+    plan = replace(plan, sweep_dir=new_folder(plan.sweep_dir, "sweep"))
     _progress(
         f"sweep of {grid.size} cells ({describe_grid(grid)}) "
         f"x {grid.trials} trials x {len(variants)} variants, {grid.jobs} trial(s) at a time, time scale "
@@ -502,43 +325,20 @@ def _report_cell(cell: CellResult, so_far: SweepResult, results_path: Path) -> N
 
 def _run(args: argparse.Namespace) -> ExitCode:
     # Imported here, inside main's handlers: an early Ctrl-C still exits 130, and
-    # `harness list` and `--help` don't load the network stack.
-    from harness.pipeline import RunPlan, execute
+    # `harness list`, `harness config` and `--help` don't load the network stack.
+    from harness.pipeline import execute
+    from harness.plan import build_plan
 
     config = load_config(args.config)
-    resolved = resolve(vars(args), config)
-    _check_confidence_options(resolved)
-    settings = {key: setting.value for key, setting in resolved.items()}
-    host = check_host(settings["host"], allow_non_loopback=args.allow_non_loopback)
-    scenario = config.scenario(settings["scenario"])
-    overrides = {key: settings[key] for key in ("trials", "time_scale", "request_timeout")}
-    scenario = replace(scenario, **{key: value for key, value in overrides.items() if value is not None})
-    url = check_url(args.url, allow_remote=args.allow_remote) if args.url is not None else None
-    if url:
-        check_answers(url, settings["start_timeout"])
-    database = settings["database"]
-    variants = (
-        (_external_variant(args.variant, config),)
-        if url
-        else tuple(config.get_variants(args.variant, database=database))
+    plan = build_plan(
+        config,
+        resolve(_given(args), config),
+        variants=args.variant,
+        url=args.url,
+        allow_non_loopback=args.allow_non_loopback,
+        allow_remote=args.allow_remote,
     )
-    if not variants:
-        raise UsageError(f"no build of {config.origin} runs on {database}: name one with --variant")
-    plan = RunPlan(
-        scenario=scenario,
-        variants=variants,
-        run_dir=_new_folder(Path(settings["out"]), scenario.name),
-        host=host,
-        start_timeout=settings["start_timeout"],
-        jobs=1 if url else settings["jobs"],  # one server: trials one after another
-        confidence=settings["confidence"],
-        max_trials=settings["max_trials"] or DEFAULT_MAX_TRIALS,
-        max_seconds=settings["max_seconds"] or DEFAULT_MAX_SECONDS,
-        trace=settings["trace"],
-        url=url,
-        database=database,
-        database_url=settings["database_url"],
-    )
+    scenario, url, variants = plan.scenario, plan.url, plan.variants
     if plan.confidence is None:
         how_many = f"{scenario.trials} trials"
         of_trials = f"/{scenario.trials}"
@@ -574,25 +374,6 @@ def _builds_on(plan: RunPlan) -> str:
     for variant in plan.variants:
         groups.setdefault(DATABASE_NAMES[plan.database_of(variant)], []).append(variant.name)
     return "; ".join(f"{', '.join(names)} on {database}" for database, names in groups.items())
-
-
-def _external_variant(names: list[str] | None, config: Config) -> Variant:
-    """The one build a --url run is recorded as: a declared one, or a new name expected to be clean."""
-    if not names or len(set(names)) > 1:
-        raise UsageError("--url: name the build that server runs with one --variant NAME")
-    if names[0] in config.variants:
-        return config.variants[names[0]]
-    if not is_variant_name(names[0]):
-        raise UsageError(f"--variant {names[0]!r}: letters, digits, '.', '_' and '-' only")
-    return Variant(name=names[0], app="", description="a server the user started")
-
-
-def _new_folder(out: Path, name: str) -> Path:
-    """A new folder under ``out`` for the run or sweep ``name``; one that cannot be made is a usage error."""
-    try:
-        return make_run_dir(out, name)
-    except OSError as exc:
-        raise UsageError(f"cannot create an output folder under {out}: {exc.strerror or exc}") from None
 
 
 def _publish(result: RunResult, results_path: Path) -> Path:
@@ -678,16 +459,18 @@ def _list(args: argparse.Namespace) -> ExitCode:
 
 def _config(args: argparse.Namespace) -> ExitCode:
     config = load_config(args.config)
-    resolved = resolve(vars(args), config)
+    resolved = resolve(_given(args), config)
     print(f"configuration: {config.origin}")
     print("settings (command line > HARNESS_* environment > configuration file > built-in):")
     rows = [("setting", "value", "from")]
     for key, setting in resolved.items():
-        value = "(the scenario's)" if setting.value is None and key in _SCENARIO_SETTINGS else setting.value
-        if key == "database_url" and value is not None:
-            value = display_url(value)  # never its password
+        value = describe_default(key) if setting.value is None else _shown(setting.value)
+        if key == "database_url" and setting.value is not None:
+            from harness.postgres import display_url
+
+            value = display_url(setting.value)  # never its password
         where = setting.source + (f" ({setting.origin})" if setting.origin else "")
-        rows.append((key, "-" if value is None else str(value), where))
+        rows.append((key, value, where))
     print("\n".join(f"  {line}" for line in format_table(rows)))
     print("variants:")
     for variant in config.variants.values():
@@ -698,7 +481,13 @@ def _config(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-_SCENARIO_SETTINGS = {"trials", "time_scale", "request_timeout"}
+def _shown(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _given(args: argparse.Namespace) -> dict[str, object]:
+    """The run settings given on the command line (None: not given), by name."""
+    return {name: getattr(args, name, None) for name in specs()}
 
 
 def _describe_variant(variant: Variant) -> str:
@@ -748,30 +537,6 @@ def _write_page(what: str, write: Callable[[], Path], output: Path) -> None:
         raise UsageError(f"cannot write {what} to {output}: {exc.strerror or exc}") from None
 
 
-def _check_confidence_options(settings: dict[str, Setting]) -> None:
-    if settings["confidence"].value is None:
-        for bound in ("max_trials", "max_seconds"):
-            if settings[bound].value is not None:
-                raise UsageError(
-                    f"{_given(bound, settings[bound])} bounds a --confidence run; give --confidence too "
-                    "(see 'harness run --help')"
-                )
-    elif settings["trials"].value is not None:
-        raise UsageError(
-            f"{_given('trials', settings['trials'])} and {_given('confidence', settings['confidence'])} exclude "
-            "each other: --confidence decides how many trials to run"
-        )
-
-
-def _given(key: str, setting: Setting) -> str:
-    """Where a setting was given, as its user wrote it: ``--max-trials``, ``HARNESS_MAX_TRIALS``, a file's key."""
-    if setting.source == "command line":
-        return f"--{key.replace('_', '-')}"
-    if setting.source == "environment":
-        return setting.origin
-    return f"{key} in {setting.origin}"
-
-
 def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:
     parts = []
     for result in results:
@@ -790,67 +555,6 @@ def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:
             part += f" (its server died, exit code {result.server_exit_code})"
         parts.append(f"{result.variant}: {part}")
     _progress(f"trial {trial}  " + "  ".join(parts))
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return parse
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _number_list(kind: type[int] | type[float]) -> Callable[[str], tuple[int | float, ...]]:
-    def parse(text: str) -> tuple[int | float, ...]:
-        try:
-            return tuple(kind(part) for part in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}s separated by commas, got {text!r}") from None
-
-    return parse
-
-
-def _database_list(text: str) -> tuple[Database, ...]:
-    names = tuple(text.split(","))
-    for name in names:
-        if name not in get_args(Database):
-            raise argparse.ArgumentTypeError(f"expected sqlite, postgres or both, separated by a comma, got {text!r}")
-    return cast(tuple[Database, ...], names)
-
-
-def _join(values: Sequence[float]) -> str:
-    return ",".join(f"{value:g}" for value in values)
-
-
-def _fraction(*, one: bool = False) -> Callable[[str], float]:
-    """A number above 0 and below 1 (a confidence), or up to 1 itself with ``one`` (a share of trials)."""
-    bounds = "above 0 and at most 1" if one else "between 0 and 1"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (0 < value <= 1 if one else 0 < value < 1):
-            raise argparse.ArgumentTypeError(f"must be {bounds}, e.g. 0.99, got {text}")
-        return value
-
-    return parse
 
 
 def _progress(message: str) -> None:

@@ -6,30 +6,21 @@ its ``pyproject.toml``; else the built-in one, the tutorial's builds (``tutorial
 in this package). A build is a table ``[variants.NAME]`` (:class:`harness.variant.Variant`);
 relative paths in the file are relative to the file's folder.
 
-Each setting of a run is taken, as uvicorn and Locust take theirs, from the first of: the
-command line, a ``HARNESS_*`` environment variable, the configuration file, the built-in
-default; :func:`resolve` says where each value came from (``harness config`` prints it).
+The file may also give run settings as top-level keys (:mod:`harness.settings` declares
+them, checks them and says which source wins).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, get_args
 
 from harness.errors import ConfigError
-from harness.files import DEFAULT_OUT_DIR
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
-from harness.scenario import (
-    DEFAULT_JOBS,
-    DEFAULT_SCENARIO,
-    Scenario,
-    load_scenario,
-    load_scenario_file,
-)
+from harness.scenario import Scenario, load_scenario, load_scenario_file
+from harness.settings import read_file_settings, specs
 from harness.tomlfile import Table, parse_toml
 from harness.variant import DEFAULT_DATABASE, ENV_PLACEHOLDERS, Database, Expectation, Variant, is_variant_name
 
@@ -37,17 +28,6 @@ CONFIG_FILE = "harness.toml"
 PYPROJECT_FILE = "pyproject.toml"
 SCENARIOS_FOLDER = "scenarios"
 CONFIG_VARIABLE = "HARNESS_CONFIG"
-
-Source = Literal["command line", "environment", "config file", "built-in"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Setting:
-    """A setting's value and where it came from (``origin`` names the variable or file)."""
-
-    value: Any
-    source: Source
-    origin: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +37,7 @@ class Config:
     path: Path | None  # None: the built-in configuration
     variants: dict[str, Variant]
     scenario_paths: tuple[Path, ...] = ()  # folders and files of the user's scenarios
-    settings: dict[str, Any] = field(default_factory=dict)  # as written in the file, checked
+    settings: dict[str, Any] = field(default_factory=dict)  # the run settings the file gives, checked
 
     @property
     def origin(self) -> str:
@@ -145,106 +125,10 @@ def _read(path: Path) -> dict[str, Any]:
     return parse_toml(text, origin=str(path), error=ConfigError)
 
 
-# The settings a configuration file and HARNESS_* variables may give, and how to read one.
-def _positive(kind: type[int] | type[float]) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise ValueError(f"expected a {'whole ' if kind is int else ''}number > 0, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"expected a number > 0, got {value!r}")
-        if kind is int and not isinstance(value, int):
-            raise ValueError(f"expected a whole number, got {value!r}")
-        return kind(value)
-
-    return check
-
-
-def _fraction(value: Any) -> float:
-    try:
-        value = float(value) if isinstance(value, str) else value
-    except ValueError:
-        raise ValueError(f"expected a number between 0 and 1, e.g. 0.99, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ValueError(f"expected a number between 0 and 1, e.g. 0.99, got {value!r}")
-    return float(value)
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-        if value.lower() not in words:
-            raise ValueError(f"expected true or false, got {value!r}")
-        return words[value.lower()]
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _database(value: Any) -> Database:
-    if value not in get_args(Database):
-        raise ValueError(f"expected {' or '.join(map(repr, get_args(Database)))}, got {value!r}")
-    return cast(Database, value)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a string, got {value!r}")
-    return value
-
-
-SETTINGS: dict[str, tuple[Callable[[Any], Any], Any]] = {
-    # key (the option's name with "_", the variable's after HARNESS_): how to read it, its default
-    "scenario": (_text, DEFAULT_SCENARIO),  # the scenario a run replays: a name or a TOML file
-    "trials": (_positive(int), None),  # trials per variant; none: the scenario's
-    "time_scale": (_positive(float), None),  # multiplies the app's sleeps and the schedule's gaps; none: the scenario's
-    "request_timeout": (_positive(float), None),  # seconds before a request is a timeout; none: the scenario's
-    "jobs": (_positive(int), DEFAULT_JOBS),  # trials side by side
-    "out": (_text, str(DEFAULT_OUT_DIR)),  # the folder run folders go in
-    "start_timeout": (_positive(float), DEFAULT_START_TIMEOUT),  # seconds a server has to get ready
-    "confidence": (_fraction, None),  # run until every verdict is decided at this level; none: a fixed count
-    "max_trials": (_positive(int), None),  # with confidence: the most trials per variant
-    "max_seconds": (_positive(float), None),  # with confidence: the most seconds
-    "trace": (_flag, True),  # trace threads and Peewee connections inside the servers
-    "host": (_text, DEFAULT_HOST),  # the loopback address servers listen on
-    "database": (_database, DEFAULT_DATABASE),  # what the builds run on, unless a build names its own
-    "database_url": (_text, None),  # a PostgreSQL server of the user's; none: the harness starts its own
-}
-
-
-def _is_path(key: str, value: Any, folder: Path) -> bool:
-    """Whether a setting from the file names a path, which is relative to the file's folder."""
-    if key == "out":
-        return True
-    return key == "scenario" and (value.endswith(".toml") or (folder / value).exists())
-
-
-def resolve(command_line: Mapping[str, Any], config: Config) -> dict[str, Setting]:
-    """Every setting's value and source: command line > HARNESS_* environment > config file > built-in."""
-    resolved = {}
-    for key, (read, default) in SETTINGS.items():
-        variable = f"HARNESS_{key.upper()}"
-        if command_line.get(key) is not None:
-            resolved[key] = Setting(value=command_line[key], source="command line")
-        elif os.environ.get(variable):
-            try:
-                value = read(os.environ[variable])
-            except ValueError as exc:
-                raise ConfigError(f"{variable}={os.environ[variable]!r}: {exc}") from None
-            resolved[key] = Setting(value=value, source="environment", origin=variable)
-        elif key in config.settings:
-            resolved[key] = Setting(value=config.settings[key], source="config file", origin=config.origin)
-        else:
-            resolved[key] = Setting(value=default, source="built-in")
-    return resolved
-
-
 def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
     origin = str(path) if path else "tutorial.toml"
     top = Table(data, origin=origin, error=ConfigError, source=text)
-    top.only({"variants", "scenarios", *SETTINGS})
+    top.only({"variants", "scenarios", *specs()})
     folder = path.parent if path else None
     variants_table = top.table("variants", required=True)
     if not variants_table.data:
@@ -253,15 +137,7 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
         if not is_variant_name(name):
             variants_table.fail(name, "a variant's name names its servers' folders: letters, digits, '.', '_', '-'")
     variants = {name: _variant(variants_table.table(name), name, folder) for name in variants_table.data}
-    settings = {}
-    for key in SETTINGS:
-        if key in top.data:
-            try:
-                settings[key] = SETTINGS[key][0](top.data[key])
-            except (ValueError, TypeError) as exc:
-                top.fail(key, str(exc))
-            if folder is not None and _is_path(key, settings[key], folder):
-                settings[key] = str(folder / settings[key])
+    settings = read_file_settings(top.data, folder, top.fail)
     scenario_paths = []
     if folder is not None:
         if (folder / SCENARIOS_FOLDER).is_dir():

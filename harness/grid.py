@@ -30,20 +30,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import ExitCode, UsageError
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
 from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, scenario_toml
+from harness.settings import DEFAULT_HOST, DEFAULT_MAX_CELLS, DEFAULT_START_TIMEOUT, DEFAULT_SWEEP_MAX_SECONDS
 from harness.variant import DEFAULT_DATABASE, Expectation, Variant
-
-DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
-DEFAULT_IN_FLIGHT = (1, 5, 10, 20, 40)
-DEFAULT_WAVES = 3
-DEFAULT_SWEEP_TRIALS = 10
-DEFAULT_CONFIRM_TRIALS = 50
-DEFAULT_SWEEP_TIME_SCALE = 0.05
-DEFAULT_TARGET = 0.99
-DEFAULT_MAX_CELLS = 40
-DEFAULT_SWEEP_MAX_SECONDS = 1800.0
 
 # What a trial costs besides its schedule, measured on the project's 2-core machine
 # (harness run and harness sweep, both variants): starting two servers and seeding them
@@ -156,18 +146,9 @@ def cell_name(cell: SweepCell) -> str:
 
 
 def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -> SweepSettings:
-    """The settings as they are, if their grid can be run; else a usage error that names the option."""
-    intervals, in_flight = settings.intervals, settings.in_flight
-    for option, values in (("--intervals", intervals), ("--in-flight", in_flight), ("--database", settings.databases)):
-        if not values:
-            raise UsageError(f"{option}: give at least one value")
-        if len(set(values)) != len(values):
-            raise UsageError(f"{option}: a value is repeated in {', '.join(map(str, values))}")
-    if any(not math.isfinite(value) or value < 0 for value in intervals):
-        raise UsageError(f"--intervals: expected numbers >= 0, got {', '.join(f'{v:g}' for v in intervals)}")
-    if any(value < 1 for value in in_flight):
-        raise UsageError(f"--in-flight: expected whole numbers >= 1, got {', '.join(map(str, in_flight))}")
-    if settings.waves < 2 and len(intervals) > 1:
+    """The settings as they are, if their grid can be run; else a usage error that names the options."""
+    # Each value was checked as it was read (harness.settings); what is left involves several options.
+    if settings.waves < 2 and len(settings.intervals) > 1:
         raise UsageError("--waves 1 is a single wave, so intervals between waves mean nothing: give --waves 2 or more")
     if settings.size > max_cells:
         raise UsageError(

@@ -37,14 +37,13 @@ import httpx
 
 from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.forkserver import ServerProcess, start_uvicorn
+from harness.settings import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.trace import TRACE_FILE
 from harness.variant import Database, Variant
 
 if TYPE_CHECKING:
     from harness.postgres import Database as PostgresDatabase
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_START_TIMEOUT = 30.0
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
 

@@ -23,7 +23,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,11 +35,11 @@ from harness.errors import HarnessError, LaunchError, TrialError, UsageError
 from harness.forkserver import warm_up
 from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
 from harness.journal import Journal
-from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
-from harness.postgres import DEFAULT_LEAK_WAIT, PostgresServer
+from harness.launcher import DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
+from harness.plan import RunPlan
+from harness.postgres import PostgresServer
 from harness.results import (
-    JOURNAL_FILE,
-    RESULTS_FILE,
+    DEFAULT_LEAK_WAIT,
     TRIALS_FILE,
     ConnectionSample,
     RunResult,
@@ -50,47 +50,14 @@ from harness.results import (
     write_summary,
 )
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
-from harness.scenario import DEFAULT_MAX_SECONDS, DEFAULT_MAX_TRIALS, Scenario
 from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
-from harness.variant import DEFAULT_DATABASE, Database, Variant
+from harness.variant import Variant
 from harness.verdict import judge
 
 _DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
 _STOP_POLL = 0.02  # seconds between looks at a server asked to stop
 
 TrialCallback = Callable[[int, Sequence[TrialResult]], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunPlan:
-    scenario: Scenario
-    variants: tuple[Variant, ...]
-    run_dir: Path
-    host: str = DEFAULT_HOST
-    start_timeout: float = DEFAULT_START_TIMEOUT
-    jobs: int = 1  # the CLI's default is DEFAULT_JOBS; the pytest plugin leaves parallelism to xdist
-    confidence: float | None = None  # None: the scenario's trials; else until decided or a limit
-    max_trials: int = DEFAULT_MAX_TRIALS
-    max_seconds: float = DEFAULT_MAX_SECONDS
-    trace: bool = True  # the server-side trace (harness.server.tracer) and a diagnosis of every 5xx
-    url: str | None = None  # a server the user runs: every trial goes to it, none is launched
-    database: Database = DEFAULT_DATABASE  # what a build runs on unless it names its own
-    database_url: str | None = None  # the user's PostgreSQL server; None: the harness starts its own if needed
-
-    def database_of(self, variant: Variant) -> Database:
-        return variant.database or self.database
-
-    @property
-    def trial_limit(self) -> int:
-        return self.scenario.trials if self.confidence is None else self.max_trials
-
-    @property
-    def results_path(self) -> Path:
-        return self.run_dir / RESULTS_FILE
-
-    @property
-    def journal_path(self) -> Path:
-        return self.run_dir / JOURNAL_FILE
 
 
 def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:

@@ -47,23 +47,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.files import DEFAULT_OUT_DIR  # standard library only: nothing heavy at plugin load
-from harness.variant import Database  # likewise
+from harness.settings import RunSettings, add_options  # standard library only: nothing heavy at plugin load
 
 if TYPE_CHECKING:
     from harness.config import Config
     from harness.results import RunResult, Verdict
     from harness.scenario import Scenario
+    from harness.settings import Resolved
     from harness.variant import Variant
 
 MERGED_FILE = "results.json"
 RECORD_PROPERTY = "harness-record"  # the user property an item's packed record travels in, to the controller
 
 _CONFIG = pytest.StashKey["Config"]()
+_SETTINGS = pytest.StashKey[dict[str, "Resolved"]]()
+PLUGIN_DEFAULTS = {"jobs": 1}  # built-in defaults of the plugin's own: xdist's -n runs items side by side
 _NAMED = pytest.StashKey[set[Path]]()
 _SESSION_DIR = pytest.StashKey[Path]()
 _WRITER = pytest.StashKey["RecordWriter"]()
@@ -73,13 +75,6 @@ _MERGED = pytest.StashKey[list[tuple[Path, "RunResult"]]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "concurrency regression harness (scenarios named on the command line)")
     group.addoption(
-        "--harness-out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
-        metavar="DIR",
-        help=f"folder for the session's results; each session gets a new sub-folder (default: {DEFAULT_OUT_DIR})",
-    )
-    group.addoption(
         "--harness-config",
         type=Path,
         default=None,
@@ -87,39 +82,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the harness configuration with the variants to run (default: harness.toml or [tool.harness] in "
         "pyproject.toml in the rootdir, else the tutorial's builds)",
     )
-    group.addoption(
-        "--harness-trials",
-        type=int,
-        default=None,
-        metavar="N",
-        help="trials per variant for every scenario (default: each scenario's own)",
-    )
-    group.addoption(
-        "--harness-jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="trials side by side within each item, each with its own server (default: 1; xdist's -n runs items "
-        "side by side): for scenarios that mostly wait, like tutorial-tabs",
-    )
-    group.addoption(
-        "--harness-database",
-        choices=get_args(Database),
-        default=None,
-        help="what the builds run on; on postgres each item starts its own PostgreSQL server, unless "
-        "--harness-database-url names one of yours (default: the configuration's, else sqlite)",
-    )
-    group.addoption(
-        "--harness-database-url",
-        default=None,
-        metavar="URL",
-        help="a PostgreSQL server of yours to make the builds' databases on: postgresql://USER:PASSWORD@HOST:PORT/DB",
-    )
+    add_options(group, "run", plugin=True)  # every run setting the plugin takes: --harness-trials, ...
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("harness_jobs") < 1:
-        raise pytest.UsageError(f"--harness-jobs: expected a whole number > 0, got {config.getoption('harness_jobs')}")
     config.stash[_NAMED] = set()
     config.stash[_MERGED] = []
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
@@ -140,7 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         _refuse_what_xdist_cannot_rewrite(config)
         # The controller: a worker has no use for --harness-out, nor is it told the session's folder.
-        session_dir = make_run_dir(config.getoption("harness_out"), "pytest").resolve()
+        session_dir = make_run_dir(Path(_settings(config).out), "pytest").resolve()
         config.stash[_SESSION_DIR] = session_dir
         config.stash[_WRITER] = RecordWriter(session_dir)
         config.pluginmanager.register(config.stash[_WRITER], "harness-records")
@@ -191,8 +157,6 @@ class ScenarioFile(pytest.File):
     """A scenario TOML file: one item per variant."""
 
     def collect(self) -> list[pytest.Item]:
-        from dataclasses import replace
-
         from harness.errors import UsageError
 
         harness_config = _harness_config(self.config)
@@ -200,15 +164,9 @@ class ScenarioFile(pytest.File):
             scenario = harness_config.scenario(str(self.path))
         except UsageError as exc:
             raise self.CollectError(exc.message) from None
-        trials = self.config.getoption("harness_trials")
-        if trials is not None:
-            if trials < 1:
-                raise self.CollectError(f"--harness-trials must be > 0, got {trials}")
-            scenario = replace(scenario, trials=trials)
-        database = _database_settings(self.config)["database"]
         return [
             ScenarioItem.from_parent(self, name=f"{scenario.name}[{variant.name}]", scenario=scenario, variant=variant)
-            for variant in harness_config.get_variants(database=database)
+            for variant in harness_config.get_variants(database=_settings(self.config).database)
         ]
 
 
@@ -227,16 +185,17 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         import tempfile
 
-        from harness.pipeline import RunPlan, execute
+        from harness.pipeline import execute
+        from harness.plan import build_plan
 
         # On this machine, and gone once the record is packed: nothing of it is needed afterwards.
         with tempfile.TemporaryDirectory(prefix="harness-item-", ignore_cleanup_errors=True) as folder:
-            plan = RunPlan(
+            plan = build_plan(
+                _harness_config(self.config),
+                _resolved(self.config),
+                variants=[self.variant.name],
                 scenario=self.scenario,
-                variants=(self.variant,),
                 run_dir=Path(folder),
-                jobs=self.config.getoption("harness_jobs"),
-                **_database_settings(self.config),
             )
             try:
                 [verdict] = execute(plan).verdicts
@@ -413,16 +372,24 @@ def _refuse_what_xdist_cannot_rewrite(config: pytest.Config) -> None:
             )
 
 
-def _database_settings(config: pytest.Config) -> dict[str, Any]:
-    """``database`` and ``database_url`` as a run takes them: the options, else HARNESS_*, else the configuration's."""
-    from harness.config import resolve
+def _settings(config: pytest.Config) -> RunSettings:
+    from harness.settings import run_settings
 
-    options = {
-        "database": config.getoption("harness_database"),
-        "database_url": config.getoption("harness_database_url"),
-    }
-    resolved = resolve(options, _harness_config(config))
-    return {key: resolved[key].value for key in options}
+    return run_settings(_resolved(config))
+
+
+def _resolved(config: pytest.Config) -> dict[str, Resolved]:
+    """The run settings of this session, as a run takes them: the options, else HARNESS_*, else the configuration's."""
+    if _SETTINGS not in config.stash:
+        from harness.errors import UsageError
+        from harness.settings import resolve, specs
+
+        options = {name: config.getoption(f"harness_{name}") for name, spec in specs().items() if spec.plugin}
+        try:
+            config.stash[_SETTINGS] = resolve(options, _harness_config(config), builtin=PLUGIN_DEFAULTS)
+        except UsageError as exc:
+            raise pytest.UsageError(f"harness: {exc.message}") from None
+    return config.stash[_SETTINGS]
 
 
 def _harness_config(config: pytest.Config) -> Config:

@@ -31,7 +31,7 @@ to another database): :meth:`~PostgresServer.open_connections` now; between
 ``(time.perf_counter(), count)`` samples taken every ``DEFAULT_SAMPLE_INTERVAL`` by one
 thread with a connection of its own, one query for every database watched
 (:meth:`~PostgresServer.samples` reads it so far). A build's peak is the largest count of its
-series; its leaked connections, those still open ``DEFAULT_LEAK_WAIT`` after its last response.
+series; its leaked connections, those still open ``harness.results.DEFAULT_LEAK_WAIT`` after its last response.
 
 Whatever goes wrong is a :class:`~harness.errors.DatabaseError` (exit code 4) that says why
 on one line (with the tail of the server's log if it did not start), and never shows a
@@ -76,7 +76,6 @@ from psycopg2.extensions import connection as Connection
 from harness.errors import DatabaseError
 
 DEFAULT_DATABASE_PREFIX = "harness_"  # every database the harness makes starts with it
-DEFAULT_LEAK_WAIT = 0.5  # seconds after a build's last response until a connection still open counts as leaked
 DEFAULT_SAMPLE_INTERVAL = 0.05  # seconds between two counts of the connections in pg_stat_activity
 DEFAULT_START_TIMEOUT = 60.0  # seconds for initdb and the start together, on a loaded machine
 DEFAULT_STOP_TIMEOUT = 5.0  # seconds for each step of the stop: fast shutdown, immediate shutdown, SIGKILL

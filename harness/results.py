@@ -31,6 +31,8 @@ from harness.files import atomic_writer, read_json_lines
 from harness.scenario import Scenario
 from harness.variant import DEFAULT_DATABASE, Database, Expectation
 
+DEFAULT_LEAK_WAIT = 0.5  # seconds after a build's last response until a connection still open counts as leaked
+
 SCHEMA_VERSION = 6  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
 # 5: the trials in trials.jsonl beside results.json, one compact line each, written once; a power's
@@ -158,7 +160,7 @@ class TrialResult:
     trace_truncated: bool = False  # the server wrote harness.server.tracer.DEFAULT_TRACE_LIMIT events, then stopped
     database: Database = DEFAULT_DATABASE
     # On PostgreSQL, from pg_stat_activity: the open connections whenever their number changed, the most at
-    # once, and those still open harness.postgres.DEFAULT_LEAK_WAIT after the last response (None: not counted).
+    # once, and those still open DEFAULT_LEAK_WAIT after the last response (None: not counted).
     connections: tuple[ConnectionSample, ...] = ()
     peak_connections: int | None = None
     leaked_connections: int | None = None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -57,15 +56,7 @@ ScheduleKind = Literal["staggered", "burst", "waves"]
 # What makes a trial fail: a 5xx answer, no answer (a reset connection), or no answer in time.
 FailureKind = Literal["5xx", "transport-error", "timeout"]
 
-DEFAULT_SCENARIO = "burst"
 DEFAULT_TRIALS = 5
-# How a run may grow: trials side by side, and the bounds of a --confidence run. One trial
-# per two cores: a trial of burst keeps two servers and the client busy, and on 2 cores a
-# second trial beside it tripled how late requests left (benchmarks/jobs.py, README).
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-DEFAULT_JOBS = max(1, _CORES // 2)
-DEFAULT_MAX_TRIALS = 100
-DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"

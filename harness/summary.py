@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.diagnosis import CAUSE_WORDS
-from harness.postgres import DEFAULT_LEAK_WAIT
-from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
+from harness.results import DEFAULT_LEAK_WAIT, CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.trace import uses_peewee

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from harness.environment import describe_environment
 from harness.grid import SweepPlan, cell_name, cheapest_first, choose_winner, detects, sweep_exit_code
 from harness.interrupts import held, raise_if_stopped
-from harness.pipeline import RunPlan, execute
+from harness.pipeline import execute
+from harness.plan import RunPlan
 from harness.results import CellResult, RunResult, Stage, SweepCell, SweepResult, read_results, write_results
 from harness.variant import Expectation
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from harness.postgres import DEFAULT_LEAK_WAIT
 from harness.reports._timeline import Axis, Tick
-from harness.results import ConnectionSample, TrialResult
+from harness.results import DEFAULT_LEAK_WAIT, ConnectionSample, TrialResult
 
 CHART_TRIALS = 20  # trials drawn per build: a long run's chart is a haze past this, and the page would grow with each
 HEIGHT = 100.0  # SVG units from no connection to the build's peak

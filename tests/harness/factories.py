@@ -5,16 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from harness.grid import (
-    DEFAULT_CONFIRM_TRIALS,
-    DEFAULT_SWEEP_TIME_SCALE,
-    DEFAULT_SWEEP_TRIALS,
-    DEFAULT_TARGET,
-    DEFAULT_WAVES,
-    choose_winner,
-    detects,
-    sweep_exit_code,
-)
+from harness.grid import choose_winner, detects, sweep_exit_code
 from harness.results import (
     CellResult,
     ConnectionSample,
@@ -30,6 +21,13 @@ from harness.results import (
     TrialResult,
 )
 from harness.scenario import load_scenario
+from harness.settings import (
+    DEFAULT_CONFIRM_TRIALS,
+    DEFAULT_SWEEP_TIME_SCALE,
+    DEFAULT_SWEEP_TRIALS,
+    DEFAULT_TARGET,
+    DEFAULT_WAVES,
+)
 from harness.verdict import judge, summarise
 
 CONNECTION_OPENED = ServerException(

@@ -23,27 +23,39 @@ from tests.harness.factories import make_result, stack_run
             "unknown variant 'sideways'; the built-in configuration (the tutorial's builds) declares: "
             "unpatched, patched, recommended",
         ),
-        (["run", "--trials", "0"], "--trials: must be > 0, got 0"),
-        (["run", "--trials", "many"], "--trials: expected a int, got 'many'"),
-        (["run", "--time-scale", "-1"], "--time-scale: must be > 0"),
+        (["run", "--trials", "0"], "argument --trials: expected a whole number from 1 to 10,000, got '0'"),
+        (["run", "--trials", "many"], "argument --trials: expected a whole number from 1 to 10,000, got 'many'"),
+        (["run", "--time-scale", "-1"], "argument --time-scale: expected a number above 0 and at most 100, got '-1'"),
         (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (
             ["run", "--host", "0.0.0.0"],
             "--host 0.0.0.0 would make the servers under test reachable from other machines",
         ),
-        (["run", "--request-timeout", "0"], "--request-timeout: must be > 0, got 0"),
-        (["run", "--jobs", "0"], "--jobs: must be > 0, got 0"),
-        (["run", "--confidence", "1"], "--confidence: must be between 0 and 1, e.g. 0.99, got 1"),
+        (
+            ["run", "--request-timeout", "0"],
+            "argument --request-timeout: expected a number above 0 and at most 86,400, got '0'",
+        ),
+        (["run", "--jobs", "0"], "argument --jobs: expected a whole number from 1 to 64, got '0'"),
+        (["run", "--confidence", "1"], "argument --confidence: expected a number between 0 and 1, e.g. 0.99, got '1'"),
         (["run", "--max-trials", "50"], "--max-trials bounds a --confidence run; give --confidence too"),
         (["run", "--max-seconds", "60"], "--max-seconds bounds a --confidence run"),
         (["run", "--confidence", "0.9", "--trials", "3"], "--trials and --confidence exclude each other"),
         (["matrix", "nowhere"], "nowhere: no such folder"),
-        (["sweep", "--intervals", "0.5,fast"], "--intervals: expected floats separated by commas, got '0.5,fast'"),
-        (["sweep", "--in-flight", "2,2"], "--in-flight: a value is repeated in 2, 2"),
-        (["sweep", "--in-flight", "0"], "--in-flight: expected whole numbers >= 1, got 0"),
-        (["sweep", "--confirm", "-1"], "--confirm: must be >= 0, got -1"),
-        (["sweep", "--target", "1.5"], "--target: must be above 0 and at most 1, e.g. 0.99, got 1.5"),
+        (
+            ["sweep", "--intervals", "0.5,fast"],
+            "argument --intervals: expected numbers from 0 to 3,600, separated by commas, got '0.5,fast'",
+        ),
+        (["sweep", "--in-flight", "2,2"], "argument --in-flight: a value is repeated in '2,2'"),
+        (
+            ["sweep", "--in-flight", "0"],
+            "argument --in-flight: expected whole numbers from 1 to 10,000, separated by commas, got '0'",
+        ),
+        (["sweep", "--confirm", "-1"], "argument --confirm: expected a whole number from 0 to 10,000, got '-1'"),
+        (
+            ["sweep", "--target", "1.5"],
+            "argument --target: expected a number above 0 and at most 1, e.g. 0.99, got '1.5'",
+        ),
         (["sweep", "--max-cells", "4"], "the grid has 15 cells (3 intervals x 5 in flight), more than --max-cells 4"),
         (["sweep", "--max-seconds", "10"], "the sweep is estimated at"),
         (["sweep", "--variant", "patched"], "a sweep looks for schedules that catch a build expected to fail"),
@@ -94,7 +106,7 @@ def test_sweep_help_documents_its_options_defaults_and_exit_codes(capsys: pytest
     out = " ".join(capsys.readouterr().out.split())
     for option in ("--intervals S,S,...", "--in-flight N,N,...", "--confirm N", "--write-scenario FILE"):
         assert option in out
-    assert "(default: 0.25,0.5,1)" in out and "(default: 1,5,10,20,40)" in out
+    assert "(default: 0.25,0.5,1; numbers from 0 to 3,600" in out and "(default: 1,5,10,20,40; whole numbers" in out
     assert "Cost = requests per trial x planned seconds per trial" in out
     assert f"{ExitCode.INTERRUPTED.value} {ExitCode.INTERRUPTED.meaning}" in out
 

@@ -48,12 +48,6 @@ def test_cost_is_requests_per_trial_times_planned_seconds(plan_for: Callable[[Sw
 @pytest.mark.parametrize(
     ("intervals", "in_flight", "waves", "message"),
     [
-        ([], [1], 3, "--intervals: give at least one value"),
-        ([0.5], [], 3, "--in-flight: give at least one value"),
-        ([0.5, 0.5], [1], 3, "--intervals: a value is repeated in 0.5, 0.5"),
-        ([-1.0], [1], 3, "--intervals: expected numbers >= 0, got -1"),
-        ([float("nan")], [1], 3, "--intervals: expected numbers >= 0, got nan"),
-        ([0.5], [0, 2], 3, "--in-flight: expected whole numbers >= 1, got 0, 2"),
         ([0.5, 1.0], [1], 1, "--waves 1 is a single wave"),
         ([0.1 * n for n in range(1, 8)], list(range(1, 8)), 3, "the grid has 49 cells (7 intervals x 7 in flight)"),
     ],

@@ -15,7 +15,8 @@ from harness.environment import PACKAGES
 from harness.errors import AppError, ExitCode
 from harness.files import make_run_dir
 from harness.journal import read_journal
-from harness.pipeline import RunPlan, execute
+from harness.pipeline import execute
+from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, read_results
 from harness.scenario import Scenario, Seed, load_scenario
 from harness.summary import format_summary

@@ -9,7 +9,7 @@ import pytest
 
 from harness.config import builtin_config
 from harness.errors import ExitCode
-from harness.pipeline import RunPlan
+from harness.plan import RunPlan
 from harness.plugin import merge_results
 from harness.results import Outcome, RunResult, read_results, write_results
 from harness.scenario import load_scenario
@@ -64,7 +64,7 @@ def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytest
 def test_harness_jobs_below_one_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--harness-jobs=0", "burst")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--harness-jobs: expected a whole number > 0, got 0"])
+    result.stderr.fnmatch_lines(["*argument --harness-jobs: expected a whole number from 1 to 64, got '0'"])
 
 
 def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pytester: pytest.Pytester) -> None:

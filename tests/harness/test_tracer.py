@@ -13,7 +13,8 @@ import pytest
 
 from harness.config import builtin_config
 from harness.files import make_run_dir
-from harness.pipeline import RunPlan, execute
+from harness.pipeline import execute
+from harness.plan import RunPlan
 from harness.results import TrialResult
 from harness.scenario import load_scenario
 from harness.server.tracer import Tracer, current_request, phase_name

@@ -1,0 +1,588 @@
+"""Every setting of a run and of a sweep, each declared once, with its type, check, default and help.
+
+A setting is a field of :class:`RunSettings` (or of :class:`SweepSettings`, a sweep's own
+grid), declared with :func:`setting`: its reader (which checks a value from any source and
+says what it accepts), its default, its help. From that one declaration come the command
+line's option (``--time-scale``; a setting that is on by default gets ``--no-trace``), the
+``HARNESS_*`` variable, the configuration file's key (``time_scale``), the pytest plugin's
+option (``--harness-time-scale``), ``harness config``'s rows and the reference in the docs.
+
+Each run setting is taken, as uvicorn and Locust take theirs, from the first of: the
+command line, a ``HARNESS_*`` environment variable, the configuration file, the built-in
+default; :func:`resolve` says where each value came from. A bad value names its key, where
+it came from (the option, the variable, or the file and line) and what is accepted.
+
+Standard library only, with :mod:`harness.errors`: ``harness --help``, ``harness list`` and
+``harness config`` load no network or database stack.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+
+from harness.errors import ConfigError
+from harness.files import DEFAULT_OUT_DIR
+from harness.variant import DEFAULT_DATABASE, Database
+
+if TYPE_CHECKING:
+    from harness.config import Config
+
+Source = Literal["command line", "environment", "config file", "built-in"]
+Command = Literal["run", "sweep"]
+
+DEFAULT_HOST = "127.0.0.1"  # loopback only: the app under test has no authentication
+DEFAULT_START_TIMEOUT = 30.0
+DEFAULT_SCENARIO = "burst"
+DEFAULT_MAX_TRIALS = 100
+DEFAULT_MAX_SECONDS = 600.0
+# One trial per two cores: a trial of burst keeps two servers and the client busy, and on 2
+# cores a second trial beside it tripled how late requests left (benchmarks/jobs.py, README).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+DEFAULT_JOBS = max(1, _CORES // 2)
+# A sweep's grid (harness.grid).
+DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
+DEFAULT_IN_FLIGHT = (1, 5, 10, 20, 40)
+DEFAULT_WAVES = 3
+DEFAULT_SWEEP_TRIALS = 10
+DEFAULT_CONFIRM_TRIALS = 50
+DEFAULT_SWEEP_TIME_SCALE = 0.05
+DEFAULT_TARGET = 0.99
+DEFAULT_MAX_CELLS = 40
+DEFAULT_SWEEP_MAX_SECONDS = 1800.0
+
+# Upper bounds. Trials and jobs cost memory and processes (every trial's records stay in
+# memory until the run ends; a job is a server per build); the rest keep a run finite.
+MAX_TRIALS = 10_000
+MAX_JOBS = 64
+MAX_TIME_SCALE = 100.0  # the tutorial's sleeps are 10 s at 1; at 100, a request may sleep 17 minutes
+MAX_SECONDS = 86_400.0  # a day: any timeout or time limit
+MAX_CELLS = 10_000
+MAX_IN_FLIGHT = 10_000
+MAX_WAVES = 1_000
+MAX_INTERVAL = 3_600.0
+
+
+class Reader(abc.ABC):
+    """Checks one value, from a string (an option, a variable) or a TOML value, and says what it accepts."""
+
+    @property
+    @abc.abstractmethod
+    def accepts(self) -> str: ...
+
+    @abc.abstractmethod
+    def __call__(self, value: Any) -> Any: ...
+
+    def reject(self, value: Any) -> ValueError:
+        return ValueError(f"expected {self.accepts}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Number(Reader):
+    """A finite number in a range; ``whole`` for a count."""
+
+    low: float
+    high: float
+    whole: bool = False
+    low_open: bool = False  # the low bound itself is refused: a time of 0 s is no time
+
+    @property
+    def accepts(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        if self.low_open:
+            return f"{kind} above {self.low:g} and at most {self.high:,g}"
+        return f"{kind} from {self.low:g} to {self.high:,g}"
+
+    def __call__(self, given: Any) -> int | float:
+        value = given
+        if isinstance(value, str):
+            try:
+                value = int(value) if self.whole else float(value)
+            except ValueError:
+                raise self.reject(given) from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or (self.whole and not isinstance(value, int)):
+            raise self.reject(given)
+        if not math.isfinite(value) or value > self.high or value < self.low or (self.low_open and value == self.low):
+            raise self.reject(given)
+        return value if self.whole else float(value)
+
+
+@dataclass(frozen=True)
+class Fraction(Reader):
+    """A share: above 0 and below 1 (a confidence), or up to 1 itself with ``one`` (a share of trials)."""
+
+    one: bool = False
+
+    @property
+    def accepts(self) -> str:
+        return "a number above 0 and at most 1, e.g. 0.99" if self.one else "a number between 0 and 1, e.g. 0.99"
+
+    def __call__(self, given: Any) -> float:
+        value = given
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise self.reject(given) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.reject(given)
+        if not (0 < value <= 1 if self.one else 0 < value < 1):  # NaN fails both
+            raise self.reject(given)
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Choice(Reader):
+    choices: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:
+        return " or ".join(map(repr, self.choices))
+
+    def __call__(self, value: Any) -> str:
+        if value not in self.choices:
+            raise self.reject(value)
+        return str(value)
+
+
+@dataclass(frozen=True)
+class ChoiceList(Reader):
+    """Choices separated by commas, each at most once: ``sqlite,postgres``."""
+
+    choices: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:
+        return f"{' or '.join(self.choices)}, or several separated by commas"
+
+    def __call__(self, value: Any) -> tuple[str, ...]:
+        names = tuple(value.split(",")) if isinstance(value, str) else value
+        if not isinstance(names, tuple | list) or not names or any(name not in self.choices for name in names):
+            raise self.reject(value)
+        if len(set(names)) != len(names):
+            raise ValueError(f"a value is repeated in {value!r}")
+        return tuple(names)
+
+
+@dataclass(frozen=True)
+class NumberList(Reader):
+    """Numbers separated by commas, each checked by ``each`` and given at most once: ``0.25,0.5,1``."""
+
+    each: Number
+
+    @property
+    def accepts(self) -> str:
+        return f"{self.each.accepts.replace('a whole number', 'whole numbers').replace('a number', 'numbers')}, " + (
+            "separated by commas"
+        )
+
+    def __call__(self, value: Any) -> tuple[int | float, ...]:
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list | tuple) or not parts:
+            raise self.reject(value)
+        try:
+            numbers = tuple(self.each(part.strip() if isinstance(part, str) else part) for part in parts)
+        except ValueError:
+            raise self.reject(value) from None
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"a value is repeated in {value!r}")
+        return numbers
+
+
+class Flag(Reader):
+    accepts = "true or false"
+    _WORDS: ClassVar[dict[str, bool]] = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "on": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "off": False,
+    }
+
+    def __call__(self, value: Any) -> bool:
+        if isinstance(value, str) and value.lower() in self._WORDS:
+            return self._WORDS[value.lower()]
+        if not isinstance(value, bool):
+            raise self.reject(value)
+        return value
+
+
+class Text(Reader):
+    accepts = "a non-empty string of printable characters"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str) or not value or not value.isprintable():
+            raise self.reject(value)
+        return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spec:
+    """How one setting is given and checked; the field it is declared on names it (:func:`setting`)."""
+
+    read: Reader
+    help: str
+    metavar: str | None = None
+    shown_default: str | None = None  # what --help and harness config say when the default is None or computed
+    commands: tuple[Command, ...] = ("run",)
+    plugin: bool = True  # the pytest plugin offers --harness-NAME
+    flag: str | None = None  # the command line's option, when it is not the name's (see option())
+    path: bool = False  # in the configuration file, relative to the file's folder
+
+
+def setting(default: Any, read: Reader, help: str, **spec: Any) -> Any:
+    """A field of a settings class, declaring the setting (see :class:`Spec`)."""
+    return dataclasses.field(default=default, metadata={"spec": Spec(read=read, help=help, **spec)})
+
+
+def sweep_setting(default: Any, read: Reader, help: str, **spec: Any) -> Any:
+    """A field of :class:`SweepGrid`: an option of harness sweep alone."""
+    return setting(default, read, help, commands=("sweep",), plugin=False, **spec)
+
+
+_SECONDS = Number(0, MAX_SECONDS, low_open=True)
+_DATABASES: tuple[str, ...] = get_args(Database)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """The settings of a run (``harness run``, ``harness config``, the pytest plugin), resolved and checked."""
+
+    scenario: str = setting(
+        DEFAULT_SCENARIO,
+        Text(),
+        "a scenario's name (harness list) or a TOML file",
+        metavar="NAME|PATH",
+        shown_default=f"the configuration's scenario, else {DEFAULT_SCENARIO}",
+        plugin=False,  # pytest takes scenarios as its arguments
+    )
+    trials: int | None = setting(
+        None, Number(1, MAX_TRIALS, whole=True), "trials per variant", metavar="N", shown_default="the scenario's"
+    )
+    time_scale: float | None = setting(
+        None,
+        Number(0, MAX_TIME_SCALE, low_open=True),
+        "multiply the app's sleeps and the schedule's gaps by X; 1 is the tutorial's real pace",
+        metavar="X",
+        shown_default="the scenario's",
+    )
+    request_timeout: float | None = setting(
+        None,
+        _SECONDS,
+        "give up on a request after this long and record it as a timeout",
+        metavar="SECONDS",
+        shown_default="the scenario's",
+    )
+    host: str = setting(
+        DEFAULT_HOST,
+        Text(),
+        "the address servers listen on; loopback only unless --allow-non-loopback",
+        metavar="ADDRESS",
+        plugin=False,
+    )
+    confidence: float | None = setting(
+        None,
+        Fraction(),
+        "instead of a fixed number of trials, run until every verdict is decided at this level, e.g. 0.99, or until "
+        "--max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
+        metavar="C",
+        shown_default="none: a fixed number of trials",
+    )
+    max_trials: int = setting(
+        DEFAULT_MAX_TRIALS,
+        Number(1, MAX_TRIALS, whole=True),
+        "with --confidence: the most trials per variant",
+        metavar="N",
+    )
+    max_seconds: float = setting(
+        DEFAULT_MAX_SECONDS, _SECONDS, "with --confidence: start no new trial after S seconds", metavar="S"
+    )
+    database: Database = setting(
+        DEFAULT_DATABASE,
+        Choice(_DATABASES),
+        "what the builds run on: a SQLite file each, or a database each on PostgreSQL (a server the harness starts, "
+        "or --database-url's); a build that names its own database runs only on that one",
+    )
+    jobs: int = setting(
+        DEFAULT_JOBS,
+        Number(1, MAX_JOBS, whole=True),
+        "trials side by side, each with its own servers (more distorts timings, docs/ci.md)",
+        metavar="N",
+        shown_default=f"{DEFAULT_JOBS}, one per two cores; the pytest plugin's: 1, xdist's -n runs items side by side",
+        commands=("run", "sweep"),
+    )
+    start_timeout: float = setting(
+        DEFAULT_START_TIMEOUT,
+        _SECONDS,
+        "give up on a server that is not ready after this long",
+        metavar="SECONDS",
+        commands=("run", "sweep"),
+    )
+    out: str = setting(
+        str(DEFAULT_OUT_DIR),
+        Text(),
+        "folder for output; each run gets a new sub-folder",
+        metavar="DIR",
+        commands=("run", "sweep"),
+        path=True,
+    )
+    database_url: str | None = setting(
+        None,
+        Text(),
+        "on PostgreSQL, make the builds' databases on this server of yours instead of one the harness starts: "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE, a role that may create databases; only databases named "
+        "harness_... are made and dropped there",
+        metavar="URL",
+        shown_default="none: the harness starts its own server",
+        commands=("run", "sweep"),
+    )
+    trace: bool = setting(
+        True,
+        Flag(),
+        "trace connections and threads inside the servers (without it no 5xx gets a diagnosed cause); the trace "
+        "costs little (docs/trace.md)",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepGrid:
+    """A sweep's own options: the grid of schedules it measures. The command line only."""
+
+    intervals: tuple[float, ...] = sweep_setting(
+        DEFAULT_INTERVALS,
+        NumberList(Number(0, MAX_INTERVAL)),
+        "seconds between waves, in tutorial-seconds as in a scenario file (scaled by --time-scale)",
+        metavar="S,S,...",
+    )
+    in_flight: tuple[int, ...] = sweep_setting(
+        DEFAULT_IN_FLIGHT,
+        NumberList(Number(1, MAX_IN_FLIGHT, whole=True)),
+        "requests sent at once in each wave; 1 is the tutorial's staggered recipe",
+        metavar="N,N,...",
+    )
+    databases: tuple[Database, ...] | None = sweep_setting(
+        None,
+        ChoiceList(_DATABASES),
+        "what the builds run on, an axis of the grid: sqlite, postgres, or both (sqlite,postgres); a build that "
+        "names its own database runs on it in every cell",
+        metavar="DB,DB,...",
+        shown_default="the configuration's, else sqlite",
+        flag="--database",
+    )
+    waves: int = sweep_setting(DEFAULT_WAVES, Number(1, MAX_WAVES, whole=True), "waves per trial", metavar="N")
+    trials: int = sweep_setting(
+        DEFAULT_SWEEP_TRIALS, Number(1, MAX_TRIALS, whole=True), "trials per cell and variant", metavar="N"
+    )
+    confirm: int = sweep_setting(
+        DEFAULT_CONFIRM_TRIALS,
+        Number(0, MAX_TRIALS, whole=True),
+        "more trials for the cheapest detecting cells, one after the other until one detects again; 0 names the "
+        "cheapest detecting cell of the grid as it is",
+        metavar="N",
+    )
+    target: float = sweep_setting(
+        DEFAULT_TARGET,
+        Fraction(one=True),
+        "the share of its trials a build expected to fail must fail in, for a cell to detect; 1: every one",
+        metavar="P",
+        shown_default="0.99: with fewer than 100 trials, every one",
+    )
+    time_scale: float = sweep_setting(
+        DEFAULT_SWEEP_TIME_SCALE,
+        Number(0, MAX_TIME_SCALE, low_open=True),
+        "multiply the app's sleeps and the intervals by X",
+        metavar="X",
+    )
+    max_cells: int = sweep_setting(
+        DEFAULT_MAX_CELLS, Number(1, MAX_CELLS, whole=True), "refuse a grid of more cells", metavar="N"
+    )
+    max_seconds: float = sweep_setting(
+        DEFAULT_SWEEP_MAX_SECONDS,
+        _SECONDS,
+        "refuse a sweep estimated to take longer, and start no cell after S seconds",
+        metavar="S",
+    )
+
+
+def specs(kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> dict[str, Spec]:
+    """The declared settings of ``kind``, by name, in declaration order."""
+    return {f.name: f.metadata["spec"] for f in dataclasses.fields(kind)}
+
+
+def defaults(kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(kind)}
+
+
+def variable(name: str) -> str:
+    return f"HARNESS_{name.upper()}"
+
+
+def option(name: str) -> str:
+    """The command line's option for a setting: ``--time-scale``; ``--no-trace`` for one on by default."""
+    flag = name.replace("_", "-")
+    return f"--no-{flag}" if _negated(name) else f"--{flag}"
+
+
+def plugin_option(name: str) -> str:
+    return option(name).replace("--", "--harness-", 1)
+
+
+def _negated(name: str) -> bool:
+    spec = specs().get(name)
+    return spec is not None and isinstance(spec.read, Flag) and defaults()[name] is True
+
+
+def describe_default(name: str, kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> str:
+    spec, default = specs(kind)[name], defaults(kind)[name]
+    if spec.shown_default is not None:
+        return spec.shown_default
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, tuple):
+        return ",".join(f"{value:g}" for value in default)
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+# -- the command line and the plugin, generated ---------------------------------------------------------------
+
+
+def add_options(
+    parser: Any,
+    command: Command,
+    *,
+    kind: type[RunSettings] | type[SweepGrid] = RunSettings,
+    plugin: bool = False,
+) -> None:
+    """Add an option per setting of ``kind`` that ``command`` takes (or the pytest plugin, ``plugin``).
+
+    Options default to None, "not given", so that :func:`resolve` can fall back on the
+    environment, the file and the built-in default in turn. ``parser`` is an argparse
+    parser or group, or a pytest option group (whose ``addoption`` takes the same words).
+    """
+    add = parser.addoption if plugin else parser.add_argument
+    for name, spec in specs(kind).items():
+        if (plugin and not spec.plugin) or (not plugin and command not in spec.commands):
+            continue
+        flag = plugin_option(name) if plugin else spec.flag or option(name)
+        accepts = "" if isinstance(spec.read, Text | Choice | Flag) else f"; {spec.read.accepts}"
+        words = f"{spec.help} (default: {describe_default(name, kind)}{accepts})"
+        if _negated(name):
+            add(flag, dest=_dest(name, plugin), action="store_const", const=False, default=None, help=spec.help)
+            continue
+        if isinstance(spec.read, Choice):
+            add(flag, dest=_dest(name, plugin), choices=spec.read.choices, default=None, help=words)
+        else:
+            read = _argument_type(spec.read)
+            add(flag, dest=_dest(name, plugin), type=read, default=None, metavar=spec.metavar, help=words)
+
+
+def _dest(name: str, plugin: bool) -> str:
+    return f"harness_{name}" if plugin else name
+
+
+def _argument_type(read: Reader) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return read(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = type(read).__name__.lower()  # argparse names it in "invalid <name> value"
+    return parse
+
+
+# -- resolving ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resolved:
+    """A setting's value and where it came from (``origin`` names the variable, or the file and line)."""
+
+    value: Any
+    source: Source
+    origin: str = ""
+
+    def given_as(self, name: str) -> str:
+        """Where it was given, as its user wrote it: ``--max-trials``, ``HARNESS_MAX_TRIALS``, a file's key."""
+        if self.source == "command line":
+            return option(name)
+        if self.source == "environment":
+            return self.origin
+        return f"{name} in {self.origin}"
+
+
+def resolve(
+    command_line: Mapping[str, Any], config: Config, *, builtin: Mapping[str, Any] | None = None
+) -> dict[str, Resolved]:
+    """Every run setting's value and source: command line > HARNESS_* environment > config file > built-in.
+
+    ``command_line`` holds values already checked (None: not given); the configuration's
+    were checked when it was read (:func:`read_file_settings`). ``builtin`` replaces some
+    built-in defaults (the pytest plugin's one job: xdist runs its items side by side).
+    """
+    resolved = {}
+    environment = os.environ
+    for name, default in {**defaults(), **(builtin or {})}.items():
+        key = variable(name)
+        if command_line.get(name) is not None:
+            resolved[name] = Resolved(value=command_line[name], source="command line")
+        elif environment.get(key):
+            try:
+                value = specs()[name].read(environment[key])
+            except ValueError as exc:
+                raise ConfigError(f"{key}={_shown(environment[key])}: {exc}") from None
+            resolved[name] = Resolved(value=value, source="environment", origin=key)
+        elif name in config.settings:
+            resolved[name] = Resolved(value=config.settings[name], source="config file", origin=config.origin)
+        else:
+            resolved[name] = Resolved(value=default, source="built-in")
+    return resolved
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A variable's value as an error shows it: quoted, escaped, cut."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def read_file_settings(data: Mapping[str, Any], folder: Path | None, fail: Callable[[str, str], Any]) -> dict[str, Any]:
+    """The run settings a configuration file gives, checked; ``fail(key, problem)`` reports one bad value."""
+    settings: dict[str, Any] = {}
+    for name, spec in specs().items():
+        if name not in data:
+            continue
+        try:
+            value = spec.read(data[name])
+        except ValueError as exc:
+            fail(name, str(exc))
+            continue
+        if folder is not None and (spec.path or (name == "scenario" and _names_a_file(value, folder))):
+            value = str(folder / value)
+        settings[name] = value
+    return settings
+
+
+def _names_a_file(value: str, folder: Path) -> bool:
+    """Whether the file's ``scenario`` names a file, which is relative to the file's folder, not a built-in."""
+    return value.endswith(".toml") or (folder / value).exists()
+
+
+def run_settings(resolved: Mapping[str, Resolved]) -> RunSettings:
+    """The resolved values as one typed object."""
+    return RunSettings(**{name: setting.value for name, setting in resolved.items()})
+
+
+def sweep_grid(values: Mapping[str, Any]) -> SweepGrid:
+    """A sweep's options, each not given taking its default."""
+    given = {name: value for name, value in values.items() if name in specs(SweepGrid) and value is not None}
+    return SweepGrid(**given)
