@@ -4,6 +4,8 @@
   ``harness`` and of each of its subcommands, from ``harness.cli.build_parser()``.
 - The exit-code table: ``<!-- exit-codes -->`` becomes a table of ``harness.errors.ExitCode``,
   each code with its ``.meaning``.
+- The settings table: ``<!-- settings -->`` becomes a table of every run setting of
+  ``harness.settings``: its key, option, variable, plugin option, default and accepted values.
 - The screenshots of the report: a real ``harness run`` (``burst``, one trial, the unpatched
   and patched builds, servers on 127.0.0.1 stopped by the harness) into a temporary folder,
   its ``report.html`` opened in Chromium through Playwright with the settings of the
@@ -29,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 CLI_MARKER = "<!-- cli-reference -->"
 EXIT_CODES_MARKER = "<!-- exit-codes -->"
+SETTINGS_MARKER = "<!-- settings -->"
 RUN_TIMEOUT = 180  # seconds for the whole run; it takes a few on an idle machine
 HELP_WIDTH = "80"  # columns argparse wraps --help to, whatever the terminal building the site
 # The pages show parts of the report at about the width of their text: a narrow window, at twice the pixels.
@@ -94,6 +97,21 @@ def exit_code_table() -> str:
     for code in ExitCode:
         meaning = code.meaning.replace("|", "\\|")  # a bar would end the cell
         rows.append(f"| {code.value} | `{code.name}` | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def settings_table() -> str:
+    """Markdown: a row per run setting, as :mod:`harness.settings` declares it."""
+    from harness.settings import describe_default, option, plugin_option, specs, variable
+
+    rows = [
+        "| key | option | variable | pytest | built-in | accepts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, spec in specs().items():
+        plugin = f"`{plugin_option(name)}`" if spec.plugin else "-"
+        cells = [f"`{name}`", f"`{option(name)}`", f"`{variable(name)}`", plugin, describe_default(name)]
+        rows.append("| " + " | ".join([*cells, spec.read.accepts]).replace("\n", " ") + " |")
     return "\n".join(rows) + "\n"
 
 
@@ -218,6 +236,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
         markdown = markdown.replace(CLI_MARKER, cli_reference())
     if EXIT_CODES_MARKER in markdown:
         markdown = markdown.replace(EXIT_CODES_MARKER, exit_code_table())
+    if SETTINGS_MARKER in markdown:
+        markdown = markdown.replace(SETTINGS_MARKER, settings_table())
     return markdown
 
 

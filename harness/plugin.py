@@ -386,7 +386,7 @@ def _resolved(config: pytest.Config) -> dict[str, Resolved]:
 
         options = {name: config.getoption(f"harness_{name}") for name, spec in specs().items() if spec.plugin}
         try:
-            config.stash[_SETTINGS] = resolve(options, _harness_config(config), builtin=PLUGIN_DEFAULTS)
+            config.stash[_SETTINGS] = resolve(options, _harness_config(config), builtin=PLUGIN_DEFAULTS, taken=options)
         except UsageError as exc:
             raise pytest.UsageError(f"harness: {exc.message}") from None
     return config.stash[_SETTINGS]

@@ -23,7 +23,7 @@ import argparse
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
@@ -235,7 +235,7 @@ class Spec:
     metavar: str | None = None
     shown_default: str | None = None  # what --help and harness config say when the default is None or computed
     commands: tuple[Command, ...] = ("run",)
-    plugin: bool = True  # the pytest plugin offers --harness-NAME
+    plugin: bool = True  # the pytest plugin takes it, from --harness-NAME, HARNESS_NAME or the file
     flag: str | None = None  # the command line's option, when it is not the name's (see option())
     path: bool = False  # in the configuration file, relative to the file's folder
 
@@ -297,15 +297,21 @@ class RunSettings:
         "--max-trials or --max-seconds; a verdict not decided by then is 'undecided'",
         metavar="C",
         shown_default="none: a fixed number of trials",
+        plugin=False,  # an item runs one build, and a clean build's verdict needs the other's paired trials
     )
     max_trials: int = setting(
         DEFAULT_MAX_TRIALS,
         Number(1, MAX_TRIALS, whole=True),
         "with --confidence: the most trials per variant",
         metavar="N",
+        plugin=False,
     )
     max_seconds: float = setting(
-        DEFAULT_MAX_SECONDS, _SECONDS, "with --confidence: start no new trial after S seconds", metavar="S"
+        DEFAULT_MAX_SECONDS,
+        _SECONDS,
+        "with --confidence: start no new trial after S seconds",
+        metavar="S",
+        plugin=False,
     )
     database: Database = setting(
         DEFAULT_DATABASE,
@@ -318,7 +324,7 @@ class RunSettings:
         Number(1, MAX_JOBS, whole=True),
         "trials side by side, each with its own servers (more distorts timings, docs/ci.md)",
         metavar="N",
-        shown_default=f"{DEFAULT_JOBS}, one per two cores; the pytest plugin's: 1, xdist's -n runs items side by side",
+        shown_default="one per two cores; the pytest plugin's: 1 (xdist's -n runs items side by side)",
         commands=("run", "sweep"),
     )
     start_timeout: float = setting(
@@ -522,19 +528,26 @@ class Resolved:
 
 
 def resolve(
-    command_line: Mapping[str, Any], config: Config, *, builtin: Mapping[str, Any] | None = None
+    command_line: Mapping[str, Any],
+    config: Config,
+    *,
+    builtin: Mapping[str, Any] | None = None,
+    taken: Collection[str] | None = None,
 ) -> dict[str, Resolved]:
     """Every run setting's value and source: command line > HARNESS_* environment > config file > built-in.
 
     ``command_line`` holds values already checked (None: not given); the configuration's
     were checked when it was read (:func:`read_file_settings`). ``builtin`` replaces some
-    built-in defaults (the pytest plugin's one job: xdist runs its items side by side).
+    built-in defaults (the pytest plugin's one job: xdist runs its items side by side);
+    settings not in ``taken`` (default: all) keep their built-in defaults whatever is given.
     """
     resolved = {}
     environment = os.environ
     for name, default in {**defaults(), **(builtin or {})}.items():
         key = variable(name)
-        if command_line.get(name) is not None:
+        if taken is not None and name not in taken:
+            resolved[name] = Resolved(value=default, source="built-in")
+        elif command_line.get(name) is not None:
             resolved[name] = Resolved(value=command_line[name], source="command line")
         elif environment.get(key):
             try:
