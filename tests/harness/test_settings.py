@@ -19,7 +19,6 @@ from harness.errors import ConfigError, ExitCode
 from harness.settings import (
     RunSettings,
     SweepGrid,
-    Text,
     defaults,
     option,
     plugin_option,
@@ -228,9 +227,3 @@ def _assert_one_line_or_ok(code: int, err: str) -> None:
     if code == ExitCode.USAGE_ERROR:
         assert err.startswith("harness: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
-
-
-def test_text_settings_refuse_what_cannot_be_printed_on_one_line() -> None:
-    for bad in ("", "two\nlines", "\x1b[2J"):
-        with pytest.raises(ValueError, match="expected a non-empty string of printable characters"):
-            Text()(bad)
