@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from harness.cli import build_parser, main
 from harness.config import load_config
-from harness.errors import ConfigError, ExitCode
+from harness.errors import ConfigError, ExitCode, UsageError
+from harness.plan import build_plan
 from harness.settings import (
     RunSettings,
     SweepGrid,
@@ -176,28 +177,23 @@ _FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 
 
 @_FUZZ
-@given(name=st.sampled_from(sorted(specs())), text=st.one_of(_TEXT, _ANY_NUMBER))
-def test_fuzzed_options_end_in_one_line(
-    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@given(
+    name=st.sampled_from(sorted(specs())),
+    text=st.one_of(_TEXT, _ANY_NUMBER),
+    via=st.sampled_from(["option", "variable"]),
+)
+def test_fuzzed_options_and_variables_end_in_one_line(
+    name: str, text: str, via: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     flag = option(name)
-    argv = ["config", flag] if flag.startswith("--no-") else ["config", f"{flag}={text}"]
-    code = main(argv)
-    err = capsys.readouterr().err
-    _assert_one_line_or_ok(code, err)
-
-
-@_FUZZ
-@given(name=st.sampled_from(sorted(specs())), text=st.one_of(_TEXT, _ANY_NUMBER))
-def test_fuzzed_environment_variables_end_in_one_line(
-    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(variable(name), text)
-    code = main(["config"])
-    err = capsys.readouterr().err
-    _assert_one_line_or_ok(code, err)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        if via == "variable":
+            patch.setenv(variable(name), text)
+            code = main(["config"])
+        else:
+            code = main(["config", flag] if flag.startswith("--no-") else ["config", f"{flag}={text}"])
+    _assert_one_line_or_ok(code, capsys.readouterr().err)
 
 
 _TOML_VALUE = st.one_of(
@@ -217,9 +213,7 @@ def test_fuzzed_configuration_files_end_in_one_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "harness.toml").write_text(f'{name} = {value}\n[variants.main]\napp = "shop:app"\n')
-    code = main(["config"])
-    err = capsys.readouterr().err
-    _assert_one_line_or_ok(code, err)
+    _assert_one_line_or_ok(main(["config"]), capsys.readouterr().err)
 
 
 def _assert_one_line_or_ok(code: int, err: str) -> None:
@@ -227,3 +221,25 @@ def _assert_one_line_or_ok(code: int, err: str) -> None:
     if code == ExitCode.USAGE_ERROR:
         assert err.startswith("harness: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
+
+
+@_FUZZ
+@given(
+    given_values=st.dictionaries(
+        st.sampled_from(["host", "trials", "confidence", "max_trials", "time_scale", "scenario", "database"]),
+        st.one_of(_TEXT, _ANY_NUMBER),
+        max_size=4,
+    )
+)
+def test_fuzzed_settings_build_a_plan_or_fail_in_one_line(given_values: dict[str, str], tmp_path: Path) -> None:
+    """What harness run does with its settings before it starts anything: a plan, or one usage error."""
+    config = load_config(folder=tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, text in given_values.items():
+            patch.setenv(variable(name), text)
+        try:
+            plan = build_plan(config, resolve({}, config), run_dir=tmp_path)
+        except UsageError as exc:
+            assert exc.message and "\n" not in exc.message
+        else:
+            assert plan.variants and math.isfinite(plan.scenario.time_scale) and plan.scenario.trials >= 1
