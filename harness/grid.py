@@ -32,7 +32,7 @@ from pathlib import Path
 from harness.errors import ExitCode, UsageError
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
-from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, scenario_toml
+from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, Seed, scenario_toml
 from harness.variant import DEFAULT_DATABASE, Expectation, Variant
 
 DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
@@ -88,7 +88,9 @@ class SweepPlan:
     def scenario(self, cell: SweepCell, *, trials: int = DEFAULT_TRIALS) -> Scenario:
         """The cell as a scenario: what each of its runs replays, and what --write-scenario saves."""
         waves = self.settings.waves
-        base = self.base or Scenario(name="tutorial", description="", schedule=Schedule(kind="waves", requests=1))
+        base = self.base or Scenario(
+            name="tutorial", description="", seed=Seed(), schedule=Schedule(kind="waves", requests=1)
+        )
         request = base.schedule.request
         return replace(
             base,

@@ -21,7 +21,7 @@ or named by path. Seed steps and the schedule's request are plain HTTP requests:
 the trial's. Times in ``[schedule]`` are in the app's seconds: ``time_scale`` multiplies
 them, and the launcher hands it to the app (``{time_scale}`` in a variant's ``env``), so a
 scaled run keeps the app's shape. The tutorial's shorthand ``[seed] users = 2`` creates
-users with items through the tutorial's API.
+users with items through the tutorial's API; a scenario with neither seeds nothing.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Scenario:
     name: str
     description: str
     schedule: Schedule
-    seed: Seed | tuple[HttpRequest, ...] = field(default_factory=Seed)
+    seed: Seed | tuple[HttpRequest, ...] = ()  # nothing: an app the harness does not know needs no tutorial users
     trials: int = DEFAULT_TRIALS
     time_scale: float = DEFAULT_TIME_SCALE
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -303,7 +303,9 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
 
 
 def _seed(top: Table) -> Seed | tuple[HttpRequest, ...]:
-    """``[[seed]]`` steps, or the tutorial's ``[seed]`` shorthand (also when no seed is given)."""
+    """``[[seed]]`` steps, the tutorial's ``[seed]`` shorthand, or no seeding at all when neither is given."""
+    if "seed" not in top.data:
+        return ()
     if isinstance(top.get("seed"), list):
         return tuple(_request(step, seed=True) for step in top.tables("seed"))
     seed = top.table("seed")

@@ -22,6 +22,7 @@ BURST = """
 name = "{name}"
 trials = {trials}
 time_scale = 0.05
+[seed]
 [schedule]
 kind = "burst"
 requests = 100

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 from harness.config import builtin_config
 from harness.errors import ScenarioError
-from harness.scenario import Scenario, Schedule, load_scenario
+from harness.scenario import Scenario, Schedule, Seed, load_scenario, scenario_toml
+from harness.summary import describe_seed
 
 VALID = """
 trials = 3
@@ -45,7 +47,7 @@ def test_a_user_file_loads_with_defaults_and_its_stem_as_name(tmp_path: Path) ->
     assert scenario.name == "mine"
     assert scenario.trials == 3
     assert scenario.schedule.request.path == "/slowusers/"
-    assert scenario.seed.users == 2
+    assert scenario.seed == ()  # no seed steps: nothing is sent before the schedule
     assert scenario.expectation(builtin_config().variants["unpatched"]) == "fails"
     assert scenario.expectation(builtin_config().variants["patched"]) == "clean"
 
@@ -58,6 +60,18 @@ def test_expectations_can_be_overridden(tmp_path: Path) -> None:
 def test_to_dict_and_from_dict_round_trip() -> None:
     scenario = load_scenario("waves")
     assert Scenario.from_dict(scenario.to_dict()) == scenario
+
+
+def test_a_scenario_without_seed_seeds_nothing_and_an_empty_seed_table_is_the_tutorials(tmp_path: Path) -> None:
+    unseeded = load_scenario(write(tmp_path, VALID))
+    tutorial = load_scenario(write(tmp_path, VALID + "[seed]\n", name="tutorial.toml"))
+
+    assert unseeded.seed == () and describe_seed(unseeded) == "nothing"
+    assert tutorial.seed == Seed(users=2, items_per_user=2)
+    assert unseeded.digest() != replace(tutorial, name=unseeded.name).digest()  # they measure different things
+    for scenario in (unseeded, tutorial):
+        again = load_scenario(write(tmp_path, scenario_toml(scenario), name="again.toml"))
+        assert again == scenario and again.digest() == scenario.digest()
 
 
 @pytest.mark.parametrize(
