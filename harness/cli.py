@@ -25,7 +25,7 @@ from harness.errors import ExitCode, HarnessError, UsageError
 from harness.files import DEFAULT_OUT_DIR, atomic_writer, make_run_dir
 from harness.interrupts import held, sigterm_as_ctrl_c
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT, check_answers, check_host, check_url
-from harness.postgres import DEFAULT_DATABASE_PREFIX, display_url
+from harness.postgres import DEFAULT_DATABASE_PREFIX
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
@@ -55,6 +55,7 @@ from harness.summary import (
     format_sweep,
     format_table,
 )
+from harness.urls import display_url
 from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
 
 if TYPE_CHECKING:
@@ -548,7 +549,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
             f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
         )
         of_trials = f" (at most {plan.max_trials})"
-    against = f"the server at {url} as {variants[0].name}" if url else _builds_on(plan)
+    against = f"the server at {display_url(url)} as {variants[0].name}" if url else _builds_on(plan)
     _progress(
         f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of {against}, {plan.jobs} at a time; "
         f"output in {plan.run_dir}"
