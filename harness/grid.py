@@ -32,7 +32,7 @@ from pathlib import Path
 from harness.errors import ExitCode, UsageError
 from harness.launcher import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
-from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, Seed, scenario_toml
+from harness.scenario import DEFAULT_TRIALS, MAX_REQUESTS, MAX_SECONDS, Scenario, Schedule, Seed, scenario_toml
 from harness.variant import DEFAULT_DATABASE, Expectation, Variant
 
 DEFAULT_INTERVALS = (0.25, 0.5, 1.0)
@@ -165,10 +165,17 @@ def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -
             raise UsageError(f"{option}: give at least one value")
         if len(set(values)) != len(values):
             raise UsageError(f"{option}: a value is repeated in {', '.join(map(str, values))}")
-    if any(not math.isfinite(value) or value < 0 for value in intervals):
-        raise UsageError(f"--intervals: expected numbers >= 0, got {', '.join(f'{v:g}' for v in intervals)}")
+    if any(not math.isfinite(value) or not 0 <= value <= MAX_SECONDS for value in intervals):
+        raise UsageError(
+            f"--intervals: expected numbers from 0 to {MAX_SECONDS:g}, got {', '.join(f'{v:g}' for v in intervals)}"
+        )
     if any(value < 1 for value in in_flight):
         raise UsageError(f"--in-flight: expected whole numbers >= 1, got {', '.join(map(str, in_flight))}")
+    if settings.waves * max(in_flight) > MAX_REQUESTS:  # a cell is a scenario, held to a scenario's ceiling
+        raise UsageError(
+            f"--in-flight {max(in_flight)} x --waves {settings.waves} is {settings.waves * max(in_flight)} requests a "
+            f"trial, more than the {MAX_REQUESTS} a scenario may send"
+        )
     if settings.waves < 2 and len(intervals) > 1:
         raise UsageError("--waves 1 is a single wave, so intervals between waves mean nothing: give --waves 2 or more")
     if settings.size > max_cells:

@@ -78,23 +78,28 @@ class Table:
             for number, item in enumerate(value)
         ]
 
-    def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
+    def count(self, key: str, default: int = 0, *, most: int, required: bool = False, allow_zero: bool = False) -> int:
+        """A whole number from 1 (or 0) to ``most``: every count has a ceiling, as each one costs memory or time."""
         value = self.get(key, default, required=required)
         lowest = 0 if allow_zero else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            self.fail(key, f"expected a whole number >= {lowest}, got {describe(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= most:
+            self.fail(key, f"expected a whole number from {lowest} to {most}, got {describe(value)}")
         return value
 
-    def seconds(self, key: str, default: float, *, allow_zero: bool = False) -> float:
+    def number(self, key: str, default: float, *, most: float, allow_zero: bool = False) -> float:
+        """A finite number above 0 (or from 0) up to ``most``: TOML's ``nan`` and ``inf`` are numbers too."""
         value = self.get(key, default)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not math.isfinite(value)
-            or value < 0
+            or not 0 <= value <= most
             or (value == 0 and not allow_zero)
         ):
-            self.fail(key, f"expected a number {'>= 0' if allow_zero else '> 0'}, got {describe(value)}")
+            self.fail(
+                key,
+                f"expected a finite number {'>= 0' if allow_zero else '> 0'} and <= {most:g}, got {describe(value)}",
+            )
         return float(value)
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:

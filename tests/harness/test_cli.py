@@ -69,7 +69,7 @@ def test_an_invalid_scenario_file_names_file_and_field(capsys: pytest.CaptureFix
     path = tmp_path / "mine.toml"
     path.write_text("[schedule]\nkind = 'burst'\nrequests = -3\n")
     assert main(["run", "--scenario", str(path), "--out", str(tmp_path)]) == ExitCode.USAGE_ERROR
-    assert f"{path}:3: [schedule] requests: expected a whole number >= 1, got -3" in capsys.readouterr().err
+    assert f"{path}:3: [schedule] requests: expected a whole number from 1 to 5000, got -3" in capsys.readouterr().err
 
 
 def test_no_command_prints_help_and_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
