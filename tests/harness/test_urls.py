@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
+from harness import urls
 from harness.urls import display_url, hide_secrets
+from tests.harness.server.test_standard_library_only import module_level_imports
 
 
 @pytest.mark.parametrize(
@@ -27,3 +32,9 @@ def test_a_message_about_a_url_loses_its_password_as_written_and_as_meant() -> N
     message = "auth failed for s%40cret, s@cret and other"
     assert hide_secrets(message, url) == "auth failed for ***, *** and ***"
     assert hide_secrets("nothing to hide", "http://127.0.0.1") == "nothing to hide"
+
+
+def test_urls_imports_the_standard_library_only() -> None:
+    # harness config shows a database URL through it, and must not pull in psycopg2 or httpx for that.
+    imported = module_level_imports(Path(urls.__file__)) - {"__future__"}
+    assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names)
