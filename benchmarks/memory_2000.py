@@ -32,7 +32,7 @@ def measure(requests: int, folder: Path) -> tuple[float, float, int, int]:
     """Peak RSS in MiB, seconds, exit code, and schedule requests recorded."""
     scenario = folder / f"waves-{requests}.toml"
     scenario.write_text(
-        f'name = "waves-{requests}"\ntrials = 1\ntime_scale = 0.05\n'
+        f'name = "waves-{requests}"\ntrials = 1\ntime_scale = 0.05\n[seed]\n'
         f'[schedule]\nkind = "waves"\nrequests = {requests}\nwave_size = 200\ninterval = 1.0\n'
     )
     out = folder / f"out-{requests}"

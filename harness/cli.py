@@ -47,6 +47,7 @@ from harness.summary import (
     format_sweep,
     format_table,
 )
+from harness.urls import display_url
 from harness.variant import Variant
 
 if TYPE_CHECKING:
@@ -348,7 +349,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
             f"(at most {plan.max_trials} trials or {plan.max_seconds:g} s)"
         )
         of_trials = f" (at most {plan.max_trials})"
-    against = f"the server at {url} as {variants[0].name}" if url else _builds_on(plan)
+    against = f"the server at {display_url(url)} as {variants[0].name}" if url else _builds_on(plan)
     _progress(
         f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of {against}, {plan.jobs} at a time; "
         f"output in {plan.run_dir}"
@@ -466,8 +467,6 @@ def _config(args: argparse.Namespace) -> ExitCode:
     for key, setting in resolved.items():
         value = describe_default(key) if setting.value is None else _shown(setting.value)
         if key == "database_url" and setting.value is not None:
-            from harness.postgres import display_url
-
             value = display_url(setting.value)  # never its password
         where = setting.source + (f" ({setting.origin})" if setting.origin else "")
         rows.append((key, value, where))

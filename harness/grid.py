@@ -31,7 +31,7 @@ from pathlib import Path
 
 from harness.errors import ExitCode, UsageError
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
-from harness.scenario import DEFAULT_TRIALS, Scenario, Schedule, scenario_toml
+from harness.scenario import DEFAULT_TRIALS, MAX_REQUESTS, Scenario, Schedule, Seed, scenario_toml
 from harness.settings import DEFAULT_HOST, DEFAULT_MAX_CELLS, DEFAULT_START_TIMEOUT, DEFAULT_SWEEP_MAX_SECONDS
 from harness.variant import DEFAULT_DATABASE, Expectation, Variant
 
@@ -78,7 +78,9 @@ class SweepPlan:
     def scenario(self, cell: SweepCell, *, trials: int = DEFAULT_TRIALS) -> Scenario:
         """The cell as a scenario: what each of its runs replays, and what --write-scenario saves."""
         waves = self.settings.waves
-        base = self.base or Scenario(name="tutorial", description="", schedule=Schedule(kind="waves", requests=1))
+        base = self.base or Scenario(
+            name="tutorial", description="", seed=Seed(), schedule=Schedule(kind="waves", requests=1)
+        )
         request = base.schedule.request
         return replace(
             base,
@@ -148,6 +150,12 @@ def cell_name(cell: SweepCell) -> str:
 def check_grid(settings: SweepSettings, *, max_cells: int = DEFAULT_MAX_CELLS) -> SweepSettings:
     """The settings as they are, if their grid can be run; else a usage error that names the options."""
     # Each value was checked as it was read (harness.settings); what is left involves several options.
+    if settings.waves * max(settings.in_flight) > MAX_REQUESTS:  # a cell is a scenario, held to a scenario's ceiling
+        raise UsageError(
+            f"--in-flight {max(settings.in_flight)} x --waves {settings.waves} is "
+            f"{settings.waves * max(settings.in_flight)} requests a trial, more than the {MAX_REQUESTS:,} a scenario "
+            "may send"
+        )
     if settings.waves < 2 and len(settings.intervals) > 1:
         raise UsageError("--waves 1 is a single wave, so intervals between waves mean nothing: give --waves 2 or more")
     if settings.size > max_cells:

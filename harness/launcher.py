@@ -39,6 +39,7 @@ from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.forkserver import ServerProcess, start_uvicorn
 from harness.settings import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.trace import TRACE_FILE
+from harness.urls import display_url, hide_secrets
 from harness.variant import Database, Variant
 
 if TYPE_CHECKING:
@@ -283,15 +284,16 @@ def _graceful_shutdown_options() -> tuple[str, ...]:
 
 def check_url(url: str, *, allow_remote: bool) -> str:
     """The URL of a server the user runs; only one on this machine unless the user allows more."""
+    shown = display_url(url)  # the URL may hold a password: every message shows it without
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise UsageError(f"--url: not a URL: {url!r} ({exc})") from None
+        raise UsageError(f"--url: not a URL: {shown!r} ({hide_secrets(str(exc), url)})") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"--url: expected http://HOST:PORT or https://HOST:PORT, got {url!r}")
+        raise UsageError(f"--url: expected http://HOST:PORT or https://HOST:PORT, got {shown!r}")
     if not allow_remote and not _is_loopback(parsed.host):
         raise UsageError(
-            f"--url {url} is not on this machine; the harness sends it real concurrent load: add --allow-remote "
+            f"--url {shown} is not on this machine; the harness sends it real concurrent load: add --allow-remote "
             "if that server is yours to test"
         )
     return url.rstrip("/")
@@ -312,5 +314,6 @@ def check_answers(url: str, timeout: float = DEFAULT_START_TIMEOUT) -> None:
         httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
         raise UsageError(
-            f"--url {url}: nothing answers there ({type(exc).__name__}: {exc}); is the server up?"
+            f"--url {display_url(url)}: nothing answers there ({type(exc).__name__}: {hide_secrets(str(exc), url)}); "
+            "is the server up?"
         ) from None

@@ -51,6 +51,7 @@ from harness.results import (
 )
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
+from harness.urls import display_url
 from harness.variant import Variant
 from harness.verdict import judge
 
@@ -448,7 +449,7 @@ def _assemble(
         jobs=plan.jobs,
         confidence=plan.confidence,
         trace=plan.trace and plan.url is None,
-        url=plan.url,
+        url=display_url(plan.url) if plan.url else None,  # the run uses plan.url; its record never the password
         databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
         database_server=database_server,
     )

@@ -67,13 +67,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from harness.errors import DatabaseError
+from harness.urls import display_url, hide_secrets
 
 DEFAULT_DATABASE_PREFIX = "harness_"  # every database the harness makes starts with it
 DEFAULT_SAMPLE_INTERVAL = 0.05  # seconds between two counts of the connections in pg_stat_activity
@@ -142,7 +143,6 @@ class PostgresServer:
         self.stop_seconds: float | None = None  # once closed
         self.state = ServerState.RUNNING
         self._url = url
-        self._secrets = _secrets(url)
         self._keeper = keeper
         self._stem = f"{DEFAULT_DATABASE_PREFIX}{secrets.token_hex(4)}"
         self._template = f"{self._stem}_template"
@@ -349,9 +349,7 @@ class PostgresServer:
             text = text.partition(" failed: ")[2] or text
         lines = (" ".join(line.replace("FATAL:", "").split()) for line in text.splitlines())
         text = "; ".join(line for line in lines if line)
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text or type(exc).__name__
+        return hide_secrets(text, self._url) or type(exc).__name__
 
     def _database_url(self, name: str) -> str:
         parts = urlsplit(self._url)
@@ -542,23 +540,6 @@ def database_name(stem: str, number: int, label: str) -> str:
     """``STEM_NUMBER_LABEL``, the label in lowercase [a-z0-9_], cut to PostgreSQL's 63 bytes."""
     cleaned = re.sub(r"[^a-z0-9_]+", "_", label.lower()).strip("_")
     return f"{stem}_{number}_{cleaned}"[:MAX_NAME_BYTES].rstrip("_")
-
-
-def display_url(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password`` parameter), for messages and results."""
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    netloc = f"{userinfo.partition(':')[0]}{at}{hostport}"
-    query = urlencode([(key, value) for key, value in parse_qsl(parts.query) if key != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def _secrets(url: str) -> list[str]:
-    """The password of ``url`` as written and as meant, if it has one."""
-    parts = urlsplit(url)
-    written = [parts.netloc.rpartition("@")[0].partition(":")[2]]
-    written += [value for key, value in parse_qsl(parts.query) if key == "password"]
-    return sorted({form for secret in written if secret for form in (secret, unquote(secret))}, key=len, reverse=True)
 
 
 def _system_user() -> str | None:

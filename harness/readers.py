@@ -1,7 +1,10 @@
-"""How a setting's value is checked, whichever source it came from: each reader takes a string
-(an option, a ``HARNESS_*`` variable) or a TOML value, returns the value in its type, or
-raises ``ValueError`` saying what it accepts (``expected a whole number from 1 to 10,000,
-got 'nan'``); the caller adds where the value came from.
+"""How a setting's value is checked, whichever source it came from.
+
+A reader called with a TOML value checks it as the file wrote it (a number must be a TOML
+number); :meth:`Reader.parse` takes the text of an option or a ``HARNESS_*`` variable and
+checks what it reads the same way. Either returns the value in its type or raises
+``ValueError`` saying what is accepted (``expected a whole number from 1 to 1,000, got
+'nan'``); the caller adds where the value came from.
 
 Standard library only.
 """
@@ -15,14 +18,19 @@ from typing import Any, ClassVar
 
 
 class Reader(abc.ABC):
-    """Checks one value, from a string (an option, a variable) or a TOML value, and says what it accepts."""
+    """Checks one value and says what it accepts."""
 
     @property
     @abc.abstractmethod
     def accepts(self) -> str: ...
 
     @abc.abstractmethod
-    def __call__(self, value: Any) -> Any: ...
+    def __call__(self, value: Any) -> Any:
+        """A value as a TOML file gives it, checked."""
+
+    def parse(self, text: str) -> Any:
+        """A value given as text, on the command line or in a variable, checked."""
+        return self(text)
 
     def reject(self, value: Any) -> ValueError:
         return ValueError(f"expected {self.accepts}, got {value!r}")
@@ -44,18 +52,22 @@ class Number(Reader):
             return f"{kind} above {self.low:g} and at most {self.high:,g}"
         return f"{kind} from {self.low:g} to {self.high:,g}"
 
-    def __call__(self, given: Any) -> int | float:
-        value = given
-        if isinstance(value, str):
-            try:
-                value = int(value) if self.whole else float(value)
-            except ValueError:
-                raise self.reject(given) from None
+    def __call__(self, value: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float) or (self.whole and not isinstance(value, int)):
-            raise self.reject(given)
+            raise self.reject(value)
         if not math.isfinite(value) or value > self.high or value < self.low or (self.low_open and value == self.low):
-            raise self.reject(given)
+            raise self.reject(value)
         return value if self.whole else float(value)
+
+    def parse(self, text: str) -> int | float:
+        try:
+            number = int(text) if self.whole else float(text)
+        except ValueError:
+            raise self.reject(text) from None
+        try:
+            return self(number)
+        except ValueError:
+            raise self.reject(text) from None
 
 
 @dataclass(frozen=True)
@@ -68,18 +80,18 @@ class Fraction(Reader):
     def accepts(self) -> str:
         return "a number above 0 and at most 1, e.g. 0.99" if self.one else "a number between 0 and 1, e.g. 0.99"
 
-    def __call__(self, given: Any) -> float:
-        value = given
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise self.reject(given) from None
+    def __call__(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.reject(given)
+            raise self.reject(value)
         if not (0 < value <= 1 if self.one else 0 < value < 1):  # NaN fails both
-            raise self.reject(given)
+            raise self.reject(value)
         return float(value)
+
+    def parse(self, text: str) -> float:
+        try:
+            return self(float(text))
+        except ValueError:
+            raise self.reject(text) from None
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class Choice(Reader):
 
 @dataclass(frozen=True)
 class ChoiceList(Reader):
-    """Choices separated by commas, each at most once: ``sqlite,postgres``."""
+    """Choices, each at most once; as text, separated by commas: ``sqlite,postgres``."""
 
     choices: tuple[str, ...]
 
@@ -107,37 +119,49 @@ class ChoiceList(Reader):
         return f"{' or '.join(self.choices)}, or several separated by commas"
 
     def __call__(self, value: Any) -> tuple[str, ...]:
-        names = tuple(value.split(",")) if isinstance(value, str) else value
-        if not isinstance(names, tuple | list) or not names or any(name not in self.choices for name in names):
+        if not isinstance(value, list | tuple) or not value or any(name not in self.choices for name in value):
             raise self.reject(value)
-        if len(set(names)) != len(names):
-            raise ValueError(f"a value is repeated in {value!r}")
-        return tuple(names)
+        return _once(tuple(value))
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        try:
+            return self(text.split(","))
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(repr(text.split(",")), repr(text))) from None
 
 
 @dataclass(frozen=True)
 class NumberList(Reader):
-    """Numbers separated by commas, each checked by ``each`` and given at most once: ``0.25,0.5,1``."""
+    """Numbers, each checked by ``each`` and given at most once; as text, separated by commas: ``0.25,0.5,1``."""
 
     each: Number
 
     @property
     def accepts(self) -> str:
-        return f"{self.each.accepts.replace('a whole number', 'whole numbers').replace('a number', 'numbers')}, " + (
-            "separated by commas"
-        )
+        plural = self.each.accepts.replace("a whole number", "whole numbers").replace("a number", "numbers")
+        return f"{plural}, separated by commas"
 
     def __call__(self, value: Any) -> tuple[int | float, ...]:
-        parts = value.split(",") if isinstance(value, str) else value
-        if not isinstance(parts, list | tuple) or not parts:
+        if not isinstance(value, list | tuple) or not value:
             raise self.reject(value)
         try:
-            numbers = tuple(self.each(part.strip() if isinstance(part, str) else part) for part in parts)
+            numbers = tuple(self.each(part) for part in value)
         except ValueError:
             raise self.reject(value) from None
-        if len(set(numbers)) != len(numbers):
-            raise ValueError(f"a value is repeated in {value!r}")
-        return numbers
+        return _once(numbers)
+
+    def parse(self, text: str) -> tuple[int | float, ...]:
+        try:
+            numbers = tuple(self.each.parse(part.strip()) for part in text.split(","))
+        except ValueError:
+            raise self.reject(text) from None
+        return _once(numbers, shown=text)
+
+
+def _once(values: tuple[Any, ...], *, shown: str | None = None) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"a value is repeated in {shown if shown is not None else ','.join(map(str, values))!r}")
+    return values
 
 
 class Flag(Reader):
@@ -154,11 +178,14 @@ class Flag(Reader):
     }
 
     def __call__(self, value: Any) -> bool:
-        if isinstance(value, str) and value.lower() in self._WORDS:
-            return self._WORDS[value.lower()]
         if not isinstance(value, bool):
             raise self.reject(value)
         return value
+
+    def parse(self, text: str) -> bool:
+        if text.lower() not in self._WORDS:
+            raise self.reject(text)
+        return self._WORDS[text.lower()]
 
 
 class Text(Reader):

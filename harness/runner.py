@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
 
 DEFAULT_SEED_ATTEMPTS = 5
+SEED_BODY_LIMIT = 2**20  # bytes of an answer the tutorial's seeding reads (a user, or the list of them)
 
 
 class Recorder:
@@ -174,6 +176,19 @@ async def _send_at(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """What the harness keeps of a response: its status, and its body only where a step reads it."""
+
+    status: int
+    body: bytes = b""  # at most the step's limit; empty where the body was drained
+    too_long: bool = False  # the body passed the step's limit: the rest was not read
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+
 async def _send(
     client: httpx.AsyncClient,
     recorder: Recorder,
@@ -185,20 +200,41 @@ async def _send(
     planned_offset: float | None = None,
     body: Any = None,
     headers: dict[str, str] | None = None,
-) -> httpx.Response | None:
+    keep: int = 0,
+) -> Answer | None:
+    """Send one request and record it; its body is drained as it arrives, and up to ``keep`` bytes of it kept.
+
+    Only the status is recorded: a body held whole would grow the harness by its size, for every
+    request in flight (ten 100 MB answers were 2.2 GB).
+    """
     request_id = recorder.begin(phase=phase, index=index, method=method, path=path, planned_offset=planned_offset)
     try:
-        response = await client.request(
+        async with client.stream(
             method, path, json=body, headers={**(headers or {}), REQUEST_ID_HEADER: request_id}
-        )
+        ) as response:
+            answer = await _read(response, keep)
     except httpx.TimeoutException as exc:
         recorder.finish(request_id, status=None, outcome="timeout", error=_describe(exc))
         return None
     except httpx.TransportError as exc:
         recorder.finish(request_id, status=None, outcome="transport-error", error=_describe(exc))
         return None
-    recorder.finish(request_id, status=response.status_code, outcome=_outcome(response.status_code))
-    return response
+    recorder.finish(request_id, status=answer.status, outcome=_outcome(answer.status))
+    return answer
+
+
+async def _read(response: httpx.Response, keep: int) -> Answer:
+    """The response's body read to its end and dropped, or its first ``keep`` bytes (decoded) kept."""
+    if not keep:
+        async for _ in response.aiter_raw():
+            pass
+        return Answer(status=response.status_code)
+    kept = bytearray()
+    async for chunk in response.aiter_bytes():
+        kept += chunk
+        if len(kept) > keep:  # leaving the stream closes the connection: the rest is never read
+            return Answer(status=response.status_code, too_long=True)
+    return Answer(status=response.status_code, body=bytes(kept))
 
 
 async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], recorder: Recorder) -> None:
@@ -213,12 +249,12 @@ async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], re
             path, body, headers = step.render(i=i, trial=recorder.trial)
             seen = []
             for _ in range(DEFAULT_SEED_ATTEMPTS):
-                response = await _send(
+                answer = await _send(
                     client, recorder, step.method, path, phase="seed", index=next(counter), body=body, headers=headers
                 )
-                if response is not None and response.is_success:
+                if answer is not None and answer.is_success:
                     break
-                seen.append(f"HTTP {response.status_code}" if response is not None else "no answer")
+                seen.append(f"HTTP {answer.status}" if answer is not None else "no answer")
             else:
                 raise SeedError(
                     f"seeding failed: {step.method} {path} did not answer 2xx in {DEFAULT_SEED_ATTEMPTS} attempts "
@@ -230,26 +266,43 @@ async def seed_tutorial(client: httpx.AsyncClient, seed: Seed, recorder: Recorde
     """Create users with items, as the tutorial asks, retrying what the unpatched build drops."""
     counter = itertools.count()
 
-    async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> httpx.Response:
+    async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> Answer:
         for _ in range(DEFAULT_SEED_ATTEMPTS):
-            response = await _send(client, recorder, method, path, phase="seed", index=next(counter), body=body)
-            if response is not None and response.status_code in done:
-                return response
+            answer = await _send(
+                client, recorder, method, path, phase="seed", index=next(counter), body=body, keep=SEED_BODY_LIMIT
+            )
+            if answer is not None and answer.status in done:
+                return answer
         raise SeedError(f"seeding failed: {method} {path} did not succeed in {DEFAULT_SEED_ATTEMPTS} attempts")
 
     for user in range(seed.users):
         email = f"user{user}@example.com"
-        response = await attempt("POST", "/users/", {"email": email, "password": "secret"}, {200, 400})
-        if response.status_code == 400:  # an earlier attempt created it, then failed
-            listing = await attempt("GET", "/users/", None, {200})
-            user_id = next((u["id"] for u in listing.json() if u["email"] == email), None)
+        created = await attempt("POST", "/users/", {"email": email, "password": "secret"}, {200, 400})
+        if created.status == 400:  # an earlier attempt created it, then failed
+            listing = _json(await attempt("GET", "/users/", None, {200}), "GET /users/", list)
+            user_id = next((u.get("id") for u in listing if isinstance(u, dict) and u.get("email") == email), None)
             if user_id is None:
                 raise SeedError(f"seeding failed: {email} was refused as a duplicate but is not listed")
         else:
-            user_id = response.json()["id"]
+            user_id = _json(created, "POST /users/", dict).get("id")
+            if user_id is None:
+                raise SeedError(f"seeding failed: POST /users/ created {email} but answered no id")
         for item in range(seed.items_per_user):
             body = {"title": f"item {item} of {email}", "description": "seeded by the harness"}
             await attempt("POST", f"/users/{user_id}/items/", body, {200})
+
+
+def _json(answer: Answer, request: str, kind: type[Any]) -> Any:
+    """The JSON ``kind`` (a list, a dict) the tutorial's API answers ``request`` with; else a seed error saying why."""
+    if answer.too_long:
+        raise SeedError(f"seeding failed: {request} answered more than {SEED_BODY_LIMIT // 2**20} MiB")
+    try:
+        value = json.loads(answer.body)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
+        value = None
+    if not isinstance(value, kind):
+        raise SeedError(f"seeding failed: {request} did not answer a JSON {kind.__name__}, as the tutorial's API does")
+    return value
 
 
 def _outcome(status: int) -> Outcome:

@@ -21,13 +21,14 @@ or named by path. Seed steps and the schedule's request are plain HTTP requests:
 the trial's. Times in ``[schedule]`` are in the app's seconds: ``time_scale`` multiplies
 them, and the launcher hands it to the app (``{time_scale}`` in a variant's ``env``), so a
 scaled run keeps the app's shape. The tutorial's shorthand ``[seed] users = 2`` creates
-users with items through the tutorial's API.
+users with items through the tutorial's API; a scenario with neither seeds nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -61,6 +62,18 @@ DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"
 DEFAULT_FAIL_ON: tuple[FailureKind, ...] = ("5xx",)
+# Ceilings of what a scenario may ask for, each reported with its key and line when exceeded.
+# A request in flight costs the harness about 41 KiB (benchmarks/memory_2000.py: 52.8 MiB at
+# 200 requests per build, 197.5 MiB at 2,000, two builds), and every trial starts all its
+# requests' tasks before the first is sent: 5,000 at once for each of three builds is about
+# 600 MiB. A finished request's record stays in memory for the run (about 340 bytes).
+MAX_REQUESTS = 5_000  # [schedule] requests and wave_size
+MAX_TRIALS = 1_000  # 1,000 trials of 5,000 requests keep 5 million records, about 1.7 GB: the most a run may hold
+MAX_SEED_REPEAT = 10_000  # a [[seed]] step's requests, sent one after another
+MAX_SEED_USERS = 1_000  # [seed] users, each 1 + items_per_user requests in turn
+MAX_ITEMS_PER_USER = 100
+MAX_TIME_SCALE = 100.0  # a tutorial-second a hundred seconds long
+MAX_SECONDS = 3_600.0  # interval and request_timeout, in (scaled) seconds: an hour
 PLACEHOLDERS = ("i", "trial")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -117,7 +130,7 @@ class Scenario:
     name: str
     description: str
     schedule: Schedule
-    seed: Seed | tuple[HttpRequest, ...] = field(default_factory=Seed)
+    seed: Seed | tuple[HttpRequest, ...] = ()  # nothing: an app the harness does not know needs no tutorial users
     trials: int = DEFAULT_TRIALS
     time_scale: float = DEFAULT_TIME_SCALE
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -279,29 +292,31 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
         description=top.text("description", ""),
         schedule=Schedule(
             kind=kind,
-            requests=schedule.count("requests", required=True),
-            interval=schedule.seconds("interval", 0.0, allow_zero=True),
-            wave_size=schedule.count("wave_size", 1, required=kind == "waves"),
+            requests=schedule.count("requests", most=MAX_REQUESTS, required=True),
+            interval=schedule.number("interval", 0.0, most=MAX_SECONDS, allow_zero=True),
+            wave_size=schedule.count("wave_size", 1, most=MAX_REQUESTS, required=kind == "waves"),
             request=request,
         ),
         seed=_seed(top),
-        trials=top.count("trials", DEFAULT_TRIALS),
-        time_scale=top.seconds("time_scale", DEFAULT_TIME_SCALE),
-        request_timeout=top.seconds("request_timeout", DEFAULT_REQUEST_TIMEOUT),
+        trials=top.count("trials", DEFAULT_TRIALS, most=MAX_TRIALS),
+        time_scale=top.number("time_scale", DEFAULT_TIME_SCALE, most=MAX_TIME_SCALE),
+        request_timeout=top.number("request_timeout", DEFAULT_REQUEST_TIMEOUT, most=MAX_SECONDS),
         fail_on=tuple(dict.fromkeys(cast(tuple[FailureKind, ...], fail_on))),
         expect=dict(expect.data),
     )
 
 
 def _seed(top: Table) -> Seed | tuple[HttpRequest, ...]:
-    """``[[seed]]`` steps, or the tutorial's ``[seed]`` shorthand (also when no seed is given)."""
+    """``[[seed]]`` steps, the tutorial's ``[seed]`` shorthand, or no seeding at all when neither is given."""
+    if "seed" not in top.data:
+        return ()
     if isinstance(top.get("seed"), list):
         return tuple(_request(step, seed=True) for step in top.tables("seed"))
     seed = top.table("seed")
     seed.only({"users", "items_per_user"})
     return Seed(
-        users=seed.count("users", Seed.users, allow_zero=True),
-        items_per_user=seed.count("items_per_user", Seed.items_per_user, allow_zero=True),
+        users=seed.count("users", Seed.users, most=MAX_SEED_USERS, allow_zero=True),
+        items_per_user=seed.count("items_per_user", Seed.items_per_user, most=MAX_ITEMS_PER_USER, allow_zero=True),
     )
 
 
@@ -320,13 +335,15 @@ def _request(table: Table, *, seed: bool) -> HttpRequest:
         path=_path(table, table.text("path", required=True)),
         json=body,
         headers=headers,
-        repeat=table.count("repeat", 1) if seed else 1,
+        repeat=table.count("repeat", 1, most=MAX_SEED_REPEAT) if seed else 1,
     )
 
 
 def _check_body(table: Table, value: Any) -> None:
     if isinstance(value, str):
         table.template("json", value, PLACEHOLDERS)
+    elif isinstance(value, float) and not math.isfinite(value):  # JSON has no nan or inf: httpx would send invalid JSON
+        table.fail("json", f"JSON has no {value!r}: a body may hold finite numbers only")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_body(table, key)

@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol, get_args
 from harness.errors import ConfigError
 from harness.files import DEFAULT_OUT_DIR
 from harness.readers import Choice, ChoiceList, Flag, Fraction, Number, NumberList, Reader, Text
+from harness.scenario import MAX_REQUESTS, MAX_SECONDS, MAX_TIME_SCALE, MAX_TRIALS
 from harness.variant import DEFAULT_DATABASE, Database
 
 Source = Literal["command line", "environment", "config file", "built-in"]
@@ -54,16 +55,11 @@ DEFAULT_TARGET = 0.99
 DEFAULT_MAX_CELLS = 40
 DEFAULT_SWEEP_MAX_SECONDS = 1800.0
 
-# Upper bounds. Trials and jobs cost memory and processes (every trial's records stay in
-# memory until the run ends; a job is a server per build); the rest keep a run finite.
-MAX_TRIALS = 10_000
+# Upper bounds: a scenario's (harness.scenario) hold for the settings that override it, and
+# for a sweep's cells; the rest keep a run finite. A job is a server per build.
 MAX_JOBS = 64
-MAX_TIME_SCALE = 100.0  # the tutorial's sleeps are 10 s at 1; at 100, a request may sleep 17 minutes
-MAX_SECONDS = 86_400.0  # a day: any timeout or time limit
+MAX_RUN_SECONDS = 86_400.0  # a day: the longest a --confidence run or a sweep may go on
 MAX_CELLS = 10_000
-MAX_IN_FLIGHT = 10_000
-MAX_WAVES = 1_000
-MAX_INTERVAL = 3_600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +144,7 @@ class RunSettings:
     )
     max_seconds: float = setting(
         DEFAULT_MAX_SECONDS,
-        _SECONDS,
+        Number(0, MAX_RUN_SECONDS, low_open=True),
         "with --confidence: start no new trial after S seconds",
         metavar="S",
         plugin=False,
@@ -206,13 +202,13 @@ class SweepGrid:
 
     intervals: tuple[float, ...] = sweep_setting(
         DEFAULT_INTERVALS,
-        NumberList(Number(0, MAX_INTERVAL)),
+        NumberList(Number(0, MAX_SECONDS)),
         "seconds between waves, in tutorial-seconds as in a scenario file (scaled by --time-scale)",
         metavar="S,S,...",
     )
     in_flight: tuple[int, ...] = sweep_setting(
         DEFAULT_IN_FLIGHT,
-        NumberList(Number(1, MAX_IN_FLIGHT, whole=True)),
+        NumberList(Number(1, MAX_REQUESTS, whole=True)),
         "requests sent at once in each wave; 1 is the tutorial's staggered recipe",
         metavar="N,N,...",
     )
@@ -225,7 +221,7 @@ class SweepGrid:
         shown_default="the configuration's, else sqlite",
         flag="--database",
     )
-    waves: int = sweep_setting(DEFAULT_WAVES, Number(1, MAX_WAVES, whole=True), "waves per trial", metavar="N")
+    waves: int = sweep_setting(DEFAULT_WAVES, Number(1, MAX_REQUESTS, whole=True), "waves per trial", metavar="N")
     trials: int = sweep_setting(
         DEFAULT_SWEEP_TRIALS, Number(1, MAX_TRIALS, whole=True), "trials per cell and variant", metavar="N"
     )
@@ -254,7 +250,7 @@ class SweepGrid:
     )
     max_seconds: float = sweep_setting(
         DEFAULT_SWEEP_MAX_SECONDS,
-        _SECONDS,
+        Number(0, MAX_RUN_SECONDS, low_open=True),
         "refuse a sweep estimated to take longer, and start no cell after S seconds",
         metavar="S",
     )
@@ -339,7 +335,7 @@ def _dest(name: str, plugin: bool) -> str:
 def _argument_type(read: Reader) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
-            return read(text)
+            return read.parse(text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -401,7 +397,7 @@ def resolve(
             resolved[name] = Resolved(value=command_line[name], source="command line")
         elif environment.get(key):
             try:
-                value = specs()[name].read(environment[key])
+                value = specs()[name].read.parse(environment[key])
             except ValueError as exc:
                 raise ConfigError(f"{key}={_shown(environment[key])}: {exc}") from None
             resolved[name] = Resolved(value=value, source="environment", origin=key)

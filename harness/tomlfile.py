@@ -7,13 +7,13 @@ and left out when the key is not written on a line of its own.
 
 from __future__ import annotations
 
-import math
 import re
 import string
 import tomllib
 from typing import Any, NoReturn
 
 from harness.errors import UsageError
+from harness.readers import Number, Reader
 
 
 def parse_toml(text: str, *, origin: str, error: type[UsageError]) -> dict[str, Any]:
@@ -78,24 +78,21 @@ class Table:
             for number, item in enumerate(value)
         ]
 
-    def count(self, key: str, default: int = 0, *, required: bool = False, allow_zero: bool = False) -> int:
-        value = self.get(key, default, required=required)
-        lowest = 0 if allow_zero else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            self.fail(key, f"expected a whole number >= {lowest}, got {describe(value)}")
-        return value
+    def count(self, key: str, default: int = 0, *, most: int, required: bool = False, allow_zero: bool = False) -> int:
+        """A whole number from 1 (or 0) to ``most``: every count has a ceiling, as each one costs memory or time."""
+        return int(self.read(key, Number(0 if allow_zero else 1, most, whole=True), default, required=required))
 
-    def seconds(self, key: str, default: float, *, allow_zero: bool = False) -> float:
-        value = self.get(key, default)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-            or (value == 0 and not allow_zero)
-        ):
-            self.fail(key, f"expected a number {'>= 0' if allow_zero else '> 0'}, got {describe(value)}")
-        return float(value)
+    def number(self, key: str, default: float, *, most: float, allow_zero: bool = False) -> float:
+        """A finite number above 0 (or from 0) up to ``most``: TOML's ``nan`` and ``inf`` are numbers too."""
+        return float(self.read(key, Number(0, most, low_open=not allow_zero), default))
+
+    def read(self, key: str, reader: Reader, default: Any, *, required: bool = False) -> Any:
+        """The value of ``key`` as ``reader`` checks it (the checks every source of a setting shares)."""
+        value = self.get(key, default, required=required)
+        try:
+            return reader(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         value = self.get(key, default, required=required)

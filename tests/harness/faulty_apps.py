@@ -50,3 +50,23 @@ async def hangs(scope: MutableMapping[str, Any], receive: Receive, send: Send) -
         await send({"type": "lifespan.shutdown.complete"})
         return
     await asyncio.Event().wait()
+
+
+HUGE_BODY_MB = 100
+
+
+async def huge_bodies(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    """Answers every request 200 with a 100 MB body, streamed a MiB at a time so the server never holds it."""
+    if scope["type"] == "lifespan":
+        await receive()  # startup
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    chunk = b"x" * 2**20
+    length = HUGE_BODY_MB * len(chunk)
+    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(length).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for _ in range(HUGE_BODY_MB - 1):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": chunk})

@@ -23,8 +23,8 @@ from tests.harness.factories import make_result, stack_run
             "unknown variant 'sideways'; the built-in configuration (the tutorial's builds) declares: "
             "unpatched, patched, recommended",
         ),
-        (["run", "--trials", "0"], "argument --trials: expected a whole number from 1 to 10,000, got '0'"),
-        (["run", "--trials", "many"], "argument --trials: expected a whole number from 1 to 10,000, got 'many'"),
+        (["run", "--trials", "0"], "argument --trials: expected a whole number from 1 to 1,000, got '0'"),
+        (["run", "--trials", "many"], "argument --trials: expected a whole number from 1 to 1,000, got 'many'"),
         (["run", "--time-scale", "-1"], "argument --time-scale: expected a number above 0 and at most 100, got '-1'"),
         (["run", "--scenario", "missing.toml"], "cannot read scenario file missing.toml"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -34,7 +34,7 @@ from tests.harness.factories import make_result, stack_run
         ),
         (
             ["run", "--request-timeout", "0"],
-            "argument --request-timeout: expected a number above 0 and at most 86,400, got '0'",
+            "argument --request-timeout: expected a number above 0 and at most 3,600, got '0'",
         ),
         (["run", "--jobs", "0"], "argument --jobs: expected a whole number from 1 to 64, got '0'"),
         (["run", "--confidence", "1"], "argument --confidence: expected a number between 0 and 1, e.g. 0.99, got '1'"),
@@ -49,9 +49,9 @@ from tests.harness.factories import make_result, stack_run
         (["sweep", "--in-flight", "2,2"], "argument --in-flight: a value is repeated in '2,2'"),
         (
             ["sweep", "--in-flight", "0"],
-            "argument --in-flight: expected whole numbers from 1 to 10,000, separated by commas, got '0'",
+            "argument --in-flight: expected whole numbers from 1 to 5,000, separated by commas, got '0'",
         ),
-        (["sweep", "--confirm", "-1"], "argument --confirm: expected a whole number from 0 to 10,000, got '-1'"),
+        (["sweep", "--confirm", "-1"], "argument --confirm: expected a whole number from 0 to 1,000, got '-1'"),
         (
             ["sweep", "--target", "1.5"],
             "argument --target: expected a number above 0 and at most 1, e.g. 0.99, got '1.5'",
@@ -81,7 +81,7 @@ def test_an_invalid_scenario_file_names_file_and_field(capsys: pytest.CaptureFix
     path = tmp_path / "mine.toml"
     path.write_text("[schedule]\nkind = 'burst'\nrequests = -3\n")
     assert main(["run", "--scenario", str(path), "--out", str(tmp_path)]) == ExitCode.USAGE_ERROR
-    assert f"{path}:3: [schedule] requests: expected a whole number >= 1, got -3" in capsys.readouterr().err
+    assert f"{path}:3: [schedule] requests: expected a whole number from 1 to 5,000, got -3" in capsys.readouterr().err
 
 
 def test_no_command_prints_help_and_usage_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

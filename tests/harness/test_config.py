@@ -223,7 +223,7 @@ def test_settings_come_from_command_line_then_environment_then_file_then_built_i
     ("variable", "value", "problem"),
     [
         ("HARNESS_TRIALS", "many", "HARNESS_TRIALS='many': "),
-        ("HARNESS_TRIALS", "0", "HARNESS_TRIALS='0': expected a whole number from 1 to 10,000, got '0'"),
+        ("HARNESS_TRIALS", "0", "HARNESS_TRIALS='0': expected a whole number from 1 to 1,000, got '0'"),
         ("HARNESS_TRIALS", "2.5", "HARNESS_TRIALS='2.5': "),
         ("HARNESS_CONFIDENCE", "1.5", "HARNESS_CONFIDENCE='1.5': expected a number between 0 and 1"),
         ("HARNESS_TRACE", "maybe", "HARNESS_TRACE='maybe': expected true or false, got 'maybe'"),
@@ -273,7 +273,7 @@ def test_an_invalid_build_is_a_config_error_naming_file_line_and_key(
         ('trails = 3\n[variants.main]\napp = "shop:app"\n', ":1: trails: unknown key"),
         (
             'trials = 0\n[variants.main]\napp = "shop:app"\n',
-            ":1: trials: expected a whole number from 1 to 10,000, got 0",
+            ":1: trials: expected a whole number from 1 to 1,000, got 0",
         ),
         ('scenarios = ["checks"]\n[variants.main]\napp = "shop:app"\n', ":1: scenarios: no file or folder "),
         ("trials = 3\n", "variants: missing"),

@@ -247,6 +247,7 @@ def test_a_2000_request_scenario_records_every_request_once_in_its_trials_file(t
 
     [trial] = result.trials
     scheduled = [r for r in trial.records if r.phase == "schedule"]
+    assert scheduled == list(trial.records)  # the file has no seed steps: nothing is sent before the schedule
     assert [r.index for r in scheduled] == list(range(2000))
     assert all(r.completed_at is not None and r.outcome != "interrupted" for r in scheduled)
     assert result.summaries[0].requests == 2000

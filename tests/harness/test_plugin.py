@@ -22,6 +22,7 @@ BURST = """
 name = "{name}"
 trials = {trials}
 time_scale = 0.05
+[seed]
 [schedule]
 kind = "burst"
 requests = 100
@@ -71,7 +72,9 @@ def test_an_invalid_scenario_file_is_a_collection_error_that_names_the_field(pyt
     pytester.makefile(".toml", bad="[schedule]\nkind = 'burst'\nrequests = -3\n")
     result = pytester.runpytest("bad.toml")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*bad.toml:3: [[]schedule] requests: expected a whole number >= 1, got -3*"])
+    result.stdout.fnmatch_lines(
+        ["*bad.toml:3: [[]schedule] requests: expected a whole number from 1 to 5,000, got -3*"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 

@@ -28,7 +28,6 @@ from harness.postgres import (
     PostgresServer,
     ServerState,
     database_name,
-    display_url,
     find_binaries,
 )
 from tests.conftest import is_running
@@ -342,12 +341,6 @@ def test_database_names_are_postgresql_identifiers_of_at_most_63_bytes() -> None
     assert database_name("harness_0a1b2c3d", 7, "Patched (2) é trial 3") == "harness_0a1b2c3d_7_patched_2_trial_3"
     long = database_name("harness_0a1b2c3d", 12, "x" * 100)
     assert len(long.encode()) == 63 and long.startswith("harness_0a1b2c3d_12_x")
-
-
-def test_the_displayed_url_has_no_password() -> None:
-    assert display_url("postgresql://me:s%40cret@db:5432/app?sslmode=require&password=other") == (
-        "postgresql://me@db:5432/app?sslmode=require"
-    )
 
 
 def test_the_keeper_imports_the_standard_library_only() -> None:

@@ -1,16 +1,27 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.errors import SeedError
-from harness.runner import DEFAULT_SEED_ATTEMPTS, Recorder, attach_exceptions, read_events, seed_tutorial
+from harness.errors import ExitCode, SeedError
+from harness.results import read_results
+from harness.runner import (
+    DEFAULT_SEED_ATTEMPTS,
+    SEED_BODY_LIMIT,
+    Recorder,
+    attach_exceptions,
+    read_events,
+    seed_tutorial,
+)
 from harness.scenario import Seed, load_scenario
 from tests.harness.factories import CONNECTION_OPENED, record
+from tests.harness.runs import REPO
 
 
 def test_recorder_keeps_unfinished_requests_as_interrupted_and_orders_seed_first() -> None:
@@ -83,3 +94,61 @@ async def test_seeding_gives_up_with_a_seed_error_after_its_attempts() -> None:
         with pytest.raises(SeedError, match=f"did not succeed in {DEFAULT_SEED_ATTEMPTS} attempts"):
             await seed_tutorial(client, Seed(users=1, items_per_user=0), recorder)
     assert len(recorder.records()) == DEFAULT_SEED_ATTEMPTS
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"[" + b" " * SEED_BODY_LIMIT + b"]", "POST /users/ answered more than 1 MiB"),  # not read past the limit
+        (b"<html>oops</html>", "POST /users/ did not answer a JSON dict"),
+        (b"[" * 100_000, "POST /users/ did not answer a JSON dict"),  # deeper than Python's parser goes
+        (b'{"email": "user0@example.com"}', "POST /users/ created user0@example.com but answered no id"),
+    ],
+)
+async def test_the_tutorials_seeding_reads_a_bounded_json_answer_or_fails_with_a_seed_error(
+    body: bytes, problem: str
+) -> None:
+    recorder = Recorder(variant="patched", trial=1)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        with pytest.raises(SeedError, match=f"seeding failed: {problem}"):
+            await seed_tutorial(client, Seed(users=1, items_per_user=0), recorder)
+    assert [r.status for r in recorder.records()] == [200]
+
+
+# The harness's own process runs the CLI and reports its peak memory; the servers are other processes.
+_PEAK_MEMORY = """
+import resource, sys
+from harness.cli import main
+code = main(sys.argv[1:])
+print(f"PEAK_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.e2e
+def test_response_bodies_are_drained_not_kept(tmp_path: Path) -> None:
+    # Ten answers of faulty_apps.HUGE_BODY_MB (100 MB) at once: held, they took the harness to 2.2 GB.
+    (tmp_path / "harness.toml").write_text(
+        f'[variants.huge]\napp = "tests.harness.faulty_apps:huge_bodies"\napp_dir = "{REPO}"\nexpect = "clean"\n'
+    )
+    (tmp_path / "ten.toml").write_text(
+        'trials = 1\nrequest_timeout = 300\n[schedule]\nkind = "burst"\nrequests = 10\npath = "/"\n'
+    )
+
+    completed = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY, "run", "--scenario", "ten.toml", "--no-trace"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    [results] = tmp_path.glob("harness-out/*/results.json")
+    [trial] = read_results(results).trials
+    assert [(r.status, r.outcome) for r in trial.records] == [(200, "ok")] * 10
+    peak_mb = int(completed.stderr.rsplit("PEAK_KB ", 1)[1].split()[0]) / 1024
+    assert peak_mb < 400, f"the harness peaked at {peak_mb:.0f} MB"  # 47 MB here; 2,185 MB when bodies were kept

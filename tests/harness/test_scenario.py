@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 from harness.config import builtin_config
 from harness.errors import ScenarioError
-from harness.scenario import Scenario, Schedule, load_scenario
+from harness.scenario import Scenario, Schedule, Seed, load_scenario, scenario_toml
+from harness.summary import describe_seed
 
 VALID = """
 trials = 3
@@ -45,7 +47,7 @@ def test_a_user_file_loads_with_defaults_and_its_stem_as_name(tmp_path: Path) ->
     assert scenario.name == "mine"
     assert scenario.trials == 3
     assert scenario.schedule.request.path == "/slowusers/"
-    assert scenario.seed.users == 2
+    assert scenario.seed == ()  # no seed steps: nothing is sent before the schedule
     assert scenario.expectation(builtin_config().variants["unpatched"]) == "fails"
     assert scenario.expectation(builtin_config().variants["patched"]) == "clean"
 
@@ -60,6 +62,18 @@ def test_to_dict_and_from_dict_round_trip() -> None:
     assert Scenario.from_dict(scenario.to_dict()) == scenario
 
 
+def test_a_scenario_without_seed_seeds_nothing_and_an_empty_seed_table_is_the_tutorials(tmp_path: Path) -> None:
+    unseeded = load_scenario(write(tmp_path, VALID))
+    tutorial = load_scenario(write(tmp_path, VALID + "[seed]\n", name="tutorial.toml"))
+
+    assert unseeded.seed == () and describe_seed(unseeded) == "nothing"
+    assert tutorial.seed == Seed(users=2, items_per_user=2)
+    assert unseeded.digest() != replace(tutorial, name=unseeded.name).digest()  # they measure different things
+    for scenario in (unseeded, tutorial):
+        again = load_scenario(write(tmp_path, scenario_toml(scenario), name="again.toml"))
+        assert again == scenario and again.digest() == scenario.digest()
+
+
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
@@ -68,16 +82,78 @@ def test_to_dict_and_from_dict_round_trip() -> None:
         ("trails = 2\n" + VALID, 1, "trails: unknown key"),
         (VALID + "[extra]\nx = 1\n", 8, "extra: unknown key"),
         ('host = "0.0.0.0"\n' + VALID, 1, "host: unknown key"),  # servers listen on loopback; see --host
-        (VALID.replace("trials = 3", "trials = 0"), 2, "trials: expected a whole number >= 1, got 0"),
+        (VALID.replace("trials = 3", "trials = 0"), 2, "trials: expected a whole number from 1 to 1,000, got 0"),
         (VALID.replace("trials = 3", "trials = -2"), 2, "got -2"),
-        (VALID.replace("trials = 3", 'trials = "3"'), 2, "trials: expected a whole number >= 1, got '3'"),
+        (VALID.replace("trials = 3", 'trials = "3"'), 2, "trials: expected a whole number from 1 to 1,000, got '3'"),
         (VALID.replace("trials = 3", "trials = true"), 2, "got True"),
-        (VALID.replace("time_scale = 0.1", "time_scale = 0"), 3, "time_scale: expected a number > 0"),
-        (VALID.replace("time_scale = 0.1", "time_scale = nan"), 3, "time_scale: expected a number > 0"),
+        (
+            VALID.replace("time_scale = 0.1", "time_scale = 0"),
+            3,
+            "time_scale: expected a number above 0 and at most 100",
+        ),
+        (
+            VALID.replace("time_scale = 0.1", "time_scale = nan"),
+            3,
+            "time_scale: expected a number above 0 and at most 100",
+        ),
+        (
+            VALID.replace("time_scale = 0.1", "time_scale = inf"),
+            3,
+            "time_scale: expected a number above 0 and at most 100, got inf",
+        ),
+        (
+            VALID.replace("time_scale = 0.1", "time_scale = 1e300"),
+            3,
+            "time_scale: expected a number above 0 and at most 100",
+        ),
+        ("request_timeout = nan\n" + VALID, 1, "request_timeout: expected a number above 0 and at most 3,600, got nan"),
+        (
+            VALID.replace("interval = 1.0", "interval = nan"),
+            7,
+            "[schedule] interval: expected a number from 0 to 3,600",
+        ),
+        (
+            VALID.replace("interval = 1.0", "interval = -inf"),
+            7,
+            "[schedule] interval: expected a number from 0 to 3,600",
+        ),
+        (
+            VALID.replace("interval = 1.0", "interval = 1e9"),
+            7,
+            "[schedule] interval: expected a number from 0 to 3,600",
+        ),
+        (VALID.replace("trials = 3", "trials = 1001"), 2, "trials: expected a whole number from 1 to 1,000, got 1001"),
+        (
+            VALID.replace("requests = 4", "requests = 1_000_000_000"),
+            6,
+            "requests: expected a whole number from 1 to 5,000",
+        ),
+        (
+            VALID.replace('"staggered"', '"waves"').replace("interval", "wave_size = 5001\ninterval"),
+            7,
+            "[schedule] wave_size: expected a whole number from 1 to 5,000, got 5001",
+        ),
+        (VALID + "[seed]\nusers = 1001\n", 9, "[seed] users: expected a whole number from 0 to 1,000, got 1001"),
+        (VALID + "[seed]\nitems_per_user = 101\n", 9, "[seed] items_per_user: expected a whole number from 0 to 100"),
+        (
+            VALID + '[[seed]]\npath = "/a"\nrepeat = 10001\n',
+            10,
+            "[seed] repeat: expected a whole number from 1 to 10,000",
+        ),
+        (VALID + '[[seed]]\npath = "/a"\njson = { x = [1, nan] }\n', 10, "[seed] json: JSON has no nan"),
+        (
+            VALID + '[schedule.request]\npath = "/a"\njson = { x = -inf }\n',
+            10,
+            "[schedule.request] json: JSON has no -inf",
+        ),
         (VALID.replace('"staggered"', '"random"'), 5, "[schedule] kind: expected one of"),
         (VALID.replace("requests = 4", "requests = 4.5"), 6, "[schedule] requests"),
-        (VALID.replace("requests = 4", "requests = 0"), 6, "[schedule] requests: expected a whole number >= 1, got 0"),
-        (VALID + "[seed]\nusers = -1\n", 9, "[seed] users: expected a whole number >= 0, got -1"),
+        (
+            VALID.replace("requests = 4", "requests = 0"),
+            6,
+            "[schedule] requests: expected a whole number from 1 to 5,000, got 0",
+        ),
+        (VALID + "[seed]\nusers = -1\n", 9, "[seed] users: expected a whole number from 0 to 1,000, got -1"),
         (VALID + '[expect]\npatched = "broken"\n', 9, "[expect] patched: expected one of 'fails', 'clean'"),
         ("seed = 3\n" + VALID, 1, "seed: expected a table"),
         (VALID.replace("interval = 1.0", 'interval = 1.0\npath = "slowusers"'), 8, "must start with '/'"),

@@ -489,6 +489,25 @@ def test_url_runs_the_scenario_against_a_server_the_user_started_and_says_what_i
     assert "every trial went to the same server" in summary[1]
 
 
+@pytest.mark.e2e
+def test_a_password_in_url_is_used_but_shown_and_stored_nowhere(own_server: tuple[str, Path], tmp_path: Path) -> None:
+    url, log = own_server
+    folder = user_project(tmp_path / "shop")
+    with_password = url.replace("http://", "http://user:s3cret@")
+
+    completed = harness(folder, "run", "--url", with_password, "--variant", "fixed", "--trials", "1")
+
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    path, results = results_of(folder, completed)
+    masked = url.replace("http://", "http://user@")
+    assert results["url"] == masked and f"the server at {masked} as fixed" in completed.stderr
+    assert log.read_text().count('"GET /orders/ HTTP/1.1" 200') == REQUESTS  # the run went to the server
+    written = {file.name: file.read_text() for file in path.parent.rglob("*") if file.is_file()}
+    assert {"results.json", TRIALS_FILE, "report.html"} <= set(written)
+    for name, text in {**written, "stdout": completed.stdout, "stderr": completed.stderr}.items():
+        assert "s3cret" not in text, name
+
+
 def test_url_on_another_machine_is_refused_without_allow_remote(tmp_path: Path) -> None:
     folder = user_project(tmp_path / "shop")
 
