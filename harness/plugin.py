@@ -269,11 +269,12 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from harness.errors import HarnessError
+        from harness.terminal import printable
 
         if isinstance(excinfo.value, ScenarioFailed):
-            return str(excinfo.value)
+            return printable(str(excinfo.value))
         if isinstance(excinfo.value, HarnessError):  # a build that cannot be served: its message, not a traceback
-            return f"harness: error: {excinfo.value.message}"
+            return f"harness: error: {printable(excinfo.value.message)}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

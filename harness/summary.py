@@ -9,6 +9,7 @@ from harness.postgres import DEFAULT_LEAK_WAIT
 from harness.results import CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
+from harness.terminal import printable
 from harness.trace import uses_peewee
 from harness.variant import DEFAULT_DATABASE, Database
 
@@ -135,7 +136,7 @@ def format_summary(result: RunResult) -> str:
     missing = missing_evidence(result)
     if missing:
         lines += ["", "evidence this run could not collect:", *(f"  {sentence}" for sentence in missing)]
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # exception messages and log lines come from the app
 
 
 def format_connections(result: RunResult) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from harness.config import builtin_config
 from harness.errors import AppError, LaunchError, UsageError
-from harness.launcher import Server, ServerState, check_host
+from harness.launcher import LOG_TAIL_BYTES, Server, ServerState, check_host, log_tail
 from harness.variant import Variant
 from tests.conftest import StartServer, is_running
 from tests.harness import runs
@@ -116,6 +116,20 @@ def test_loopback_addresses_need_no_permission(host: str, expected: str) -> None
 def test_a_host_name_is_refused_because_it_might_not_resolve_to_loopback() -> None:
     with pytest.raises(UsageError, match="expected an IP address, got 'localhost'"):
         check_host("localhost", allow_non_loopback=False)
+
+
+def test_a_log_tail_reads_only_the_end_of_the_log_and_says_where_it_cut_a_50_mb_line(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_bytes(b"INFO: started\n" + b"y" * 50_000_000 + b"\nERROR: Application startup failed. Exiting.\n")
+
+    tail = log_tail(log)
+
+    first, last = tail.split("\n")
+    assert first.startswith("[cut: the log's first 49,991,867 bytes not shown] ...yyyy")
+    assert last == "ERROR: Application startup failed. Exiting."
+    assert len(tail) < LOG_TAIL_BYTES + 100
+    log.write_bytes(b"one\ntwo\n")
+    assert log_tail(log) == "one\ntwo" and log_tail(log, lines=1) == "two"  # short logs: whole lines, no mark
 
 
 def spawning_variant(attribute: str, start: str) -> Variant:
