@@ -302,7 +302,8 @@ def _env_file(variant: Variant) -> dict[str, str]:
 
 def _startup_failure(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        with path.open(encoding="utf-8", errors="replace", newline="") as failure:  # a "\r" in it stays one
+            return failure.read().strip()
     except OSError:
         return ""
 

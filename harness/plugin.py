@@ -177,12 +177,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not merged:
         return
     from harness.reports import INDEX_FILE, REPORT_FILE
+    from harness.terminal import printable
 
     terminalreporter.section("harness")
     for path, result in merged:
         terminalreporter.write_line(f"{result.scenario.name}: {path}")
         for verdict in result.verdicts:
-            terminalreporter.write_line(f"  {verdict.kind:<10} {verdict.reason}")
+            terminalreporter.write_line(f"  {verdict.kind:<10} {printable(verdict.reason)}")
         terminalreporter.write_line(f"  report: {path.with_name(REPORT_FILE)}")
     terminalreporter.write_line(f"every scenario of this session: {merged[0][0].parent.parent / INDEX_FILE}")
 

@@ -19,8 +19,22 @@ HUGE = 50_000_000  # characters
 ESCAPES = "\x1b[2J\x1b]0;pwned\x07 hidden\rshown \x9b31m"  # clear screen, retitle, carriage return, C1 CSI
 MESSAGES: dict[str, Callable[[], str]] = {"huge": lambda: "y" * HUGE, "escapes": lambda: ESCAPES}
 
-AT = os.environ["HOSTILE_AT"]
-MESSAGE = MESSAGES[os.environ["HOSTILE_MESSAGE"]]()
+# A scenario for it: a seed step it answers, then requests that raise.
+SCENARIO = """\
+[[seed]]
+method = "POST"
+path = "/ok"
+
+[schedule]
+kind = "burst"
+requests = 2
+
+[schedule.request]
+path = "/boom"
+"""
+
+AT = os.environ.get("HOSTILE_AT", "")  # unset where a test imports it for SCENARIO
+MESSAGE = MESSAGES[os.environ["HOSTILE_MESSAGE"]]() if AT else ""
 
 if AT == "import":
     raise RuntimeError(MESSAGE)

@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results, write_results
 from tests.conftest import is_running
-from tests.harness import runs
+from tests.harness import hostile_app, runs
 from tests.harness.factories import make_result, stack_run
 
 
@@ -257,20 +257,6 @@ def test_confidence_without_a_reference_ends_undecided_at_its_limit(
     assert len(read_results(path).trials) == trials
 
 
-HOSTILE_SCENARIO = """\
-[[seed]]
-method = "POST"
-path = "/ok"
-
-[schedule]
-kind = "burst"
-requests = 2
-
-[schedule.request]
-path = "/boom"
-"""
-
-
 def hostile_run(tmp_path: Path, **builds: tuple[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
     """``harness run``, one trial, of builds of tests/harness/hostile_app.py: name = (where, which message)."""
     config = tmp_path / "harness.toml"
@@ -282,7 +268,7 @@ def hostile_run(tmp_path: Path, **builds: tuple[str, str]) -> tuple[subprocess.C
         )
     )
     scenario = tmp_path / "hostile.toml"
-    scenario.write_text(HOSTILE_SCENARIO)
+    scenario.write_text(hostile_app.SCENARIO)
     out = tmp_path / "out"
     completed = runs.harness("run", "--config", config, "--scenario", scenario, "--trials", "1", "--out", out)
     assert "Traceback" not in completed.stdout + completed.stderr
@@ -330,3 +316,23 @@ def test_an_import_error_with_a_hostile_message_is_one_bounded_safe_error_line(t
     [line] = [line for line in completed.stderr.splitlines() if line.startswith("harness: error:")]
     assert line.startswith("harness: error: variant 'broken': app 'tests.harness.hostile_app:app' did not load: ")
     assert "\x1b" not in completed.stderr and len(completed.stderr) < 20_000
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("build", ["app", "stubborn"])
+def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) -> None:
+    # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout.
+    config = tmp_path / "harness.toml"
+    config.write_text(
+        f'[variants.spawning]\napp = "tests.harness.spawning_app:{build}"\napp_dir = "{runs.REPO}"\n'
+        'env = { SPAWNING_PIDS = "{tmp}/children" }\n'
+    )
+    scenario = tmp_path / "spawning.toml"
+    scenario.write_text(hostile_app.SCENARIO)
+
+    completed = runs.harness("run", "--config", config, "--scenario", scenario, "--trials", "2", "--out", tmp_path)
+
+    assert completed.returncode == ExitCode.OK, completed.stderr
+    children = [int(pid) for found in tmp_path.glob("*/servers/*/tmp/children") for pid in found.read_text().split()]
+    assert len(children) == 2 * 3  # two trials, three processes each
+    runs.wait_gone(children, 5)
