@@ -47,6 +47,7 @@ from harness.summary import (
     format_sweep,
     format_table,
 )
+from harness.terminal import printable
 from harness.urls import display_url
 from harness.variant import Variant
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise KeyboardInterrupt
             return code
         except HarnessError as exc:
-            print(f"harness: error: {exc.message}", file=sys.stderr)
+            print(f"harness: error: {printable(exc.message)}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
             print(f"harness: {signals.exit_code.meaning}", file=sys.stderr)
@@ -543,7 +544,7 @@ def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:
         failed = sum(1 for r in scheduled if r.outcome == "server-error")
         unanswered = sum(1 for r in scheduled if r.outcome in ("transport-error", "timeout"))
         if result.error:
-            part = f"could not run ({result.error.splitlines()[0]})"
+            part = f"could not run ({printable(result.error.splitlines()[0])})"
         elif failed:
             part = f"{failed} of {len(scheduled)} requests 5xx" + (f", {unanswered} unanswered" if unanswered else "")
         elif unanswered:

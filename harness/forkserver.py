@@ -5,9 +5,15 @@ Pydantic and Peewee. Each harness process starts one warm parent
 (:mod:`harness.server.forkserver`) that imports them once, and :func:`start_uvicorn` asks
 it for each server: a fresh process (no thread, connection or app state inherited; the
 app, its environment and the tracer come in the child, as in a cold start), in a
-session of its own, which Linux ends when the warm parent ends, which it does when the
+session of its own, which the warm parent ends when it ends, which it does when the
 harness stops it (at exit) or dies. Its handle, :class:`ForkedProcess`, is the part of
 :class:`subprocess.Popen` that :class:`harness.launcher.Server` uses.
+
+A server leads its own process group, and a signal to stop it goes to that group, so
+that what its app started (a ``subprocess.Popen`` at import, a :mod:`multiprocessing`
+child) ends with it; when a server has exited, what is left in its group is killed before
+the server is reaped. A reaped server's pid is never signalled: the warm parent, which
+reaps the servers it forked, signals them on the harness's behalf.
 
 A server is started cold, by ``Popen`` as before, when the warm start cannot give it what
 a cold start would: the reason is the first line of its log. That is when its environment
@@ -36,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from harness.server.forkserver import EXITED, STARTED, die_with_parent
+from harness.server.forkserver import EXITED, STARTED, die_with_parent, signal_group
 
 # Imported in the warm parent: the frameworks of both stacks (those missing are skipped)
 # and the harness's server-side modules. Never an app: it is imported in each child.
@@ -59,7 +65,7 @@ LOST_EXIT_CODE = 255  # a server whose warm parent died first: its exit code wen
 STARTUP_VARIABLES = ("PYTHON", "LD_")  # prefixes of what only a process's start reads
 
 _STOP_TIMEOUT = 5.0
-_LOST_POLL = 0.02  # seconds between looks at a server whose warm parent died
+_EXIT_POLL = 0.02  # seconds between looks at a server whose exit nothing announces (cold, or its warm parent died)
 
 
 class ServerProcess(Protocol):
@@ -128,6 +134,20 @@ class ForkServer:
                 raise WarmStartError(reason)
             return ForkedProcess(self, self._started.pop(0))
 
+    def signal_group(self, pid: int, sig: signal.Signals) -> None:
+        """Have the warm parent send ``sig`` to child ``pid``'s process group, unless it has reaped ``pid``."""
+        with self._lock:
+            if not self.gone:
+                try:
+                    self._requests.write(json.dumps({"signal": int(sig), "pid": pid}).encode() + b"\n")
+                    self._requests.flush()
+                    return
+                except OSError:
+                    self._read(0)  # notes why it is gone
+        # Gone: nothing reaps its servers now but init; one that still runs has its pid to itself.
+        if _exists(pid):
+            signal_group(pid, sig)
+
     def exit_code(self, pid: int, timeout: float = 0.0) -> int | None:
         """The exit code of child ``pid``, waiting up to ``timeout`` for it; None while it runs."""
         with self._lock:
@@ -137,13 +157,13 @@ class ForkServer:
                 return self._exits[pid]
         if self.gone:  # Linux sent it SIGTERM when its parent died; no one can tell how it ended
             if _exists(pid):
-                time.sleep(min(timeout, _LOST_POLL))
+                time.sleep(min(timeout, _EXIT_POLL))
                 return None
             return LOST_EXIT_CODE
         return None
 
     def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
-        """End the warm parent: no more requests, then SIGKILL if it outlives ``timeout``. Linux ends its servers."""
+        """End the warm parent: no more requests, then SIGKILL if it outlives ``timeout``; it ends its servers."""
         self.gone = self.gone or "the warm parent was stopped"
         with contextlib.suppress(OSError):
             self._requests.close()
@@ -210,10 +230,40 @@ class ForkedProcess:
         return self.returncode
 
     def _signal(self, sig: signal.Signals) -> None:
-        # Only while no exit was reported: the pid is the warm parent's to reuse once it reaped the server.
         if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+            self._parent.signal_group(self.pid, sig)
+
+
+class ColdProcess:
+    """A server started cold: its ``subprocess.Popen``, with what it left in its group killed as it is reaped."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+
+    def poll(self) -> int | None:
+        if self._popen.returncode is None and _has_exited(self.pid):
+            signal_group(self.pid, signal.SIGKILL)  # not reaped yet: the group's id is still the server's
+            self._popen.wait()
+        return self._popen.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"server {self.pid}", timeout or 0.0)
+            time.sleep(_EXIT_POLL if deadline is None else max(0.0, min(_EXIT_POLL, deadline - time.monotonic())))
+        return code
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.poll() is None:  # only this handle reaps it: not reaped, so the pid is still the server's
+            signal_group(self.pid, sig)
 
 
 def start_uvicorn(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path) -> ServerProcess:
@@ -229,16 +279,17 @@ def start_uvicorn(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log
     with log_path.open("ab") as log:
         log.write(f"harness: started cold: {reason}\n".encode())
         log.flush()
-        return subprocess.Popen(
+        popen = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # the harness, not the terminal's Ctrl-C, stops it
+            start_new_session=True,  # the harness, not the terminal's Ctrl-C, stops it; its group is its own
             preexec_fn=die_with_parent,
         )
+    return ColdProcess(popen)
 
 
 _warm_parent: ForkServer | None = None
@@ -279,6 +330,11 @@ def _startup_difference(env: Mapping[str, str], parent_env: Mapping[str, str]) -
     if not differ:
         return ""
     return f"its environment sets {', '.join(differ)}, read only as a process starts, otherwise than the warm parent's"
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, looked at without reaping it."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def _exists(pid: int) -> bool:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 DEFAULT_STOP_TIMEOUT = 5.0
 LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 8192  # at most this much of a log's end is read for its tail: 20 lines of 400 bytes
 
 SQLITE_FILE = "app.sqlite3"  # a build's {database_url} on SQLite, in its {tmp}
 EVENTS_FILE = "events.jsonl"  # the probe writes each exception that left the app
@@ -55,6 +56,7 @@ STARTUP_FAILURE_FILE = "startup-failure.txt"  # the probe writes why the app did
 _POLL_INTERVAL = 0.02
 _READY_POLL_INTERVAL = 0.1
 _READY_REQUEST_TIMEOUT = 5.0
+_LOG_CHUNK = 1 << 20  # bytes of the log read at a time while looking for uvicorn's "running on" line
 
 
 class ServerState(enum.Enum):
@@ -87,6 +89,8 @@ class Server:
         self.port: int | None = _free_port(host) if variant.uses_port else None
         self._asked_to_stop = False
         self._ready_seen = ""  # what the ready path last answered, for the error if it never says 2xx
+        self._log_read = 0  # how far the log was looked through for the "running on" line
+        self._log_unmatched = b""  # its last bytes: the start of that line, maybe
         self.state = ServerState.STARTING
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -148,9 +152,9 @@ class Server:
         listening = False
         with anyio.move_on_after(timeout):
             while self.process.poll() is None and not listening:
-                match = self._ready.search(self.log_path.read_bytes())
-                if match:
-                    self.port, listening = int(match.group(1)), True
+                port = self._logged_port()
+                if port is not None:
+                    self.port, listening = port, True
                 else:
                     await anyio.sleep(_POLL_INTERVAL)
             if self.process.poll() is None and (self.variant.ready is None or await self._answers_ready()):
@@ -176,6 +180,22 @@ class Server:
         raise LaunchError(
             f"variant {self.variant.name!r} {problem}", variant=self.variant.name, log_tail=self.log_tail()
         )
+
+    def _logged_port(self) -> int | None:
+        """The port in uvicorn's "running on" line, if it is in the log yet; each byte of the log is read once.
+
+        An app may print a line of any length as it imports: the log is read a chunk at a time.
+        """
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_read)
+            while chunk := log.read(_LOG_CHUNK):
+                self._log_read += len(chunk)
+                text = self._log_unmatched + chunk
+                match = self._ready.search(text)
+                if match:
+                    return int(match.group(1))
+                self._log_unmatched = text[-len(self._ready.pattern) :]
+        return None
 
     async def _answers_ready(self) -> bool:
         """Poll the variant's ready path until it answers 2xx (True) or the server exits (False)."""
@@ -209,11 +229,29 @@ class Server:
             self.process.terminate()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, size: int = LOG_TAIL_BYTES) -> str:
+    """The last ``lines`` lines of the log at ``path``, from no more than its last ``size`` bytes; "" if unreadable.
+
+    An app's log can hold a line of any length, and the tail goes into the records and onto
+    the terminal: only the end of the file is read, and a line that read cut says so.
+    """
+    try:
+        with path.open("rb") as log:
+            start = max(0, log.seek(0, os.SEEK_END) - size - 1)  # and the byte before: does a line start there?
+            log.seek(start)
+            data = log.read()
+    except OSError:
+        return ""
+    cut = start > 0 and not data.startswith(b"\n")
+    kept = data[1:] if start > 0 else data
+    text = kept.decode("utf-8", errors="replace").splitlines()
+    shown = text[-lines:]
+    if cut and len(shown) == len(text):  # the cut line is among those shown
+        shown[0] = f"[cut: the log's first {start + 1:,} bytes not shown] ...{shown[0]}"
+    return "\n".join(shown)
 
 
 def stop_all(servers: Iterable[Server], timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
@@ -264,7 +302,8 @@ def _env_file(variant: Variant) -> dict[str, str]:
 
 def _startup_failure(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        with path.open(encoding="utf-8", errors="replace", newline="") as failure:  # a "\r" in it stays one
+            return failure.read().strip()
     except OSError:
         return ""
 

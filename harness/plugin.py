@@ -143,12 +143,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not merged:
         return
     from harness.reports import INDEX_FILE, REPORT_FILE
+    from harness.terminal import printable
 
     terminalreporter.section("harness")
     for path, result in merged:
         terminalreporter.write_line(f"{result.scenario.name}: {path}")
         for verdict in result.verdicts:
-            terminalreporter.write_line(f"  {verdict.kind:<10} {verdict.reason}")
+            terminalreporter.write_line(f"  {verdict.kind:<10} {printable(verdict.reason)}")
         terminalreporter.write_line(f"  report: {path.with_name(REPORT_FILE)}")
     terminalreporter.write_line(f"every scenario of this session: {merged[0][0].parent.parent / INDEX_FILE}")
 
@@ -228,11 +229,12 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         from harness.errors import HarnessError
+        from harness.terminal import printable
 
         if isinstance(excinfo.value, ScenarioFailed):
-            return str(excinfo.value)
+            return printable(str(excinfo.value))
         if isinstance(excinfo.value, HarnessError):  # a build that cannot be served: its message, not a traceback
-            return f"harness: error: {excinfo.value.message}"
+            return f"harness: error: {printable(excinfo.value.message)}"
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

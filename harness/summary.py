@@ -8,6 +8,7 @@ from harness.diagnosis import CAUSE_WORDS
 from harness.results import DEFAULT_LEAK_WAIT, CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
+from harness.terminal import printable
 from harness.trace import uses_peewee
 from harness.variant import DEFAULT_DATABASE, Database
 
@@ -134,7 +135,7 @@ def format_summary(result: RunResult) -> str:
     missing = missing_evidence(result)
     if missing:
         lines += ["", "evidence this run could not collect:", *(f"  {sentence}" for sentence in missing)]
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # exception messages and log lines come from the app
 
 
 def format_connections(result: RunResult) -> list[str]:

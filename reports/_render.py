@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 
 from harness.files import atomic_writer
+from harness.terminal import printable
 
 
 @functools.cache
@@ -17,13 +18,21 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("harness.reports", "templates"),
         autoescape=True,  # exception messages and paths come from servers and users: text, never markup
+        finalize=_shown,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         # Compiling the templates took 0.09 s of every run; the cache (in the temp folder, private to
-        # the user) keeps the compiled code, keyed by each template's source.
-        bytecode_cache=jinja2.FileSystemBytecodeCache(),
+        # the user) keeps the compiled code, keyed by each template's source. The code also depends on
+        # finalize, which the key does not see: files of their own keep other code (an older harness's) apart.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(pattern="__jinja2_harness_printable_%s.cache"),
     )
+
+
+def _shown(value: Any) -> Any:
+    """What ``{{ ... }}`` shows of a value: text with its control characters written out, as on the terminal."""
+    is_markup = hasattr(value, "__html__")  # what a filter such as tojson made safe already
+    return printable(value) if isinstance(value, str) and not is_markup else value
 
 
 def render(template: str, **context: Any) -> str:

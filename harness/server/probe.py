@@ -3,7 +3,8 @@
 uvicorn starts ``harness.probe:create_app`` as a factory; it imports the variant's app
 (``HARNESS_PROBE_APP``, called first when ``HARNESS_PROBE_FACTORY`` is set) and wraps it.
 Every exception that leaves the app is written, with the request id the runner sent, as
-one JSON line to ``HARNESS_PROBE_EVENTS`` and then re-raised, so uvicorn behaves exactly
+one JSON line to ``HARNESS_PROBE_EVENTS`` (its message cut to ``tracer.MESSAGE_LIMIT``
+characters, its traceback to ``TRACEBACK_LIMIT``) and then re-raised, so uvicorn behaves exactly
 as it would without the probe. When ``HARNESS_PROBE_TRACE`` names a file,
 :mod:`harness.server.tracer` also records each request's connection events and phases there,
 keyed by the same id. An app that does not import is described in one line in
@@ -28,6 +29,7 @@ from typing import Any, TextIO
 from harness.server import tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
+TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -71,8 +73,8 @@ class ExceptionProbe:
             "path": scope.get("path"),
             "time": time.time(),
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
+            "message": tracer.bounded(str(exc)),
+            "traceback": tracer.bounded("".join(traceback.format_exception(exc)), TRACEBACK_LIMIT),
             "response_status": sent_status,
         }
         self.events.write(json.dumps(event) + "\n")
@@ -89,7 +91,7 @@ def create_app() -> ExceptionProbe:
         app = _load_app(name, factory=bool(os.environ.get("HARNESS_PROBE_FACTORY")))
     except Exception as exc:
         with open(os.environ["HARNESS_PROBE_STARTUP_FAILURE"], "w", encoding="utf-8") as failure:
-            failure.write(f"app {name!r} did not load: {type(exc).__name__}: {exc}\n")
+            failure.write(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}\n")
         raise
     events = open(os.environ["HARNESS_PROBE_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     return ExceptionProbe(app, events)

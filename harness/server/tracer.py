@@ -17,7 +17,8 @@ itself is never edited. Three kinds of hook:
 Each event is one JSON line, written and flushed as it happens, with ``time.perf_counter()``
 times (one clock for every process on the machine; the harness shifts them to the
 schedule's start). After ``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the
-file, so a long run cannot fill the disk.
+file, so a long run cannot fill the disk; a database error's text is kept to ``MESSAGE_LIMIT``
+characters (:func:`bounded`), so a huge one cannot either.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, TextIO
 
 DEFAULT_TRACE_LIMIT = 50_000  # events per server process: about 500 requests of the tutorial's app
+MESSAGE_LIMIT = 2_000  # characters kept of an exception's message (its start and its end), here and in the probe
 
 # Set by the probe for each request: its id, and its ASGI scope, where the router notes the endpoint it chose.
 current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("harness_request", default=None)
@@ -130,7 +132,7 @@ def _hook_peewee(tracer: Tracer) -> None:
         try:
             opened = connect(self, *args, **kwargs)
         except Exception as exc:
-            tracer.event("connect", connection=tracer.number(held), error=str(exc), auto=tracer.in_query)
+            tracer.event("connect", connection=tracer.number(held), error=bounded(str(exc)), auto=tracer.in_query)
             raise
         if opened:
             tracer.event("connect", connection=tracer.opened(self._state.conn), error=None, auto=tracer.in_query)
@@ -143,7 +145,7 @@ def _hook_peewee(tracer: Tracer) -> None:
                 cursor = execute_sql(self, sql, *args, **kwargs)
             except Exception as exc:
                 held = None if self._state.closed else self._state.conn
-                tracer.event("query", connection=tracer.number(held), sql=_sql_head(sql), error=str(exc))
+                tracer.event("query", connection=tracer.number(held), sql=_sql_head(sql), error=bounded(str(exc)))
                 raise
         tracer.event("query", connection=tracer.number(self._state.conn), sql=_sql_head(sql), error=None)
         return cursor
@@ -217,3 +219,14 @@ def _sql_head(sql: str) -> str:
     """``SELECT item``: the statement and its table, enough to tell the queries of a request apart."""
     table = _TABLE.search(sql)
     return f"{sql.split(maxsplit=1)[0] if sql.strip() else ''} {table.group(1) if table else ''}".strip()
+
+
+def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text``, or its start and end with the middle cut out and counted, if it is longer than ``limit``.
+
+    An app's text goes into the records, the report and the terminal: one of 50 MB must not.
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} ... (cut: {len(text) - 2 * half:,} characters) ... {text[-half:]}"

@@ -10,7 +10,7 @@ from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results, write_results
 from tests.conftest import is_running
-from tests.harness import runs
+from tests.harness import hostile_app, runs
 from tests.harness.factories import make_result, stack_run
 
 
@@ -267,3 +267,84 @@ def test_confidence_without_a_reference_ends_undecided_at_its_limit(
     assert "exit code 5: undecided" in completed.stdout
     [path] = tmp_path.glob("*-burst/results.json")
     assert len(read_results(path).trials) == trials
+
+
+def hostile_run(tmp_path: Path, **builds: tuple[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``harness run``, one trial, of builds of tests/harness/hostile_app.py: name = (where, which message)."""
+    config = tmp_path / "harness.toml"
+    config.write_text(
+        "".join(
+            f'[variants.{name}]\napp = "tests.harness.hostile_app:app"\napp_dir = "{runs.REPO}"\nexpect = "fails"\n'
+            f'env = {{ HOSTILE_AT = "{at}", HOSTILE_MESSAGE = "{message}" }}\n'
+            for name, (at, message) in builds.items()
+        )
+    )
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text(hostile_app.SCENARIO)
+    out = tmp_path / "out"
+    completed = runs.harness("run", "--config", config, "--scenario", scenario, "--trials", "1", "--out", out)
+    assert "Traceback" not in completed.stdout + completed.stderr
+    [run_dir] = [path for path in out.glob("*") if path.is_dir()] or [out]
+    return completed, run_dir
+
+
+@pytest.mark.e2e
+def test_an_apps_50_mb_exception_and_log_line_stay_out_of_the_records_report_and_terminal(tmp_path: Path) -> None:
+    completed, run_dir = hostile_run(tmp_path, raises=("request", "huge"), prints=("startup", "huge"))
+
+    assert (
+        "raises: 2x builtins.RuntimeError: yyy" in completed.stdout
+        and "(cut: 49,998,000 characters)" in completed.stdout
+    )
+    assert "[cut: the log's first " in completed.stdout  # the tail of the server that printed 50 MB and failed
+    assert len(completed.stdout) + len(completed.stderr) < 50_000
+    sizes = {path.name: path.stat().st_size for path in run_dir.iterdir() if path.is_file()}
+    assert sizes["trials.jsonl"] < 100_000 and sizes["results.json"] < 100_000, sizes
+    assert sizes["report.html"] < 2_000_000, sizes
+    assert (run_dir / "servers" / "prints-trial1" / "server.log").stat().st_size > 50_000_000  # it did print it
+
+
+@pytest.mark.e2e
+def test_escape_sequences_in_an_apps_text_reach_neither_the_terminal_nor_the_report_raw(tmp_path: Path) -> None:
+    completed, run_dir = hostile_run(tmp_path, raises=("request", "escapes"), prints=("startup", "escapes"))
+
+    shown = completed.stdout + completed.stderr
+    assert "\x1b" not in shown and "\x9b" not in shown and "\r" not in shown and "\x07" not in shown
+    assert r"raises: 2x builtins.RuntimeError: \x1b[2J\x1b]0;pwned\x07 hidden\rshown \x9b31m" in completed.stdout
+    assert (
+        "\n" + r"\x1b[2J\x1b]0;pwned\x07 hidden" + "\n" in completed.stdout
+    )  # the log tail of the server that printed it
+    assert r"\u001b[2J" in (run_dir / "trials.jsonl").read_text()  # the records keep the app's text as it was
+    report = (run_dir / "report.html").read_text()
+    assert "\x1b" not in report and r"\x1b[2J\x1b]0;pwned\x07" in report
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("message", ["escapes", "huge"])
+def test_an_import_error_with_a_hostile_message_is_one_bounded_safe_error_line(tmp_path: Path, message: str) -> None:
+    completed, _ = hostile_run(tmp_path, broken=("import", message))
+
+    assert completed.returncode == ExitCode.USAGE_ERROR
+    [line] = [line for line in completed.stderr.splitlines() if line.startswith("harness: error:")]
+    assert line.startswith("harness: error: variant 'broken': app 'tests.harness.hostile_app:app' did not load: ")
+    assert "\x1b" not in completed.stderr and len(completed.stderr) < 20_000
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("build", ["app", "stubborn"])
+def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) -> None:
+    # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout.
+    config = tmp_path / "harness.toml"
+    config.write_text(
+        f'[variants.spawning]\napp = "tests.harness.spawning_app:{build}"\napp_dir = "{runs.REPO}"\n'
+        'env = { SPAWNING_PIDS = "{tmp}/children" }\n'
+    )
+    scenario = tmp_path / "spawning.toml"
+    scenario.write_text(hostile_app.SCENARIO)
+
+    completed = runs.harness("run", "--config", config, "--scenario", scenario, "--trials", "2", "--out", tmp_path)
+
+    assert completed.returncode == ExitCode.OK, completed.stderr
+    children = [int(pid) for found in tmp_path.glob("*/servers/*/tmp/children") for pid in found.read_text().split()]
+    assert len(children) == 2 * 3  # two trials, three processes each
+    runs.wait_gone(children, 5)

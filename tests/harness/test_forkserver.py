@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -117,5 +118,28 @@ def test_when_the_warm_parent_dies_its_servers_end_and_say_so_and_it_starts_no_m
         assert server.wait(10) == LOST_EXIT_CODE  # it got SIGTERM from Linux; its exit code went with its parent
         with pytest.raises(WarmStartError, match="the warm parent exited with code -9"):
             parent.fork(args, cwd=tmp_path, env=env, log_path=log)
+    finally:
+        parent.stop()
+
+
+@pytest.mark.parametrize("end", ["stopped", "sigterm"])
+def test_when_the_warm_parent_ends_what_its_servers_apps_started_ends_too(tmp_path: Path, end: str) -> None:
+    # "sigterm" is what Linux sends the warm parent when the harness dies (die_with_parent).
+    parent = ForkServer()
+    log = tmp_path / "server.log"
+    log.touch()
+    args = ["tests.harness.spawning_app:stubborn", "--app-dir", str(runs.REPO), "--port", "0"]
+    try:
+        server = parent.fork(
+            args, cwd=tmp_path, env={**parent.env, "SPAWNING_PIDS": str(tmp_path / "children")}, log_path=log
+        )
+        runs.wait_until(lambda: "Uvicorn running on" in log.read_text(), 30, "the server never listened")
+        children = [int(pid) for pid in (tmp_path / "children").read_text().split()]
+        if end == "sigterm":
+            parent.process.send_signal(signal.SIGTERM)
+        else:
+            parent.stop()
+        assert parent.process.wait(10) == 0  # it ended its servers itself, within END_TIMEOUT, then exited
+        runs.wait_gone([server.pid, *children], 5)
     finally:
         parent.stop()

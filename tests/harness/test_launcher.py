@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 
 import anyio
@@ -9,9 +10,10 @@ import pytest
 
 from harness.config import builtin_config
 from harness.errors import AppError, LaunchError, UsageError
-from harness.launcher import Server, ServerState, check_host
+from harness.launcher import LOG_TAIL_BYTES, Server, ServerState, check_host, log_tail
 from harness.variant import Variant
 from tests.conftest import StartServer, is_running
+from tests.harness import runs
 
 
 @pytest.mark.anyio
@@ -114,6 +116,67 @@ def test_loopback_addresses_need_no_permission(host: str, expected: str) -> None
 def test_a_host_name_is_refused_because_it_might_not_resolve_to_loopback() -> None:
     with pytest.raises(UsageError, match="expected an IP address, got 'localhost'"):
         check_host("localhost", allow_non_loopback=False)
+
+
+def test_a_log_tail_reads_only_the_end_of_the_log_and_says_where_it_cut_a_50_mb_line(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_bytes(b"INFO: started\n" + b"y" * 50_000_000 + b"\nERROR: Application startup failed. Exiting.\n")
+
+    tail = log_tail(log)
+
+    first, last = tail.split("\n")
+    assert first.startswith("[cut: the log's first 49,991,867 bytes not shown] ...yyyy")
+    assert last == "ERROR: Application startup failed. Exiting."
+    assert len(tail) < LOG_TAIL_BYTES + 100
+    log.write_bytes(b"one\ntwo\n")
+    assert log_tail(log) == "one\ntwo" and log_tail(log, lines=1) == "two"  # short logs: whole lines, no mark
+
+
+def spawning_variant(attribute: str, start: str) -> Variant:
+    """The build of ``tests/harness/spawning_app.py`` named ``attribute``, forked warm or started ``cold``."""
+    return Variant(
+        name=attribute,
+        app=f"tests.harness.spawning_app:{attribute}",
+        description="starts processes of its own at import",
+        expect="clean",
+        app_dir=str(runs.REPO),
+        # PYTHONPATH is read only as a process starts: a server whose env sets it is started cold
+        env={"SPAWNING_PIDS": "{tmp}/children", **({"PYTHONPATH": str(runs.REPO)} if start == "cold" else {})},
+    )
+
+
+async def started_with_children(variant: Variant, directory: Path) -> tuple[Server, list[int]]:
+    server = Server(variant, directory, time_scale=1.0)
+    await server.wait_ready()
+    assert ("harness: started cold" in server.log_tail()) == ("PYTHONPATH" in variant.env)
+    children = [int(pid) for pid in (server.tmp_dir / "children").read_text().split()]
+    assert len(children) == 3 and all(is_running(pid) for pid in children)
+    return server, children
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+@pytest.mark.parametrize("start", ["warm", "cold"])
+async def test_what_an_app_starts_ends_with_its_server_even_a_child_that_ignores_sigterm(
+    tmp_path: Path, start: str
+) -> None:
+    server, children = await started_with_children(spawning_variant("app", start), tmp_path / "spawning")
+    assert os.getpgid(server.pid) == server.pid  # the server leads its own group: signals to it reach its children
+    server.stop()
+    assert server.process.poll() in (0, -signal.SIGTERM)  # gracefully (uvicorn re-raises the signal), not killed
+    runs.wait_gone(children, 5)
+
+
+@pytest.mark.anyio
+@pytest.mark.e2e
+@pytest.mark.parametrize("start", ["warm", "cold"])
+async def test_what_an_app_starts_ends_when_its_server_is_killed_after_the_stop_timeout(
+    tmp_path: Path, start: str
+) -> None:
+    server, children = await started_with_children(spawning_variant("stubborn", start), tmp_path / "stubborn")
+    server.stop(timeout=0.5)
+    assert server.process.poll() == -signal.SIGKILL
+    runs.wait_gone(children, 5)
 
 
 def _listening_ports(pid: int) -> set[int]:

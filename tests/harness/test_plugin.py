@@ -14,6 +14,7 @@ from harness.plugin import merge_results
 from harness.results import Outcome, RunResult, read_results, write_results
 from harness.scenario import load_scenario
 from harness.verdict import judge
+from tests.harness import hostile_app, runs
 from tests.harness.factories import trial
 
 BUILDS = ("unpatched", "patched", "recommended")  # the built-in configuration's, in its order
@@ -247,3 +248,32 @@ def test_the_configurations_database_decides_which_builds_are_collected(pytester
 
     result.stdout.fnmatch_lines(["mine.toml::mine[[]main]", "mine.toml::mine[[]pooled]"])
     assert "pooled" not in "".join(on_sqlite.outlines)
+
+
+@pytest.mark.e2e
+def test_escape_sequences_in_an_apps_text_reach_pytests_output_written_out(pytester: pytest.Pytester) -> None:
+    builds = {"broken": ("import", "fails"), "raises": ("request", "clean")}
+    pytester.makefile(
+        ".toml",
+        harness="".join(
+            f'[variants.{name}]\napp = "tests.harness.hostile_app:app"\napp_dir = "{runs.REPO}"\nexpect = "{expect}"\n'
+            f'env = {{ HOSTILE_AT = "{at}", HOSTILE_MESSAGE = "escapes" }}\n'
+            for name, (at, expect) in builds.items()
+        ),
+        hostile=hostile_app.SCENARIO,
+    )
+
+    result = pytester.runpytest(
+        "hostile.toml", "--harness-config=harness.toml", "--harness-out=out", "--harness-trials=1"
+    )
+
+    result.assert_outcomes(failed=2)  # the build that does not import, and the regression of the one expected clean
+    shown = result.stdout.str() + result.stderr.str()
+    assert "\x1b" not in shown and "\x07" not in shown
+    result.stdout.fnmatch_lines_random(
+        [
+            r"harness: error: variant 'broken': app 'tests.harness.hostile_app:app' did not load: RuntimeError: "
+            r"\x1b[[]2J\x1b]0;pwned\x07 hidden\rshown \x9b31m",
+            r"*most common: RuntimeError: \x1b[[]2J\x1b]0;pwned\x07 hidden\rshown \x9b31m*",
+        ]
+    )

@@ -17,7 +17,7 @@ from harness.pipeline import execute
 from harness.plan import RunPlan
 from harness.results import TrialResult
 from harness.scenario import load_scenario
-from harness.server.tracer import Tracer, current_request, phase_name
+from harness.server.tracer import MESSAGE_LIMIT, Tracer, bounded, current_request, phase_name
 from harness.trace import TRACE_FILE, read_trace
 
 ENTER, EXIT = "dependency enter (get_db)", "dependency exit (get_db)"
@@ -138,3 +138,11 @@ def test_without_the_trace_no_file_is_written_and_no_cause_given(tmp_path: Path)
 
     assert trial.trace == () and not (Path(trial.server_dir) / TRACE_FILE).exists()
     assert all(r.diagnosis is None for r in trial.records)
+
+
+def test_a_huge_message_is_kept_as_its_start_and_end_with_the_cut_counted() -> None:
+    message = "start" + "y" * 50_000_000 + "end"
+    kept = bounded(message)
+    assert kept.startswith("starty") and kept.endswith("yend") and "(cut: 49,998,008 characters)" in kept
+    assert len(kept) < MESSAGE_LIMIT + 50
+    assert bounded("short") == "short"
