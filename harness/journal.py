@@ -30,7 +30,7 @@ from harness.results import (
 )
 from harness.runner import attach_exceptions, in_trial_order, read_events
 from harness.variant import DEFAULT_DATABASE, Database
-from harness.verdict import judge
+from harness.verdict import judged_run
 
 RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
 
@@ -80,16 +80,21 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
         _rebuild_trial(run_dir, variant, trial, records, result.databases.get(variant, DEFAULT_DATABASE))
         for (variant, trial), records in unfinished.items()
     ]
-    trials = sorted([*result.trials, *rebuilt], key=lambda t: (t.trial, result.variants.index(t.variant)))
-    expectations = {v.variant: v.expected for v in result.verdicts}
-    summaries, verdicts, code = judge(expectations, trials, fail_on=result.scenario.fail_on)
-    recovered = dataclasses.replace(
-        result,
-        trials=tuple(trials),
-        summaries=summaries,
-        verdicts=verdicts,
-        exit_code=code,
+    recovered = judged_run(
+        result.scenario,
+        {v.variant: v.expected for v in result.verdicts},
+        [*result.trials, *rebuilt],
+        confidence=result.confidence,
+        started_at=result.started_at,
+        duration=result.duration,
         complete=result.complete and not rebuilt,
+        environment=result.environment,
+        jobs=result.jobs,
+        trace=result.trace,
+        url=result.url,
+        databases=result.databases,
+        database_server=result.database_server,
+        hosts=result.hosts,
     )
     return recovered, len(rebuilt)
 

@@ -11,7 +11,7 @@ from harness.errors import ExitCode
 from harness.journal import RECOVERED, Journal, read_journal, recover
 from harness.results import JOURNAL_FILE, RESULTS_FILE, read_results, write_results
 from harness.runner import Recorder
-from tests.harness import runs
+from tests.harness import factories, runs
 from tests.harness.factories import make_result, record
 
 
@@ -91,3 +91,16 @@ def test_recover_leaves_a_complete_run_as_it_was(tmp_path: Path) -> None:
     journal.close()
 
     assert recover(tmp_path) == (result, 0)
+
+
+def test_recover_judges_at_the_runs_confidence_so_an_undecided_build_stays_undecided(tmp_path: Path) -> None:
+    # One pair of trials: at 99% a clean build needs 7 pairs the reference failed and it did not.
+    unpatched, patched = factories.trial("unpatched", 1, ["server-error"]), factories.trial("patched", 1, ["ok"])
+    result = make_result((unpatched, patched), confidence=0.99)
+    assert [v.kind for v in result.verdicts] == ["met", "undecided"]
+    write_results(result, tmp_path / RESULTS_FILE)
+
+    recovered, rebuilt = recover(tmp_path)
+
+    assert rebuilt == 0 and recovered == result
+    assert recovered.verdicts[1].kind == "undecided" and recovered.exit_code is ExitCode.UNDECIDED
