@@ -64,17 +64,18 @@ def _umask() -> int:
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON Lines file written as things happened (journal, probe events, trace).
 
-    A missing file has none; a line cut short when its writer was killed is skipped.
+    A missing file has none; a line cut short when its writer was killed is skipped, and so
+    is any other line that is not a JSON object in UTF-8. Other errors of reading are the caller's.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return []
     objects = []
     for line in lines:
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
             continue
         if isinstance(value, dict):
             objects.append(value)

@@ -60,14 +60,25 @@ def read_journal(path: Path) -> list[RequestRecord]:
     for data in read_json_lines(path):
         try:
             record = rebuild(RequestRecord, data)
-        except (ValueError, TypeError, KeyError):
-            continue  # a line of another shape
+        except ValueError:
+            continue  # a line of another shape, or damaged: the journal is a safety net, not the record
         latest[record.request_id] = record
     return list(latest.values())
 
 
 def recover(run_dir: Path) -> tuple[RunResult, int]:
-    """The run's results with its unfinished trials rebuilt from the journal; and how many were rebuilt."""
+    """The run's results with its unfinished trials rebuilt from the journal; and how many were rebuilt.
+
+    Damage in ``results.json`` or ``trials.jsonl`` is a results error; a journal line of another
+    shape is skipped, as a line cut short is.
+    """
+    try:
+        return _recover(run_dir)
+    except OSError as exc:  # a journal or a server's events that is a folder, or unreadable
+        raise ResultsError(f"cannot read {exc.filename or run_dir}: {exc.strerror or exc}") from None
+
+
+def _recover(run_dir: Path) -> tuple[RunResult, int]:
     result = read_results(run_dir / RESULTS_FILE)
     done = {(t.variant, t.trial) for t in result.trials}
     unfinished: dict[tuple[str, int], list[RequestRecord]] = {}

@@ -176,14 +176,29 @@ def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pyt
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read results file"), ("{not json", "not a JSON results file"), ("[]", "not a JSON results file")],
+    [
+        (None, "cannot read results file"),
+        ("{not json", "not a JSON results file"),
+        ("[]", "not a JSON results file"),
+        (b'{"schema_version": 6, "variants": ["caf\xe9"]}', "not a JSON results file"),
+        ('{"schema_version": 6, "duration": Infinity}', "Infinity is not a number JSON can hold"),
+        ("DIR", "Is a directory"),
+        ("EDITED", "does not match schema 6: summaries[0].requests: expected an integer, got 'many'"),
+    ],
 )
 def test_harness_report_on_a_bad_results_file_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, message: str
 ) -> None:
     results = tmp_path / "results.json"
-    if content is not None:
-        results.write_text(content)
+    if content == "DIR":
+        results.mkdir()
+    elif content == "EDITED":  # a real record, one count edited by hand
+        write_results(make_result(), results)
+        document = json.loads(results.read_text())
+        document["summaries"][0]["requests"] = "many"
+        results.write_text(json.dumps(document))
+    elif content is not None:
+        results.write_bytes(content if isinstance(content, bytes) else content.encode())
     assert main(["report", str(results)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
     assert err.startswith("harness: error: ") and message in err and len(err.splitlines()) == 1
