@@ -50,3 +50,11 @@ async def hangs(scope: MutableMapping[str, Any], receive: Receive, send: Send) -
         await send({"type": "lifespan.shutdown.complete"})
         return
     await asyncio.Event().wait()
+
+
+not_asgi = 42  # a typo'd app = "module:not_asgi": nothing uvicorn could call
+
+
+def returns_not_asgi() -> object:
+    """A factory (factory = true) that returns no app."""
+    return None
