@@ -18,8 +18,12 @@ DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current
 
 
 def folder_safe(name: str) -> bool:
-    """Whether ``name`` can name a folder as it is: letters, digits, '.', '_', '-' and spaces, at most 100."""
-    return 0 < len(name) <= 100 and all(c.isalnum() or c in "._- " for c in name)
+    """Whether ``name`` can name a folder as it is: ASCII letters, digits, '.', '_', '-' and spaces, at most 100.
+
+    ASCII: ``str.isalnum`` takes "é" and "٣" too, which a file system may store in another
+    normal form, and which a variant's name, sent in a request header, cannot hold.
+    """
+    return 0 < len(name) <= 100 and all((c.isascii() and c.isalnum()) or c in "._- " for c in name)
 
 
 def make_run_dir(out_dir: Path, name: str) -> Path:

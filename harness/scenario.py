@@ -273,7 +273,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             top.fail("fail_on", f"expected a list of {', '.join(map(repr, get_args(FailureKind)))}, got {kind_name!r}")
     name = top.text("name", default_name)
     if not folder_safe(name):
-        top.fail("name", f"names the run's folder: letters, digits, '.', '_', '-' and spaces only, got {name!r}")
+        top.fail("name", f"names the run's folder: ASCII letters, digits, '.', '_', '-' and spaces only, got {name!r}")
     return Scenario(
         name=name,
         description=top.text("description", ""),

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,25 @@ def test_confidence_without_a_reference_ends_undecided_at_its_limit(
     assert "exit code 5: undecided" in completed.stdout
     [path] = tmp_path.glob("*-burst/results.json")
     assert len(read_results(path).trials) == trials
+
+
+def test_a_variant_named_for_a_server_of_ones_own_must_be_ascii(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A server that answers (501 to everything), so that the name is what is refused.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = main(["run", "--url", url, "--variant", "café", "--out", str(tmp_path)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == ExitCode.USAGE_ERROR
+    assert capsys.readouterr().err == "harness: error: --variant 'café': ASCII letters, digits, '.', '_' and '-' only\n"
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # not on the stderr the test reads
