@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -63,6 +64,7 @@ DEFAULT_PATH = "/slowusers/"
 DEFAULT_FAIL_ON: tuple[FailureKind, ...] = ("5xx",)
 PLACEHOLDERS = ("i", "trial")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a field name (RFC 9110, 5.1); httpx sends ASCII only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,7 +313,8 @@ def _request(table: Table, *, seed: bool) -> HttpRequest:
     if method not in _METHODS:
         table.fail("method", f"expected one of {', '.join(_METHODS)}, got {table.data['method']!r}")
     headers = {
-        key: table.template("headers", value, PLACEHOLDERS) for key, value in table.string_table("headers").items()
+        _header_name(table, key): table.template("headers", _header_value(table, value), PLACEHOLDERS)
+        for key, value in table.string_table("headers").items()
     }
     body = table.get("json")
     _check_body(table, body)
@@ -322,6 +325,18 @@ def _request(table: Table, *, seed: bool) -> HttpRequest:
         headers=headers,
         repeat=table.count("repeat", 1) if seed else 1,
     )
+
+
+def _header_name(table: Table, name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        table.fail("headers", f"{name!r} cannot name a header: ASCII letters, digits and !#$%&'*+-.^_`|~ only")
+    return name
+
+
+def _header_value(table: Table, value: str) -> str:
+    if not (value.isascii() and value.isprintable()):
+        table.fail("headers", f"{value!r} cannot go in a header: printable ASCII only")
+    return value
 
 
 def _check_body(table: Table, value: Any) -> None:
