@@ -726,7 +726,7 @@ def _build(annotation: Any, value: Any, at: str) -> Any:
         return tuple(_build(args[0], item, f"{at}[{i}]") for i, item in enumerate(_checked(value, list, at, "a list")))
     if origin is dict:
         data = _checked(value, dict, at, "an object")
-        return {key: _build(args[1], item, _key(at, key)) for key, item in data.items()}
+        return {key: _build(args[1], item, f"{at}[{key!r}]") for key, item in data.items()}  # any key: quoted
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
