@@ -7,7 +7,8 @@ import pytest
 
 from harness.errors import ExitCode
 from harness.journal import recover
-from harness.pipeline import RunPlan, _assemble
+from harness.pipeline import _assemble
+from harness.plan import RunPlan
 from harness.plugin import merge_results
 from harness.results import RESULTS_FILE, RunResult, TrialResult, Verdict, write_results
 from harness.scenario import load_scenario
