@@ -22,7 +22,15 @@ from harness.errors import ConfigError
 from harness.scenario import Scenario, load_scenario, load_scenario_file
 from harness.settings import read_file_settings, specs
 from harness.tomlfile import Table, parse_toml
-from harness.variant import DEFAULT_DATABASE, ENV_PLACEHOLDERS, Database, Expectation, Variant, is_variant_name
+from harness.variant import (
+    DEFAULT_DATABASE,
+    ENV_PLACEHOLDERS,
+    VARIANT_NAME_RULE,
+    Database,
+    Expectation,
+    Variant,
+    is_variant_name,
+)
 
 CONFIG_FILE = "harness.toml"
 PYPROJECT_FILE = "pyproject.toml"
@@ -135,7 +143,9 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
         top.fail("variants", 'declare at least one build, e.g. [variants.main] with app = "myapp.main:app"')
     for name in variants_table.data:
         if not is_variant_name(name):
-            variants_table.fail(name, "a variant's name names its servers' folders: letters, digits, '.', '_', '-'")
+            variants_table.fail(
+                name, f"a variant's name names its servers' folders and goes in a header: {VARIANT_NAME_RULE}"
+            )
     variants = {name: _variant(variants_table.table(name), name, folder) for name in variants_table.data}
     settings = read_file_settings(top.data, folder, top.fail)
     scenario_paths = []

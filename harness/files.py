@@ -18,8 +18,12 @@ DEFAULT_OUT_DIR = Path("harness-out")  # where run folders go, under the current
 
 
 def folder_safe(name: str) -> bool:
-    """Whether ``name`` can name a folder as it is: letters, digits, '.', '_', '-' and spaces, at most 100."""
-    return 0 < len(name) <= 100 and all(c.isalnum() or c in "._- " for c in name)
+    """Whether ``name`` can name a folder as it is: ASCII letters, digits, '.', '_', '-' and spaces, at most 100.
+
+    ASCII: ``str.isalnum`` takes "é" and "٣" too, which a file system may store in another
+    normal form, and which a variant's name, sent in a request header, cannot hold.
+    """
+    return 0 < len(name) <= 100 and all((c.isascii() and c.isalnum()) or c in "._- " for c in name)
 
 
 def make_run_dir(out_dir: Path, name: str) -> Path:
@@ -64,17 +68,18 @@ def _umask() -> int:
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON Lines file written as things happened (journal, probe events, trace).
 
-    A missing file has none; a line cut short when its writer was killed is skipped.
+    A missing file has none; a line cut short when its writer was killed is skipped, and so
+    is any other line that is not a JSON object in UTF-8. Other errors of reading are the caller's.
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().splitlines()
     except FileNotFoundError:
         return []
     objects = []
     for line in lines:
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
             continue
         if isinstance(value, dict):
             objects.append(value)

@@ -30,7 +30,7 @@ from harness.results import (
 )
 from harness.runner import attach_exceptions, in_trial_order, read_events
 from harness.variant import DEFAULT_DATABASE, Database
-from harness.verdict import judge
+from harness.verdict import judged_run
 
 RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
 
@@ -60,14 +60,25 @@ def read_journal(path: Path) -> list[RequestRecord]:
     for data in read_json_lines(path):
         try:
             record = rebuild(RequestRecord, data)
-        except (ValueError, TypeError, KeyError):
-            continue  # a line of another shape
+        except ValueError:
+            continue  # a line of another shape, or damaged: the journal is a safety net, not the record
         latest[record.request_id] = record
     return list(latest.values())
 
 
 def recover(run_dir: Path) -> tuple[RunResult, int]:
-    """The run's results with its unfinished trials rebuilt from the journal; and how many were rebuilt."""
+    """The run's results with its unfinished trials rebuilt from the journal; and how many were rebuilt.
+
+    Damage in ``results.json`` or ``trials.jsonl`` is a results error; a journal line of another
+    shape is skipped, as a line cut short is.
+    """
+    try:
+        return _recover(run_dir)
+    except OSError as exc:  # a journal or a server's events that is a folder, or unreadable
+        raise ResultsError(f"cannot read {exc.filename or run_dir}: {exc.strerror or exc}") from None
+
+
+def _recover(run_dir: Path) -> tuple[RunResult, int]:
     result = read_results(run_dir / RESULTS_FILE)
     done = {(t.variant, t.trial) for t in result.trials}
     unfinished: dict[tuple[str, int], list[RequestRecord]] = {}
@@ -80,16 +91,21 @@ def recover(run_dir: Path) -> tuple[RunResult, int]:
         _rebuild_trial(run_dir, variant, trial, records, result.databases.get(variant, DEFAULT_DATABASE))
         for (variant, trial), records in unfinished.items()
     ]
-    trials = sorted([*result.trials, *rebuilt], key=lambda t: (t.trial, result.variants.index(t.variant)))
-    expectations = {v.variant: v.expected for v in result.verdicts}
-    summaries, verdicts, code = judge(expectations, trials, fail_on=result.scenario.fail_on)
-    recovered = dataclasses.replace(
-        result,
-        trials=tuple(trials),
-        summaries=summaries,
-        verdicts=verdicts,
-        exit_code=code,
+    recovered = judged_run(
+        result.scenario,
+        {v.variant: v.expected for v in result.verdicts},
+        [*result.trials, *rebuilt],
+        confidence=result.confidence,
+        started_at=result.started_at,
+        duration=result.duration,
         complete=result.complete and not rebuilt,
+        environment=result.environment,
+        jobs=result.jobs,
+        trace=result.trace,
+        url=result.url,
+        databases=result.databases,
+        database_server=result.database_server,
+        hosts=result.hosts,
     )
     return recovered, len(rebuilt)
 

@@ -53,7 +53,7 @@ from harness.runner import Recorder, attach_exceptions, make_client, read_events
 from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
 from harness.urls import display_url
 from harness.variant import Variant
-from harness.verdict import judge
+from harness.verdict import judged_run
 
 _DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
 _STOP_POLL = 0.02  # seconds between looks at a server asked to stop
@@ -433,21 +433,16 @@ def _assemble(
     complete: bool,
     database_server: str | None,
 ) -> RunResult:
-    expectations = {v.name: plan.scenario.expectation(v) for v in plan.variants}
-    summaries, verdicts, code = judge(expectations, trials, confidence=plan.confidence, fail_on=plan.scenario.fail_on)
-    return RunResult(
-        scenario=plan.scenario,
-        variants=tuple(expectations),
+    return judged_run(
+        plan.scenario,
+        {v.name: plan.scenario.expectation(v) for v in plan.variants},
+        trials,
+        confidence=plan.confidence,
         started_at=started_at,
         duration=round(time.monotonic() - started, 3),
         complete=complete,
         environment=environment,
-        trials=tuple(trials),
-        summaries=summaries,
-        verdicts=verdicts,
-        exit_code=code,
         jobs=plan.jobs,
-        confidence=plan.confidence,
         trace=plan.trace and plan.url is None,
         url=display_url(plan.url) if plan.url else None,  # the run uses plan.url; its record never the password
         databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},

@@ -26,7 +26,7 @@ from harness.settings import (
     option,
     run_settings,
 )
-from harness.variant import DEFAULT_DATABASE, Database, Variant, is_variant_name
+from harness.variant import DEFAULT_DATABASE, VARIANT_NAME_RULE, Database, Variant, is_variant_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,7 +139,7 @@ def _external_variant(names: Sequence[str] | None, config: Config) -> Variant:
     if names[0] in config.variants:
         return config.variants[names[0]]
     if not is_variant_name(names[0]):
-        raise UsageError(f"--variant {names[0]!r}: letters, digits, '.', '_' and '-' only")
+        raise UsageError(f"--variant {names[0]!r}: {VARIANT_NAME_RULE}")
     return Variant(name=names[0], app="", description="a server the user started")
 
 

@@ -300,28 +300,22 @@ def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Pa
 
 def merge_results(parts: list[RunResult]) -> RunResult:
     """One result of a scenario's single-variant runs, in the parts' order: every trial, verdicts judged together."""
-    from harness.results import RunResult
-    from harness.verdict import judge
+    from harness.verdict import judged_run
 
-    scenario = parts[0].scenario
-    variants = tuple(dict.fromkeys(name for part in parts for name in part.variants))
     expected = {verdict.variant: verdict.expected for part in parts for verdict in part.verdicts}
-    order = {name: position for position, name in enumerate(variants)}
-    trials = sorted((t for part in parts for t in part.trials), key=lambda t: (t.trial, order[t.variant]))
-    summaries, verdicts, code = judge({name: expected[name] for name in variants}, trials, fail_on=scenario.fail_on)
+    variants = dict.fromkeys(name for part in parts for name in part.variants)
     start = min(datetime.fromisoformat(part.started_at) for part in parts)
     end = max(datetime.fromisoformat(part.started_at).timestamp() + part.duration for part in parts)
-    return RunResult(
-        scenario=scenario,
-        variants=variants,
+    return judged_run(
+        parts[0].scenario,
+        {name: expected[name] for name in variants},
+        [t for part in parts for t in part.trials],
+        confidence=parts[0].confidence,  # the session's: every item ran with it
         started_at=start.isoformat(timespec="milliseconds"),
         duration=round(end - start.timestamp(), 3),
         complete=all(part.complete for part in parts),
         environment=parts[0].environment,
-        trials=tuple(trials),
-        summaries=summaries,
-        verdicts=verdicts,
-        exit_code=code,
+        trace=all(part.trace for part in parts),
         databases={name: database for part in parts for name, database in part.databases.items()},
         database_server=next((part.database_server for part in parts if part.database_server), None),
         hosts={name: where for part in parts for name in part.variants if (where := _where(part, name))},

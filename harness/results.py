@@ -16,15 +16,18 @@ controller that way, inside each item's report.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 import types
 import typing
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.files import atomic_writer, read_json_lines
@@ -311,7 +314,9 @@ class RunResult:
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
         if data.get("document") == "sweep":
             raise ResultsError("this is the results file of a sweep (harness sweep), not of a run")
-        return _from_document(cls, data, {"schema_version"})
+        result = _from_document(cls, data, {"schema_version"})
+        _check_variants(result)
+        return result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,8 +408,25 @@ def _from_document(cls: type[_T], data: dict[str, Any], envelope: set[str]) -> _
     fields = {key: value for key, value in data.items() if key not in envelope}
     try:
         return rebuild(cls, fields)
-    except (KeyError, TypeError, ValueError, AttributeError, ScenarioError) as exc:
+    except ValueError as exc:
         raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc}") from None
+    except ScenarioError as exc:
+        raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {exc.message}") from None
+
+
+def _check_variants(result: RunResult) -> None:
+    """A run whose summaries, verdicts or trials are not of its variants, each once, is not one the harness wrote."""
+    for what, names in (
+        ("summaries", [summary.variant for summary in result.summaries]),
+        ("verdicts", [verdict.variant for verdict in result.verdicts]),
+    ):
+        if names != list(result.variants):
+            raise ResultsError(f"its {what} are of {names}, its variants are {list(result.variants)}")
+    if len(set(result.variants)) != len(result.variants):
+        raise ResultsError(f"its variants {list(result.variants)} name one twice")
+    strangers = {trial.variant for trial in result.trials} - set(result.variants)
+    if strangers:
+        raise ResultsError(f"its trials are of variants it does not run: {', '.join(sorted(strangers))}")
 
 
 def write_results(result: RunResult | SweepResult, path: Path) -> None:
@@ -447,23 +469,79 @@ def read_results(path: Path, *, with_trials: bool = True) -> RunResult:
 
 
 def _run_record(path: Path, data: dict[str, Any], *, with_trials: bool = True) -> RunResult:
-    if data.get("document") == "sweep" or "trials" in data:
-        return RunResult.from_dict(data)  # a sweep, refused; or a document with its trials in it
-    result = RunResult.from_dict({**data, "trials": []})
+    with _naming(path):
+        if data.get("document") == "sweep" or "trials" in data:
+            return RunResult.from_dict(data)  # a sweep, refused; or a document with its trials in it
+        result = RunResult.from_dict({**data, "trials": []})
     if not with_trials:
         return result
     trials_path = path.with_name(TRIALS_FILE)
     if result.trials_run and not trials_path.exists():
         raise ResultsError(f"{trials_path} is missing: the run's trials are there, beside {path.name}")
-    return _with_trials(result, read_json_lines(trials_path), trials_path)
+    with _naming(trials_path):
+        return _with_trials(result, _read_trial_lines(trials_path))
 
 
-def _with_trials(result: RunResult, lines: list[dict[str, Any]], source: Path | str) -> RunResult:
+@contextlib.contextmanager
+def _naming(path: Path | str) -> Iterator[None]:
+    """A results error met while reading what ``path`` holds, with the path in front."""
     try:
-        trials = tuple(unpack_trial(line) for line in lines)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise ResultsError(f"{source} does not match schema {SCHEMA_VERSION}: {exc!r}") from None
-    return dataclasses.replace(result, trials=trials)
+        yield
+    except ResultsError as exc:
+        raise ResultsError(f"{path}: {exc.message}") from None
+
+
+def _with_trials(result: RunResult, lines: Sequence[Any]) -> RunResult:
+    """The run with the trials of these lines of ``trials.jsonl`` (the first line is line 1)."""
+    trials = []
+    for number, line in enumerate(lines, 1):
+        try:
+            trials.append(unpack_trial(_checked(line, dict, "", "an object")))
+        except (ValueError, LookupError, TypeError) as exc:  # LookupError, TypeError: rows that do not fit columns
+            raise ResultsError(f"line {number} does not match schema {SCHEMA_VERSION}: {exc}") from None
+    with_trials = dataclasses.replace(result, trials=tuple(trials))
+    _check_variants(with_trials)
+    return with_trials
+
+
+def _read_trial_lines(path: Path) -> list[Any]:
+    """The lines of ``trials.jsonl``, each a JSON value; a missing file has none.
+
+    A last line cut short, with no newline after it, is left out: its writer was killed,
+    and the trial is still in the journal (``harness recover``). Any other line that is
+    not JSON is damage, a results error.
+    """
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ResultsError(f"cannot read it: {exc.strerror or exc}") from None
+    lines = text.split(b"\n")
+    values = []
+    for number, line in enumerate(lines, 1):
+        if not line and number == len(lines):
+            break  # after the last newline
+        try:
+            values.append(_loads(line))
+        except ValueError as exc:
+            if number == len(lines):
+                break  # cut short
+            raise ResultsError(f"line {number} is not JSON ({exc})") from None
+    return values
+
+
+def _loads(text: str | bytes) -> Any:
+    """The JSON value of ``text``, which must be UTF-8; NaN and Infinity, which are not JSON, and nesting deeper
+    than Python can follow are refused (``ValueError``)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a number JSON can hold")
 
 
 def pack_record(path: Path) -> str:
@@ -480,11 +558,12 @@ def pack_record(path: Path) -> str:
 def unpack_record(text: str) -> RunResult:
     """The run :func:`pack_record` packed, trials and all (:func:`write_results` writes it out again)."""
     try:
-        record = json.loads(zlib.decompress(base64.b64decode(text, validate=True)))
-        data, lines = {**record["results"], "trials": []}, record["trials"]
+        record = _loads(zlib.decompress(base64.b64decode(text, validate=True)))
+        data, lines = {**record["results"], "trials": []}, _checked(record["trials"], list, "trials", "a list")
     except (ValueError, TypeError, KeyError, zlib.error) as exc:
         raise ResultsError(f"not a packed run record: {exc}") from None
-    return _with_trials(RunResult.from_dict(data), lines, "a packed record's trials")
+    with _naming("a packed run record"):
+        return _with_trials(RunResult.from_dict(data), lines)
 
 
 def pack_trial(trial: TrialResult) -> dict[str, Any]:
@@ -520,30 +599,37 @@ def pack_trial(trial: TrialResult) -> dict[str, Any]:
 
 def unpack_trial(line: dict[str, Any]) -> TrialResult:
     """The trial :func:`pack_trial` wrote as ``line``."""
-    texts, columns = line["texts"], line["columns"]
+    _require(("texts", "columns", *_required(TrialResult)), line, "")
+    texts = _build(tuple[str, ...], line["texts"], "texts")
+    columns = _build(dict[str, tuple[str, ...]], line["columns"], "columns")
 
-    def unpack(annotation: Any, value: Any) -> Any:
-        if value is None:
-            return None
-        if _is_text(annotation):
-            return texts[value]
-        element = _table_element(annotation)
-        if element is None:
-            return rebuild(annotation, value)
+    def table(element: type, value: Any, at: str) -> tuple[Any, ...]:
         hints = _hints(element)
-        names = columns[element.__name__] if value else []  # a row may be short of its trailing defaults
-        return tuple(
-            element(**{c: unpack(hints[c], cell) for c, cell in zip(names, row, strict=False)}) for row in value
-        )
+        names = columns.get(element.__name__, ()) if value else ()  # a row may be short of its trailing defaults
+        if unknown := set(names) - set(hints):
+            raise ValueError(f"columns.{element.__name__}: no such fields: {', '.join(sorted(unknown))}")
+        rows = []
+        for i, row in enumerate(_checked(value, list, at, "a list")):
+            cells = _checked(row, list, f"{at}[{i}]", "a list")
+            fields = {c: cell(hints[c], item, f"{at}[{i}].{c}") for c, item in zip(names, cells, strict=False)}
+            _require(_required(element), fields, f"{at}[{i}]")
+            rows.append(element(**fields))
+        return tuple(rows)
 
-    hints = _hints(TrialResult)
-    return TrialResult(
-        **{
-            name: (unpack if _table_element(hint) else rebuild)(hint, line[name])
-            for name, hint in hints.items()
-            if name in line
-        }
-    )
+    def cell(annotation: Any, value: Any, at: str) -> Any:
+        if value is not None and _is_text(annotation):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(texts):
+                raise ValueError(f"{at}: {_shown(value)} is not the number of one of its {len(texts)} texts")
+            return _build(annotation, texts[value], at)  # a Literal's too: one of its values
+        element = _table_element(annotation)
+        return _build(annotation, value, at) if element is None else table(element, value, at)
+
+    fields: dict[str, Any] = {}
+    for name, hint in _hints(TrialResult).items():
+        if name in line:
+            element = _table_element(hint)
+            fields[name] = _build(hint, line[name], name) if element is None else table(element, line[name], name)
+    return TrialResult(**fields)
 
 
 _NO_DEFAULT = object()
@@ -586,46 +672,125 @@ def _is_text(annotation: Any) -> bool:
 
 
 def read_sweep(path: Path) -> SweepResult:
-    return SweepResult.from_dict(_read_document(path))
+    data = _read_document(path)
+    with _naming(path):
+        return SweepResult.from_dict(data)
 
 
 def read_document(path: Path) -> RunResult | SweepResult:
     """A run's or a sweep's results, whichever the file holds."""
     data = _read_document(path)
-    return SweepResult.from_dict(data) if data.get("document") == "sweep" else _run_record(path, data)
+    if data.get("document") == "sweep":
+        with _naming(path):
+            return SweepResult.from_dict(data)
+    return _run_record(path, data)
 
 
 def _read_document(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _loads(path.read_bytes())
     except OSError as exc:
-        raise ResultsError(f"cannot read results file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
+        raise ResultsError(f"{path}: cannot read results file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError too
         raise ResultsError(f"{path}: not a JSON results file ({exc})") from None
     if not isinstance(data, dict):
-        raise ResultsError(f"{path}: not a JSON results file")
+        raise ResultsError(f"{path}: not a JSON results file (its top level is {_shown(data)}, not an object)")
     return data
 
 
 def rebuild(annotation: type[_T], value: Any) -> _T:
-    """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it."""
-    return typing.cast(_T, _build(annotation, value))
+    """Rebuild a value of the type ``annotation`` from what ``dataclasses.asdict`` made of it.
+
+    Every value is held to its field's type, so a damaged or hand-edited file is refused here,
+    with the place of the first wrong value (``ValueError``), not by whatever reads it later.
+    """
+    return typing.cast(_T, _build(annotation, value, ""))
 
 
-def _build(annotation: Any, value: Any) -> Any:
+_LARGEST_INT = 2**53  # JSON's exact integers: no count, pid, port or time of a record is larger
+
+
+def _build(annotation: Any, value: Any, at: str) -> Any:
     if annotation is Scenario:
-        return Scenario.from_dict(value)
+        return Scenario.from_dict(_checked(value, dict, at, "an object"))
     if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        data = _checked(value, dict, at, "an object")
         hints = _hints(annotation)
-        return annotation(**{key: _build(hints[key], item) for key, item in value.items() if key in hints})
+        _require(_required(annotation), data, at)
+        return annotation(
+            **{key: _build(hints[key], item, _key(at, key)) for key, item in data.items() if key in hints}
+        )
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is tuple:
-        return tuple(_build(args[0], item) for item in value)
+        return tuple(_build(args[0], item, f"{at}[{i}]") for i, item in enumerate(_checked(value, list, at, "a list")))
+    if origin is dict:
+        data = _checked(value, dict, at, "an object")
+        return {key: _build(args[1], item, f"{at}[{key!r}]") for key, item in data.items()}  # any key: quoted
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        return _build(next(arg for arg in args if arg is not type(None)), value)
-    if isinstance(annotation, type) and issubclass(annotation, ExitCode):
-        return annotation(value)
+        (kind,) = (arg for arg in args if arg is not type(None))
+        return _build(kind, value, at)
+    if origin is Literal:
+        if not isinstance(value, str) or value not in args:
+            raise ValueError(f"{at}: expected one of {', '.join(map(repr, args))}, got {_shown(value)}")
+        return value
+    if annotation is bool:
+        return _checked(value, bool, at, "true or false")
+    if annotation is str:
+        return _checked(value, str, at, "a string")
+    if annotation in (int, float) or annotation is ExitCode:
+        number = _number(value, at, whole=annotation is not float)
+        if annotation is ExitCode:
+            if number not in ExitCode.__members__.values():
+                raise ValueError(f"{at}: {number} is not an exit code of the harness")
+            return ExitCode(int(number))
+        return number
+    raise TypeError(f"{at}: no reader for values of type {annotation!r}")  # a field added without one
+
+
+def _number(value: Any, at: str, *, whole: bool) -> int | float:
+    """``value`` if it is a finite number (a whole one if ``whole``) within JSON's exact integers."""
+    number: int | float
+    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and not whole):
+        number = value
+    else:
+        raise ValueError(f"{at}: expected {'an integer' if whole else 'a number'}, got {_shown(value)}")
+    if not math.isfinite(number) or abs(number) > _LARGEST_INT:
+        raise ValueError(f"{at}: {_shown(number)} is out of range")
+    return number
+
+
+def _checked(value: Any, kind: type[_T], at: str, what: str) -> _T:
+    if not isinstance(value, kind):
+        raise ValueError(f"{at + ': ' if at else ''}expected {what}, got {_shown(value)}")
     return value
+
+
+@functools.cache
+def _required(cls: type) -> tuple[str, ...]:
+    """The fields of a dataclass that have no default."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+
+
+def _require(keys: Iterable[str], data: dict[str, Any], at: str) -> None:
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ValueError(f"{at + ': ' if at else ''}missing {', '.join(missing)}")
+
+
+def _key(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
+
+
+def _shown(value: Any) -> str:
+    """A value in an error message: its type for a container, else itself, cut to a line."""
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "a list"
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

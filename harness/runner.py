@@ -23,7 +23,7 @@ import httpx
 
 from harness.errors import SeedError
 from harness.files import read_json_lines
-from harness.results import Outcome, Phase, RequestRecord, ServerException, microseconds
+from harness.results import Outcome, Phase, RequestRecord, ServerException, microseconds, rebuild
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
 
@@ -139,9 +139,9 @@ def read_events(path: Path) -> list[ServerException]:
     tracebacks: dict[str, str] = {}
     for data in read_json_lines(path):
         try:
-            event = ServerException(**data)
-        except TypeError:
-            continue
+            event = rebuild(ServerException, data)
+        except ValueError:
+            continue  # a line of another shape
         events.append(replace(event, traceback=tracebacks.setdefault(event.traceback, event.traceback)))
     return events
 

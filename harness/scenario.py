@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -76,6 +77,7 @@ MAX_TIME_SCALE = 100.0  # a tutorial-second a hundred seconds long
 MAX_SECONDS = 3_600.0  # interval and request_timeout, in (scaled) seconds: an hour
 PLACEHOLDERS = ("i", "trial")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a field name (RFC 9110, 5.1); httpx sends ASCII only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -286,7 +288,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             top.fail("fail_on", f"expected a list of {', '.join(map(repr, get_args(FailureKind)))}, got {kind_name!r}")
     name = top.text("name", default_name)
     if not folder_safe(name):
-        top.fail("name", f"names the run's folder: letters, digits, '.', '_', '-' and spaces only, got {name!r}")
+        top.fail("name", f"names the run's folder: ASCII letters, digits, '.', '_', '-' and spaces only, got {name!r}")
     return Scenario(
         name=name,
         description=top.text("description", ""),
@@ -326,7 +328,8 @@ def _request(table: Table, *, seed: bool) -> HttpRequest:
     if method not in _METHODS:
         table.fail("method", f"expected one of {', '.join(_METHODS)}, got {table.data['method']!r}")
     headers = {
-        key: table.template("headers", value, PLACEHOLDERS) for key, value in table.string_table("headers").items()
+        _header_name(table, key): table.template("headers", _header_value(table, value), PLACEHOLDERS)
+        for key, value in table.string_table("headers").items()
     }
     body = table.get("json")
     _check_body(table, body)
@@ -337,6 +340,18 @@ def _request(table: Table, *, seed: bool) -> HttpRequest:
         headers=headers,
         repeat=table.count("repeat", 1, most=MAX_SEED_REPEAT) if seed else 1,
     )
+
+
+def _header_name(table: Table, name: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        table.fail("headers", f"{name!r} cannot name a header: ASCII letters, digits and !#$%&'*+-.^_`|~ only")
+    return name
+
+
+def _header_value(table: Table, value: str) -> str:
+    if not (value.isascii() and value.isprintable()):
+        table.fail("headers", f"{value!r} cannot go in a header: printable ASCII only")
+    return value
 
 
 def _check_body(table: Table, value: Any) -> None:

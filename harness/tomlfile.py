@@ -96,7 +96,7 @@ class Table:
 
     def text(self, key: str, default: str | None = None, *, required: bool = False) -> Any:
         value = self.get(key, default, required=required)
-        if not isinstance(value, str) and not (value is None and default is None):
+        if not isinstance(value, str) and not (value is None and key not in self.data):  # JSON has null; TOML not
             self.fail(key, f"expected a string, got {describe(value)}")
         return value
 

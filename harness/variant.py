@@ -23,8 +23,12 @@ DEFAULT_DATABASE: Database = "sqlite"
 ENV_PLACEHOLDERS = ("tmp", "port", "time_scale", "database_url")
 
 
+VARIANT_NAME_RULE = "ASCII letters, digits, '.', '_' and '-' only"
+
+
 def is_variant_name(name: str) -> bool:
-    """Whether ``name`` can name a build: it names its servers' folders, so no spaces either."""
+    """Whether ``name`` can name a build: it names its servers' folders, and goes into a request header (the id
+    of each request), so no spaces and nothing but ASCII (:data:`VARIANT_NAME_RULE`)."""
     return folder_safe(name) and " " not in name
 
 

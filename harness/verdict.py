@@ -16,6 +16,9 @@ variant the power of its clean trials against the variants expected to fail, as
 measured in the same run. With ``--confidence``, a clean variant is decided by pairing
 its trials with theirs by trial number (:func:`harness.stats.clean_is_decided`), so
 each variant's trials are kept by number (:func:`trial_outcomes`), not only counted.
+
+A run's record is judged in one place, :func:`judged_run`, wherever its trials come from:
+the pipeline after each round, ``harness recover``, the pytest plugin's merge of its items.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from harness.results import (
     Power,
     Rate,
     RequestRecord,
+    RunResult,
     TrialResult,
     VariantSummary,
     Verdict,
     VerdictKind,
 )
-from harness.scenario import DEFAULT_FAIL_ON, FailureKind
+from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -48,7 +52,7 @@ from harness.stats import (
     pairs_needed,
     wilson_interval,
 )
-from harness.variant import Expectation
+from harness.variant import Database, Expectation
 
 # A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
 VERDICT_EXIT_CODES: dict[VerdictKind, ExitCode] = {
@@ -124,6 +128,53 @@ def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, 
         for (kind, message), seen in groups.items()
     ]
     return tuple(sorted(counts, key=lambda c: -c.count))
+
+
+def judged_run(
+    scenario: Scenario,
+    expectations: Mapping[str, Expectation],
+    trials: Iterable[TrialResult],
+    *,
+    confidence: float | None,
+    started_at: str,
+    duration: float,
+    complete: bool,
+    environment: dict[str, str],
+    jobs: int = 1,
+    trace: bool = True,
+    url: str | None = None,
+    databases: Mapping[str, Database] | None = None,
+    database_server: str | None = None,
+    hosts: Mapping[str, str] | None = None,
+) -> RunResult:
+    """The run's record, judged: its variants in the order of ``expectations``, its trials by number and variant.
+
+    ``confidence`` has no default: the level a run's verdicts are decided at is the one its
+    record states, so a run read back and judged again (``harness recover``) cannot quietly
+    lose it and call an undecided build "met". The other facts are recorded as they are given.
+    """
+    order = {variant: position for position, variant in enumerate(expectations)}
+    ordered = tuple(sorted(trials, key=lambda t: (t.trial, order[t.variant])))
+    summaries, verdicts, code = judge(expectations, ordered, confidence=confidence, fail_on=scenario.fail_on)
+    return RunResult(
+        scenario=scenario,
+        variants=tuple(expectations),
+        started_at=started_at,
+        duration=duration,
+        complete=complete,
+        environment=environment,
+        trials=ordered,
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=code,
+        jobs=jobs,
+        confidence=confidence,
+        trace=trace,
+        url=url,
+        databases=dict(databases or {}),
+        database_server=database_server,
+        hosts=dict(hosts or {}),
+    )
 
 
 def judge(

@@ -7,9 +7,9 @@ one JSON line to ``HARNESS_PROBE_EVENTS`` (its message cut to ``tracer.MESSAGE_L
 characters, its traceback to ``TRACEBACK_LIMIT``) and then re-raised, so uvicorn behaves exactly
 as it would without the probe. When ``HARNESS_PROBE_TRACE`` names a file,
 :mod:`harness.server.tracer` also records each request's connection events and phases there,
-keyed by the same id. An app that does not import is described in one line in
-``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not
-edited.
+keyed by the same id. An app that does not import, or is not an ASGI app (nothing uvicorn
+could call), is described in one line in ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness
+to tell its user. The app itself is not edited.
 
 Standard library only (the tracer imports Peewee and Starlette, which the app brings):
 the probe must import wherever the app under test runs.
@@ -89,17 +89,47 @@ def create_app() -> ExceptionProbe:
     name = os.environ["HARNESS_PROBE_APP"]
     try:
         app = _load_app(name, factory=bool(os.environ.get("HARNESS_PROBE_FACTORY")))
+    except NotAnApp as exc:
+        _startup_failure(f"app {name!r} is not an ASGI app: {tracer.bounded(str(exc))}")
+        raise
     except Exception as exc:
-        with open(os.environ["HARNESS_PROBE_STARTUP_FAILURE"], "w", encoding="utf-8") as failure:
-            failure.write(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}\n")
+        _startup_failure(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}")
         raise
     events = open(os.environ["HARNESS_PROBE_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     return ExceptionProbe(app, events)
 
 
+class NotAnApp(Exception):
+    """What ``app =`` names is not an ASGI app, or with ``factory = true`` not a function that returns one."""
+
+
+def _startup_failure(line: str) -> None:
+    with open(os.environ["HARNESS_PROBE_STARTUP_FAILURE"], "w", encoding="utf-8") as failure:
+        failure.write(line + "\n")
+
+
 def _load_app(name: str, *, factory: bool) -> ASGIApp:
+    """The app; checked callable here, for uvicorn would only fail at the first request, which a build
+    expected to fail would then count as failing as expected."""
     module_name, _, attribute = name.partition(":")
     app: Any = importlib.import_module(module_name)
     for part in attribute.split("."):
         app = getattr(app, part)
-    return typing.cast(ASGIApp, app() if factory else app)
+    if factory:
+        if not callable(app):
+            raise NotAnApp(f"factory = true, but it is {_described(app)}, not a function that returns the app")
+        made = app()
+        if not callable(made):
+            raise NotAnApp(f"its factory returned {_described(made)}, which cannot be called")
+        return typing.cast(ASGIApp, made)
+    if not callable(app):
+        raise NotAnApp(f"it is {_described(app)}, which cannot be called")
+    return typing.cast(ASGIApp, app)
+
+
+def _described(value: object) -> str:
+    """``an int (42)``: the kind of a value and, cut to a line, the value."""
+    text = " ".join(repr(value).split())
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return f"{article} {kind} ({text[:40] + '...' if len(text) > 40 else text})"

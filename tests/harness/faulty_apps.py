@@ -70,3 +70,11 @@ async def huge_bodies(scope: MutableMapping[str, Any], receive: Receive, send: S
     for _ in range(HUGE_BODY_MB - 1):
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": chunk})
+
+
+not_asgi = 42  # a typo'd app = "module:not_asgi": nothing uvicorn could call
+
+
+def returns_not_asgi() -> object:
+    """A factory (factory = true) that returns no app."""
+    return None

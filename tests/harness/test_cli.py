@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -176,14 +178,29 @@ def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pyt
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "cannot read results file"), ("{not json", "not a JSON results file"), ("[]", "not a JSON results file")],
+    [
+        (None, "cannot read results file"),
+        ("{not json", "not a JSON results file"),
+        ("[]", "not a JSON results file"),
+        (b'{"schema_version": 6, "variants": ["caf\xe9"]}', "not a JSON results file"),
+        ('{"schema_version": 6, "duration": Infinity}', "Infinity is not a number JSON can hold"),
+        ("DIR", "Is a directory"),
+        ("EDITED", "does not match schema 6: summaries[0].requests: expected an integer, got 'many'"),
+    ],
 )
 def test_harness_report_on_a_bad_results_file_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, message: str
 ) -> None:
     results = tmp_path / "results.json"
-    if content is not None:
-        results.write_text(content)
+    if content == "DIR":
+        results.mkdir()
+    elif content == "EDITED":  # a real record, one count edited by hand
+        write_results(make_result(), results)
+        document = json.loads(results.read_text())
+        document["summaries"][0]["requests"] = "many"
+        results.write_text(json.dumps(document))
+    elif content is not None:
+        results.write_bytes(content if isinstance(content, bytes) else content.encode())
     assert main(["report", str(results)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
     assert err.startswith("harness: error: ") and message in err and len(err.splitlines()) == 1
@@ -348,3 +365,25 @@ def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) 
     children = [int(pid) for found in tmp_path.glob("*/servers/*/tmp/children") for pid in found.read_text().split()]
     assert len(children) == 2 * 3  # two trials, three processes each
     runs.wait_gone(children, 5)
+
+
+def test_a_variant_named_for_a_server_of_ones_own_must_be_ascii(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A server that answers (501 to everything), so that the name is what is refused.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = main(["run", "--url", url, "--variant", "café", "--out", str(tmp_path)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == ExitCode.USAGE_ERROR
+    assert capsys.readouterr().err == "harness: error: --variant 'café': ASCII letters, digits, '.', '_' and '-' only\n"
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # not on the stderr the test reads

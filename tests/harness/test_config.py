@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.config import Config, builtin_config, load_config
-from harness.errors import ConfigError, ScenarioError
+from harness.errors import ConfigError, ExitCode, ScenarioError
 from harness.scenario import HttpRequest, Scenario, load_scenario, scenario_toml
 from harness.settings import resolve
 from harness.variant import Variant
@@ -484,3 +485,19 @@ def test_a_generic_scenario_round_trips_through_to_dict_and_its_toml(tmp_path: P
     copy = write_scenario(tmp_path, scenario_toml(scenario, comment="written back\nby the test"), "copy.toml")
     assert copy.read_text().startswith("# written back\n# by the test\n")
     assert load_scenario(str(copy)) == scenario  # its name comes from the file's own name key
+
+
+@pytest.mark.parametrize("name", ["café", "٣", "\uff46ull", "naïve-build"])
+def test_a_variant_name_that_cannot_go_in_a_header_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # str.isalnum takes these; the name goes into each request's x-harness-request-id header, which is ASCII.
+    config = tmp_path / "harness.toml"
+    config.write_text(f'[variants."{name}"]\napp = "myapp:app"\n', encoding="utf-8")
+
+    assert main(["run", "--config", str(config), "--out", str(tmp_path / "out")]) == ExitCode.USAGE_ERROR
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness: error: {config}") and len(err.splitlines()) == 1
+    assert "ASCII letters, digits, '.', '_' and '-' only" in err
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -9,9 +10,10 @@ import pytest
 from harness.cli import main
 from harness.errors import ExitCode
 from harness.journal import RECOVERED, Journal, read_journal, recover
-from harness.results import JOURNAL_FILE, RESULTS_FILE, read_results, write_results
+from harness.journal import _without_exceptions as _journalled
+from harness.results import JOURNAL_FILE, RESULTS_FILE, TRIALS_FILE, read_results, write_results
 from harness.runner import Recorder
-from tests.harness import runs
+from tests.harness import factories, runs
 from tests.harness.factories import make_result, record
 
 
@@ -78,7 +80,36 @@ def test_a_harness_killed_outright_leaves_no_server_and_recover_rebuilds_its_las
 
 def test_recover_on_a_folder_without_a_run_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
-    assert f"harness: error: cannot read results file {tmp_path / 'results.json'}" in capsys.readouterr().err
+    assert f"harness: error: {tmp_path / 'results.json'}: cannot read results file" in capsys.readouterr().err
+
+
+def test_recover_skips_journal_lines_of_another_shape_and_refuses_a_damaged_record_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unpatched, patched = factories.trial("unpatched", 1, ["server-error"]), factories.trial("patched", 1, ["ok"])
+    write_results(make_result((unpatched, patched)), tmp_path / RESULTS_FILE)
+    journal = Journal(tmp_path / JOURNAL_FILE)
+    journal.append(record("unpatched", 2, 0, "server-error"))
+    journal.close()
+    with (tmp_path / JOURNAL_FILE).open("ab") as file:  # lines of another shape, not UTF-8, out of range, cut short
+        file.write(b'{"variant": 7}\n{"variant": "caf\xe9"}\n[1]\n')
+        line = json.dumps(_journalled(record("patched", 2, 0)))
+        file.write(line.replace('"trial": 2', '"trial": 1e400').encode() + b"\n" + line[:30].encode())
+
+    assert main(["recover", str(tmp_path)]) == ExitCode.OK
+    assert "recovered 1 request records of 1 unfinished trials" in capsys.readouterr().out
+
+    trials = tmp_path / TRIALS_FILE
+    trials.write_text(trials.read_text().replace('"trial": 1', '"trial": "one"', 1))
+    assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err == f"harness: error: {trials}: line 1 does not match schema 6: trial: expected an integer, got 'one'\n"
+
+    (tmp_path / RESULTS_FILE).write_text('{"schema_version": 6, "variants": "unpatched"}')
+    assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness: error: {tmp_path / RESULTS_FILE}: results document does not match schema 6: ")
+    assert len(err.splitlines()) == 1
 
 
 def test_recover_leaves_a_complete_run_as_it_was(tmp_path: Path) -> None:
@@ -91,3 +122,16 @@ def test_recover_leaves_a_complete_run_as_it_was(tmp_path: Path) -> None:
     journal.close()
 
     assert recover(tmp_path) == (result, 0)
+
+
+def test_recover_judges_at_the_runs_confidence_so_an_undecided_build_stays_undecided(tmp_path: Path) -> None:
+    # One pair of trials: at 99% a clean build needs 7 pairs the reference failed and it did not.
+    unpatched, patched = factories.trial("unpatched", 1, ["server-error"]), factories.trial("patched", 1, ["ok"])
+    result = make_result((unpatched, patched), confidence=0.99)
+    assert [v.kind for v in result.verdicts] == ["met", "undecided"]
+    write_results(result, tmp_path / RESULTS_FILE)
+
+    recovered, rebuilt = recover(tmp_path)
+
+    assert rebuilt == 0 and recovered == result
+    assert recovered.verdicts[1].kind == "undecided" and recovered.exit_code is ExitCode.UNDECIDED

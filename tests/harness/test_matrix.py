@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.errors import ExitCode, ResultsError
 from harness.matrix import build_matrix, collect_matrix, describe_cell, format_matrix
 from harness.results import RunResult, write_results
@@ -191,3 +192,31 @@ def test_harness_matrix_merges_the_results_of_two_machines_and_refuses_two_defin
     refused = runs.harness("matrix", tmp_path)
     assert refused.returncode == ExitCode.USAGE_ERROR
     assert refused.stderr.startswith("harness: error: scenario 'burst' is not the same in ")
+
+
+def test_harness_matrix_skips_each_damaged_file_saying_which_and_refuses_a_folder_of_nothing_but(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "legacy" / "results.json"
+    good.parent.mkdir()
+    write_results(stack_run("legacy", failed=10), good)
+    damaged = {
+        "cut": good.read_bytes()[:100],
+        "nan": good.read_bytes().replace(b'"duration": 1.5', b'"duration": NaN'),
+        "latin-1": good.read_bytes().replace(b'"python"', b'"pyth\xf6n"'),
+        "edited": good.read_bytes().replace(b'"kind": "met"', b'"kind": "fine"', 1),
+    }
+    for name, content in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_bytes(content)
+    (tmp_path / "folder" / "results.json").mkdir(parents=True)
+
+    assert main(["matrix", str(tmp_path), "-o", str(tmp_path / "matrix.html")]) == ExitCode.OK
+    err = capsys.readouterr().err.splitlines()
+    for name in [*damaged, "folder"]:
+        assert sum(line.startswith(f"not read: {tmp_path / name / 'results.json'}") for line in err) == 1, name
+
+    good.unlink()
+    assert main(["matrix", str(tmp_path), "-o", str(tmp_path / "matrix.html")]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err == f"harness: error: {tmp_path}: no readable results.json in it or below it (run 'nox -s matrix')\n"

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import os
+import re
 import zlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.errors import ResultsError
 from harness.results import (
@@ -25,6 +31,7 @@ from harness.results import (
     unpack_trial,
     write_results,
 )
+from harness.summary import format_summary
 from tests.harness import factories
 from tests.harness.factories import cell, make_result, make_sweep
 
@@ -73,7 +80,7 @@ def test_a_trials_file_of_another_shape_is_a_results_error(tmp_path: Path) -> No
     path = tmp_path / "results.json"
     write_results(make_result(), path)
     (tmp_path / TRIALS_FILE).write_text('{"variant": "unpatched", "records": [[1, 2]]}\n')
-    with pytest.raises(ResultsError, match=rf"{TRIALS_FILE} does not match schema {SCHEMA_VERSION}"):
+    with pytest.raises(ResultsError, match=rf"{TRIALS_FILE}: line 1 does not match schema {SCHEMA_VERSION}: missing"):
         read_results(path)
 
 
@@ -174,3 +181,170 @@ def test_a_sweep_round_trips_in_the_same_schema_and_is_told_apart_from_a_run(tmp
     assert read_document(run) == make_result()
     with pytest.raises(ResultsError, match=r"results file of a run \(harness run\), not of a sweep"):
         read_sweep(run)
+
+
+# Any JSON value, and what json.dumps writes that JSON has not (NaN, Infinity), and integers beyond JSON's exact ones.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _places(value: object, at: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every place in a JSON document: the key or index of each value, at any depth."""
+    children: list[tuple[str | int, object]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    return [place for key, child in children for place in [(*at, key), *_places(child, (*at, key))]]
+
+
+def _damaged(document: dict[str, object], data: st.DataObject) -> dict[str, object]:
+    """The document with one value deleted or replaced by another JSON value, a few times over."""
+    document = copy.deepcopy(document)
+    for _ in range(data.draw(st.integers(1, 3))):
+        *parent_keys, key = data.draw(st.sampled_from(_places(document)))
+        parent: Any = document
+        for step in parent_keys:
+            parent = parent[step]
+        if data.draw(st.booleans()):
+            del parent[key]
+        else:
+            parent[key] = data.draw(_JSON)
+        if not _places(document):
+            break
+    return document
+
+
+def _written_run(folder: Path) -> Path:
+    trials = tuple(
+        factories.trial(v, n, ["ok", "server-error", "timeout"]) for n in (1, 2) for v in ("unpatched", "patched")
+    )
+    path = folder / "results.json"
+    write_results(make_result(trials, complete=True, confidence=0.9), path)
+    return path
+
+
+def _assert_read_or_results_error(path: Path) -> None:
+    for read in (read_results, read_document):
+        try:
+            result = read(path)
+        except ResultsError as exc:
+            assert "\n" not in exc.message and str(path.parent) in exc.message
+        else:
+            assert isinstance(result, RunResult)
+            format_summary(result)  # what was read is fit for use
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_results_file_is_read_or_refused_with_a_results_error(tmp_path: Path, data: st.DataObject) -> None:
+    path = _written_run(tmp_path)
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps(_damaged(document, data)))
+    _assert_read_or_results_error(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_damaged_trials_file_is_read_or_refused_with_a_results_error(tmp_path: Path, data: st.DataObject) -> None:
+    path = _written_run(tmp_path)
+    trials = tmp_path / TRIALS_FILE
+    lines = trials.read_text().splitlines()
+    number = data.draw(st.integers(0, len(lines) - 1))
+    lines[number] = json.dumps(_damaged(json.loads(lines[number]), data))
+    trials.write_text("\n".join(lines) + "\n")
+    _assert_read_or_results_error(path)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_results_file_cut_short_or_with_bytes_changed_is_read_or_refused(tmp_path: Path, data: st.DataObject) -> None:
+    path = _written_run(tmp_path)
+    target = data.draw(st.sampled_from([path, tmp_path / TRIALS_FILE]))
+    content = bytearray(target.read_bytes())
+    at = data.draw(st.integers(0, len(content) - 1))
+    if data.draw(st.booleans()):
+        del content[at:]
+    else:
+        content[at] = data.draw(st.integers(0, 255))  # 0x80 and above: not UTF-8 on its own
+    target.write_bytes(bytes(content))
+    _assert_read_or_results_error(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"schema_version": 6, "duration": NaN}', "NaN is not a number JSON can hold"),
+        ("[" * 100_000, "nested too deep"),
+        (b'{"\xff": 1}', "not a JSON results file"),
+        ('{"schema_version": 6, "trials": []}', "missing scenario"),
+    ],
+)
+def test_what_json_cannot_hold_is_a_results_error_naming_the_file(
+    tmp_path: Path, content: str | bytes, problem: str
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ResultsError, match=re.escape(str(path)) + ".*" + problem):
+        read_results(path)
+
+
+@pytest.mark.parametrize(
+    ("place", "value", "problem"),
+    [
+        (("duration",), "1.5", "does not match schema 6: duration: expected a number, got '1.5'"),
+        (("summaries", 0, "trials"), 10**20, "summaries[0].trials: 100000000000000000000 is out of range"),
+        (("verdicts", 1, "kind"), "fine", "verdicts[1].kind: expected one of 'met'"),
+        (("exit_code",), 9, "exit_code: 9 is not an exit code of the harness"),
+        (("variants",), ["unpatched"], "its summaries are of ['unpatched', 'patched'], its variants are ['unpatched']"),
+    ],
+)
+def test_a_hand_edited_value_of_the_wrong_kind_is_named(
+    tmp_path: Path, place: tuple[str | int, ...], value: object, problem: str
+) -> None:
+    path = _written_run(tmp_path)
+    document = json.loads(path.read_text())
+    *parents, key = place
+    parent: Any = document
+    for step in parents:
+        parent = parent[step]
+    parent[key] = value
+    path.write_text(json.dumps(document))
+    with pytest.raises(ResultsError, match=re.escape(f"{path}: ") + ".*" + re.escape(problem)):
+        read_results(path)
+
+
+def test_a_trials_file_cut_short_at_its_end_keeps_its_whole_lines_and_damage_before_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = _written_run(tmp_path)
+    trials = tmp_path / TRIALS_FILE
+    lines = trials.read_text().splitlines(keepends=True)
+    trials.write_text("".join(lines[:-1]) + lines[-1][:20])  # a writer killed in its last line
+    assert len(read_results(path).trials) == len(lines) - 1
+    trials.write_text(lines[0][:20] + "\n" + "".join(lines[1:]))
+    with pytest.raises(ResultsError, match=re.escape(f"{trials}: line 1 is not JSON")):
+        read_results(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_results_file_is_a_results_error(tmp_path: Path) -> None:
+    path = _written_run(tmp_path)
+    path.chmod(0)
+    with pytest.raises(ResultsError, match=r"results.json: cannot read results file: Permission denied"):
+        read_results(path)
+
+
+def test_a_folder_where_the_files_should_be_is_a_results_error(tmp_path: Path) -> None:
+    (tmp_path / "results.json").mkdir()
+    with pytest.raises(ResultsError, match=r"results.json: cannot read results file: Is a directory"):
+        read_document(tmp_path / "results.json")
+    (tmp_path / "run").mkdir()
+    path = _written_run(tmp_path / "run")
+    (path.parent / TRIALS_FILE).unlink()
+    (path.parent / TRIALS_FILE).mkdir()
+    with pytest.raises(ResultsError, match=re.escape(f"{path.parent / TRIALS_FILE}: cannot read it: Is a directory")):
+        read_results(path)

@@ -159,6 +159,10 @@ def test_a_scenario_without_seed_seeds_nothing_and_an_empty_seed_table_is_the_tu
         (VALID.replace("interval = 1.0", 'interval = 1.0\npath = "slowusers"'), 8, "must start with '/'"),
         (VALID.replace('kind = "staggered"', 'kind = "waves"'), 4, "[schedule] wave_size: missing"),
         ('name = "../../elsewhere"\n' + VALID, 1, "name: names the run's folder"),
+        ('name = "café"\n' + VALID, 1, "name: names the run's folder: ASCII letters"),
+        (VALID + '[schedule.request]\npath = "/"\nheaders = { x-who = "café" }\n', 10, "'café' cannot go in a header"),
+        (VALID + '[schedule.request]\npath = "/"\nheaders = { "x é" = "1" }\n', 10, "'x é' cannot name a header"),
+        (VALID + '[schedule.request]\npath = "/"\nheaders = { x = "a\\nb" }\n', 10, "cannot go in a header"),
         ('schedule = { kind = "burst", requests = -1 }\n', None, "[schedule] requests: expected a whole number"),
     ],
 )

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness.errors import ExitCode
-from harness.results import TrialResult, Verdict
-from harness.variant import Expectation
+from harness.journal import recover
+from harness.pipeline import _assemble
+from harness.plan import RunPlan
+from harness.plugin import merge_results
+from harness.results import RESULTS_FILE, RunResult, TrialResult, Verdict, write_results
+from harness.scenario import load_scenario
+from harness.variant import Expectation, Variant
 from harness.verdict import decide, exit_code, judge, summarise, trial_outcomes
 from tests.harness.factories import record, trial
 
@@ -192,3 +198,30 @@ def test_with_confidence_a_reproducer_without_failure_is_undecided_not_silent() 
 def test_a_failure_decides_at_once_whatever_the_confidence() -> None:
     _, verdicts, code = judge(_BOTH, _run([True], [True]), confidence=0.99)
     assert [v.kind for v in verdicts] == ["met", "regression"] and code is ExitCode.REGRESSION
+
+
+@pytest.mark.parametrize("confidence", [None, 0.99])
+def test_the_pipeline_recover_and_the_plugins_merge_judge_equal_trials_alike(
+    tmp_path: Path, confidence: float | None
+) -> None:
+    scenario = load_scenario("burst")
+    builds = (Variant(name="unpatched", app="m:app", expect="fails"), Variant(name="patched", app="m:app"))
+    trials = [
+        trial(variant, n, [outcome])
+        for n, outcomes in enumerate([("server-error", "ok"), ("ok", "ok"), ("server-error", "ok")], 1)
+        for variant, outcome in zip(("unpatched", "patched"), outcomes, strict=True)
+    ]
+
+    def run(*variants: Variant) -> RunResult:
+        plan = RunPlan(scenario=scenario, variants=variants, run_dir=tmp_path, confidence=confidence)
+        own = [t for t in trials if t.variant in {v.name for v in variants}]
+        return _assemble(plan, own, {}, "2026-11-22T00:00:00.000+00:00", 0.0, complete=True, database_server=None)
+
+    piped = run(*builds)
+    write_results(piped, tmp_path / RESULTS_FILE)
+    recovered, _ = recover(tmp_path)
+    merged = merge_results([run(builds[0]), run(builds[1])])
+
+    assert piped.verdicts == recovered.verdicts == merged.verdicts
+    assert piped.confidence == recovered.confidence == merged.confidence == confidence
+    assert [v.kind for v in piped.verdicts] == ["met", "met" if confidence is None else "undecided"]
