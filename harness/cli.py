@@ -341,7 +341,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
         allow_remote=args.allow_remote,
     )
     scenario, url, variants = plan.scenario, plan.url, plan.variants
-    if plan.confidence is None:
+    if plan.explore is not None:
+        how_many = f"explore mode ({describe_explore_plan(plan)})"
+        of_trials = ""
+    elif plan.confidence is None:
         how_many = f"{scenario.trials} trials"
         of_trials = f"/{scenario.trials}"
     else:
@@ -365,9 +368,28 @@ def _run(args: argparse.Namespace) -> ExitCode:
         raise
     report = _publish(result, plan.results_path)
     print(format_summary(result))
+    for searched in result.explore:
+        if searched.schedule_file:
+            print(f"replay {searched.variant}'s: harness replay {plan.run_dir / searched.schedule_file}")
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def describe_explore_plan(plan: RunPlan) -> str:
+    """``PCT, depth 2, seeds 1-100, 2 requests a schedule``: what an explore-mode run will search."""
+    assert plan.explore is not None
+    explore = plan.explore
+    requests = f"{explore.request_count(plan.scenario.schedule)} requests a schedule"
+    if plan.confidence is not None:
+        how_many = f"until decided at {plan.confidence:.0%} confidence"
+    elif explore.strategy == "pct":
+        how_many = f"seeds 1-{explore.schedules}"
+    else:
+        how_many = f"at most {explore.schedules} schedules"
+    if explore.strategy == "pct":
+        return f"PCT, depth {explore.depth}, {how_many}, {requests}"
+    return f"every schedule with at most {explore.bound} deviations, {how_many}, {requests}"
 
 
 def _builds_on(plan: RunPlan) -> str:

@@ -17,6 +17,11 @@ measured in the same run. With ``--confidence``, a clean variant is decided by p
 its trials with theirs by trial number (:func:`harness.stats.clean_is_decided`), so
 each variant's trials are kept by number (:func:`trial_outcomes`), not only counted.
 
+In explore mode (:mod:`harness.explore`) a build is judged by what the search found
+(:func:`decide_explore`): a failing schedule is a witness, replayable, so a build that
+fails in one fails; a clean result is stated as what was searched and what that
+guarantees (PCT's bound per schedule, or every schedule within a deviation bound).
+
 A run's record is judged in one place, :func:`judged_run`, wherever its trials come from:
 the pipeline after each round, ``harness recover``, the pytest plugin's merge of its items.
 """
@@ -32,6 +37,7 @@ from harness.diagnosis import count_causes
 from harness.errors import ExitCode
 from harness.results import (
     ExceptionCount,
+    ExploreResult,
     Observed,
     Outcome,
     Power,
@@ -44,6 +50,7 @@ from harness.results import (
     VerdictKind,
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
+from harness.search import pct_bound, schedules_for_confidence
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -146,6 +153,7 @@ def judged_run(
     databases: Mapping[str, Database] | None = None,
     database_server: str | None = None,
     hosts: Mapping[str, str] | None = None,
+    explore: Sequence[ExploreResult] = (),
 ) -> RunResult:
     """The run's record, judged: its variants in the order of ``expectations``, its trials by number and variant.
 
@@ -156,6 +164,22 @@ def judged_run(
     order = {variant: position for position, variant in enumerate(expectations)}
     ordered = tuple(sorted(trials, key=lambda t: (t.trial, order[t.variant])))
     summaries, verdicts, code = judge(expectations, ordered, confidence=confidence, fail_on=scenario.fail_on)
+    if explore:
+        searched = {result.variant: result for result in explore}
+        verdicts = tuple(
+            decide_explore(searched[name], expected, confidence=confidence)
+            if name in searched
+            else Verdict(
+                variant=name,
+                expected=expected,
+                observed="error",
+                kind="error",
+                reason=f"{name}: not explored",
+                confidence=confidence,
+            )
+            for name, expected in expectations.items()
+        )
+        code = exit_code(verdicts)
     return RunResult(
         scenario=scenario,
         variants=tuple(expectations),
@@ -174,7 +198,95 @@ def judged_run(
         databases=dict(databases or {}),
         database_server=database_server,
         hosts=dict(hosts or {}),
+        explore=tuple(explore),
     )
+
+
+def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: float | None) -> Verdict:
+    """One build's verdict from its search: a failure found is a witness; a clean search says what it covered."""
+    name = result.variant
+    if result.error is not None:
+        return Verdict(
+            variant=name, expected=expected, observed="error", kind="error", reason=f"{name}: {result.error}"
+        )
+    searched = describe_search(result)
+    kind: VerdictKind
+    if result.failed:
+        found = f"{name} failed in schedule {result.failed_schedule} of {searched}: {result.failure}"
+        if result.shrunk_requests:
+            deviations = sum(1 for choice in result.shrunk_choices if choice)
+            found += (
+                f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
+            )
+        found += {
+            True: ", which failed the same way again in a fresh server",
+            False: ", which did not fail again in a fresh server (it may depend on what earlier schedules left)",
+            None: "",
+        }[result.replayed]
+        kind = "met" if expected == "fails" else "regression"
+        reason = found if expected == "clean" else f"{name} failed as expected: {found}"
+        if expected == "clean":
+            reason = f"{name} was expected to be clean but {found.removeprefix(name + ' ')}"
+        return Verdict(variant=name, expected=expected, observed="fails", kind=kind, reason=reason)
+    covered = f"no failure in {searched}{guarantee(result)}"
+    if expected == "fails":
+        return Verdict(
+            variant=name,
+            expected=expected,
+            observed="clean",
+            kind="silent",
+            reason=f"{name} was expected to fail but showed {covered}",
+        )
+    kind = "met"
+    reason = f"{name} was clean as expected: {covered}"
+    if confidence is not None:
+        needed = schedules_needed(result, confidence)
+        if needed is None or result.schedules < needed:
+            kind = "undecided"
+            reason += (
+                f"; {confidence:.0%} confidence needs "
+                + (f"{needed:,} schedules" if needed is not None else "the whole space within the bound")
+            )
+        else:
+            reason += f"; decided at {confidence:.0%} confidence"
+    return Verdict(variant=name, expected=expected, observed="clean", kind=kind, reason=reason, confidence=confidence)
+
+
+def describe_search(result: ExploreResult) -> str:
+    """``100 schedules (PCT, depth 2, seeds 1-100)``, ``all 726 schedules with at most 2 deviations``."""
+    if result.strategy == "pct":
+        seeds = f"seed 1" if result.schedules == 1 else f"seeds 1-{result.schedules}"
+        return f"{_count(result.schedules, 'schedule')} (PCT, depth {result.depth}, {seeds}, {result.requests} requests)"
+    if result.exhausted:
+        return f"all {_count(result.schedules, 'schedule')} with at most {_count(result.bound, 'deviation')}"
+    return (
+        f"{_count(result.schedules, 'schedule')} with at most {_count(result.bound, 'deviation')} "
+        "(cut short: the space is larger)"
+    )
+
+
+def guarantee(result: ExploreResult) -> str:
+    """What a clean search guarantees, as a clause: PCT's bound, or the whole space within the bound."""
+    if result.strategy == "bounded":
+        return ": every schedule within the bound ran" if result.exhausted else ""
+    per_schedule = pct_bound(result.requests, max(result.most_steps, 1), result.depth)
+    missed = (1 - per_schedule) ** result.schedules
+    return (
+        f": a bug of depth {result.depth} would be hit by each schedule with probability at least "
+        f"1/{round(1 / per_schedule):,} (PCT's bound, {result.most_steps} steps), so by one of them with "
+        f"probability at least {_floor_percent(1 - missed)}"
+    )
+
+
+def schedules_needed(result: ExploreResult, confidence: float) -> int | None:
+    """The schedules a clean search needs to be decided at ``confidence``; None: only an exhausted space is."""
+    if result.strategy == "bounded":
+        return result.schedules if result.exhausted else None
+    return schedules_for_confidence(pct_bound(result.requests, max(result.most_steps, 1), result.depth), confidence)
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number:,} {word}{'' if number == 1 else 's'}"
 
 
 def judge(
