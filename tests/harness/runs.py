@@ -23,7 +23,7 @@ TWO_BUILDS = ("--variant", "unpatched", "--variant", "patched")
 
 
 def start(
-    out: Path,
+    out: Path | None,
     *options: str,
     env: dict[str, str] | None = None,
     background: bool = False,
@@ -33,7 +33,8 @@ def start(
     """``harness COMMAND`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
 
     Set explicitly, so the tests do not depend on how pytest itself was started. ``prelude``
-    is Python run in the harness's process first: what else happens in that process.
+    is Python run in the harness's process first: what else happens in that process. With
+    ``out`` None, no ``--out`` is given (``harness recover``).
     """
     handler = "signal.SIG_IGN" if background else "signal.default_int_handler"
     launch = (
@@ -41,12 +42,23 @@ def start(
         "runpy.run_module('harness', run_name='__main__')\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", launch, command, "--out", str(out), *options],
+        [sys.executable, "-c", launch, command, *(("--out", str(out)) if out else ()), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         stdin=subprocess.DEVNULL,
         env=env,
+    )
+
+
+def file_size_limit(size: int) -> str:
+    """A prelude for :func:`start`: as on a full disk, no file of the process or its children grows past ``size``.
+
+    A write past it fails with EFBIG; SIGXFSZ, which would end the writer instead, is ignored.
+    """
+    return (
+        "import resource\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size}, {size}))"
     )
 
 
