@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.files import writing  # standard library and harness.errors only
 from harness.settings import RunSettings, add_options  # standard library only: nothing heavy at plugin load
 
 if TYPE_CHECKING:
@@ -260,8 +261,9 @@ class RecordWriter:
 
         result = unpack_record(record)
         path = self.session_dir / result.scenario.name / result.variants[0] / MERGED_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
         with _a_failed_write_ends_the_session():
+            with writing(path.parent):
+                path.parent.mkdir(parents=True, exist_ok=True)
             write_results(result, path)
         return path
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import is_running
 
@@ -59,6 +62,25 @@ def file_size_limit(size: int) -> str:
     return (
         "import resource\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size}, {size}))"
+    )
+
+
+def on_a_full_filesystem(folder: Path, inodes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``harness ARGS`` with ``folder`` a filesystem of its own that holds ``inodes`` files and folders at most.
+
+    A full disk for real: a tmpfs, mounted in a mount namespace of the harness's own (``unshare -rm``)
+    and gone with it. The test is skipped where there is no such namespace to be had.
+    """
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], check=False).returncode:
+        pytest.skip("no private mount namespace here (unshare -rm)")
+    mount = f'mount -t tmpfs -o size=10m,nr_inodes={inodes} tmpfs "{folder}" && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", mount, "sh", sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -218,18 +216,8 @@ def test_a_folder_where_the_index_goes_is_a_harness_error_in_one_line_and_the_ru
 @pytest.mark.parametrize("inodes", [8, 12], ids=["at-the-results", "at-a-servers-folder"])
 def test_a_filesystem_that_runs_out_of_files_ends_the_run_in_one_line(tmp_path: Path, inodes: int) -> None:
     """A full disk for real: a tmpfs in a mount namespace of the test's own, holding at most ``inodes`` files."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], check=False).returncode:
-        pytest.skip("no private mount namespace here (unshare -rm)")
-    mount = f'mount -t tmpfs -o size=10m,nr_inodes={inodes} tmpfs "{tmp_path}" && exec "$@"'
-    harness = [sys.executable, "-m", "harness", "run", "--out", str(tmp_path / "out")]
-    options = ["--scenario", "burst", "--variant", "patched", "--trials", "3"]
-    completed = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", mount, "sh", *harness, *options],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    options = ("--scenario", "burst", "--variant", "patched", "--trials", "3")
+    completed = runs.on_a_full_filesystem(tmp_path, inodes, "run", "--out", str(tmp_path / "out"), *options)
     assert completed.returncode == ExitCode.HARNESS_ERROR, completed.stderr
     assert "Traceback" not in completed.stderr
     last = completed.stderr.splitlines()[-1]

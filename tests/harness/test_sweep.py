@@ -164,3 +164,14 @@ def _cells_written(out: Path) -> int:
         return len(json.loads(path.read_text())["cells"])
     except ValueError:  # not written yet
         return 0
+
+
+@pytest.mark.parametrize("inodes", [6, 30], ids=["at-its-document", "at-a-cells-server"])
+def test_a_sweep_on_a_full_disk_ends_in_one_line(tmp_path: Path, inodes: int) -> None:
+    completed = runs.on_a_full_filesystem(tmp_path, inodes, "sweep", *SMALL_GRID, "--out", str(tmp_path / "out"))
+    assert completed.returncode == ExitCode.HARNESS_ERROR, completed.stderr
+    assert "Traceback" not in completed.stderr
+    last = completed.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        rf"harness: error: cannot write {re.escape(str(tmp_path))}/out/\S+: No space left on device", last
+    )
