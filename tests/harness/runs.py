@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +64,33 @@ def file_size_limit(size: int) -> str:
         "import resource\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size}, {size}))"
     )
+
+
+def paused_in(name: str, entered: Path, release: Path) -> str:
+    """A prelude for :func:`start`: ``harness.cli.NAME`` touches ``entered``, then waits for ``release`` (60 s at most).
+
+    A step that takes milliseconds held open, so a test's signals surely land inside it.
+    """
+    return f"""
+import pathlib, time, harness.cli
+paused = harness.cli.{name}
+def pause(*args, **kwargs):
+    pathlib.Path({str(entered)!r}).touch()
+    deadline = time.monotonic() + 60
+    while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return paused(*args, **kwargs)
+harness.cli.{name} = pause
+"""
+
+
+def again_and_again(process: subprocess.Popen[str], entered: Path, release: Path) -> None:
+    """Ctrl-C ten times, 10 ms apart, once ``process`` is paused at ``entered`` (:func:`paused_in`); then go on."""
+    wait_until(entered.exists, 30, "the process never came to the step it pauses in")
+    for _ in range(10):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    release.touch()
 
 
 def on_a_full_filesystem(folder: Path, inodes: int, *args: str) -> subprocess.CompletedProcess[str]:

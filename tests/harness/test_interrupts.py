@@ -304,29 +304,15 @@ def test_ctrl_c_pressed_again_and_again_while_the_stopped_run_is_written_up_leav
     tmp_path: Path,
 ) -> None:
     out, entered, release = tmp_path / "out", tmp_path / "entered", tmp_path / "release"
-    # The stop's last steps (read back what was saved, write the report, say where) take milliseconds; here the
-    # first waits until the test has sent its signals, so every one of them lands inside them.
-    prelude = f"""
-import pathlib, time, harness.cli
-read_results = harness.cli.read_results
-def read_slowly(*args, **kwargs):
-    pathlib.Path({str(entered)!r}).touch()
-    deadline = time.monotonic() + 60
-    while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return read_results(*args, **kwargs)
-harness.cli.read_results = read_slowly
-"""
+    # The stop's last steps (read back what was saved, write the report, say where) take milliseconds;
+    # the first is held open here until the signals are sent, so every one of them lands inside them.
+    prelude = runs.paused_in("read_results", entered, release)
     process = runs.start(out, *runs.REAL_PACE, *runs.TWO_BUILDS, prelude=prelude)
     try:
         runs.wait_until(lambda: len(runs.serving(out)) >= 2, 60, "the servers never came up")
         time.sleep(1.5)  # into the schedule: there are requests to keep
         process.send_signal(signal.SIGINT)
-        runs.wait_until(entered.exists, 30, "the stop never came to reading back what was saved")
-        for _ in range(10):
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.01)
-        release.touch()
+        runs.again_and_again(process, entered, release)
         _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

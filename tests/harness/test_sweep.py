@@ -107,6 +107,28 @@ def test_a_sweep_stopped_after_its_first_cell_keeps_it_and_says_it_is_incomplete
     _servers_stopped(sweep_dir, sweep)
 
 
+def test_ctrl_c_pressed_again_and_again_while_a_stopped_sweep_is_written_up_leaves_its_report(tmp_path: Path) -> None:
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    grid = ("--intervals", "0.5", "--in-flight", "1,2,3,4", "--trials", "2", "--confirm", "0")
+    process = runs.start(
+        tmp_path / "out", *grid, command="sweep", prelude=runs.paused_in("read_sweep", entered, release)
+    )
+    try:
+        runs.wait_until(lambda: _cells_written(tmp_path / "out") >= 1, 60, "no cell was finished")
+        process.send_signal(signal.SIGINT)
+        runs.again_and_again(process, entered, release)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert "stopped: every finished cell is in" in stderr and "Traceback" not in stderr
+    [sweep_dir] = (tmp_path / "out").glob("*-sweep")
+    assert 'id="incomplete"' in (sweep_dir / SWEEP_REPORT_FILE).read_text()
+
+
 # Python in the harness's process: as the sweep makes its second cell's folder, an object
 # dies, and the stop signal arrives while its weakref callback runs. Python raises the
 # KeyboardInterrupt there, and can only swallow it: the line after the object's end runs.
