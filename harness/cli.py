@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
 from harness.config import CONFIG_FILE, CONFIG_VARIABLE, PYPROJECT_FILE, SCENARIOS_FOLDER, load_config
-from harness.errors import ExitCode, HarnessError, UsageError
+from harness.errors import ExitCode, HarnessError, UsageError, WriteError
 from harness.files import atomic_writer
-from harness.interrupts import held, sigterm_as_ctrl_c
+from harness.interrupts import held, seen_through, sigterm_as_ctrl_c
 from harness.results import (
     JOURNAL_FILE,
     RESULTS_FILE,
@@ -294,20 +294,20 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         f"{grid.time_scale:g}, then up to {grid.confirm_trials} confirmation trials per candidate: "
         f"estimated {estimate:.0f} s (at most {plan.max_seconds:g}); output in {plan.sweep_dir}"
     )
-    try:
-        result = run_sweep(plan, on_cell=lambda cell, so_far: _report_cell(cell, so_far, plan.results_path))
-    except KeyboardInterrupt:
+
+    def stopped(_: BaseException) -> None:
         report = _publish_sweep(read_sweep(plan.results_path), plan.results_path)
         _progress(f"stopped: every finished cell is in {plan.results_path} (marked incomplete); report: {report}")
-        raise
+
+    result = seen_through(
+        lambda: run_sweep(plan, on_cell=lambda cell, so_far: _report_cell(cell, so_far, plan.results_path)),
+        on_stop=stopped,
+    )
     report = _publish_sweep(result, plan.results_path)
     print(format_sweep(result))
     if result.winner and args.write_scenario:
-        try:
-            with atomic_writer(args.write_scenario) as file:
-                file.write(winner_scenario(plan, result, results_path=plan.results_path))
-        except OSError as exc:
-            raise UsageError(f"cannot write the scenario to {args.write_scenario}: {exc.strerror or exc}") from None
+        with atomic_writer(args.write_scenario) as file:
+            file.write(winner_scenario(plan, result, results_path=plan.results_path))
         print(f"scenario: {args.write_scenario} (harness run --scenario {args.write_scenario} --trials 100 checks it)")
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
@@ -358,14 +358,26 @@ def _run(args: argparse.Namespace) -> ExitCode:
         f"running {scenario.name} ({describe_schedule(scenario)}): {how_many} of {against}, {plan.jobs} at a time; "
         f"output in {plan.run_dir}"
     )
-    try:
-        result = execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results))
-    except (KeyboardInterrupt, HarnessError) as exc:
+
+    def stopped(exc: BaseException) -> None:
+        if not plan.results_path.exists():  # stopped before the run's first write, or that write failed
+            return
+        if isinstance(exc, WriteError):  # the report would fail as that write did
+            _progress(
+                f"stopped: what was written is in {plan.run_dir}; once there is room, "
+                f"harness recover {plan.run_dir} completes it and writes its report"
+            )
+            return
         so_far = read_results(plan.results_path)
         if so_far.trials_run or isinstance(exc, KeyboardInterrupt):
             report = _publish(so_far, plan.results_path)
             _progress(f"stopped: what was measured is in {plan.results_path} (marked incomplete); report: {report}")
-        raise
+
+    result = seen_through(
+        lambda: execute(plan, on_trial=lambda trial, results: _report_trial(f"{trial}{of_trials}", results)),
+        on_stop=stopped,
+        stops=(KeyboardInterrupt, HarnessError),
+    )
     report = _publish(result, plan.results_path)
     print(format_summary(result))
     for searched in result.explore:
@@ -420,10 +432,10 @@ def _report(args: argparse.Namespace) -> ExitCode:
     result = read_document(args.results)
     if isinstance(result, SweepResult):
         what, output = "sweep", args.output or args.results.with_name(SWEEP_REPORT_FILE)
-        _write_page("the report", lambda: write_sweep_report(result, output), output)
+        _write_page(lambda: write_sweep_report(result, output))
     else:
         what, output = "run", args.output or args.results.with_name(REPORT_FILE)
-        _write_page("the report", lambda: write_report(result, output), output)
+        _write_page(lambda: write_report(result, output))
     print(f"report: {output}")
     if not result.complete:
         print(f"(the {what} is incomplete: the report shows what was saved and says so)")
@@ -436,7 +448,7 @@ def _matrix(args: argparse.Namespace) -> ExitCode:
 
     matrix = collect_matrix(args.directory)
     output = args.output or args.directory / MATRIX_FILE
-    _write_page("the matrix", lambda: write_matrix(matrix, output), output)
+    _write_page(lambda: write_matrix(matrix, output))
     print(format_matrix(matrix))
     for problem in matrix.unreadable:
         _progress(f"not read: {problem}")
@@ -550,13 +562,10 @@ def _add_output_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help=f"where to write {what}")
 
 
-def _write_page(what: str, write: Callable[[], Path], output: Path) -> None:
-    """Write a page the user asked for; a Ctrl-C waits for it, a path that cannot be written is a usage error."""
-    try:
-        with held():
-            write()
-    except OSError as exc:
-        raise UsageError(f"cannot write {what} to {output}: {exc.strerror or exc}") from None
+def _write_page(write: Callable[[], Path]) -> None:
+    """Write a page the user asked for; a Ctrl-C waits for it (a path that cannot be written: a WriteError)."""
+    with held():
+        write()
 
 
 def _report_trial(trial: str, results: Sequence[TrialResult]) -> None:

@@ -6,6 +6,7 @@ Exception tree (each kind carries its exit code)::
     ├── TrialError           3  one trial of one variant could not be carried out
     │   ├── LaunchError      3  its server did not start (reason and log tail)
     │   └── SeedError        3  its seed data could not be created through the API
+    ├── WriteError           3  a file of the output could not be written (its path, the system's reason)
     └── UsageError           4  the user asked for something that cannot be done
         ├── ConfigError      4  a configuration file, a HARNESS_* variable or a build in it is invalid
         │   └── AppError     4  a build cannot be served: its app does not import, its ready path never answers
@@ -15,7 +16,8 @@ Exception tree (each kind carries its exit code)::
 
 A TrialError is recorded in the results and the run goes on with the other variants and
 trials; the variant's verdict is then "error". An AppError stops the run: every trial of
-that build would fail the same way, so it is the user's to fix.
+that build would fail the same way, so it is the user's to fix. A WriteError stops the run
+too (a full disk fails every later write as well); what was written before it stays readable.
 
 Exit codes of ``harness``:
 
@@ -23,7 +25,7 @@ Exit codes of ``harness``:
 0      every variant met its expectation
 1      regression: a variant expected to be clean failed
 2      silent reproducer: a variant expected to fail did not fail in any trial
-3      harness error: a variant could not be started, or the run broke
+3      harness error: a variant could not be started, a file could not be written, or the run broke
 4      usage error: a bad option, an unknown scenario or variant, an invalid file
 5      undecided: with --confidence, a variant was not decided at that level within
        --max-trials or --max-seconds (nothing contradicted its expectation either)
@@ -38,6 +40,7 @@ error, silent reproducer, undecided, success (:data:`harness.verdict.VERDICT_EXI
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -59,7 +62,7 @@ _MEANINGS = {
     ExitCode.OK: "every variant met its expectation",
     ExitCode.REGRESSION: "regression: a variant expected to be clean failed",
     ExitCode.SILENT: "silent reproducer: a variant expected to fail did not",
-    ExitCode.HARNESS_ERROR: "harness error: a trial could not be carried out",
+    ExitCode.HARNESS_ERROR: "harness error: a trial could not be carried out, or a file written",
     ExitCode.USAGE_ERROR: "usage error",
     ExitCode.UNDECIDED: "undecided: the confidence asked for was not reached within the limits",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
@@ -92,6 +95,14 @@ class LaunchError(TrialError):
 
 class SeedError(TrialError):
     """The seed data could not be created, even after retries."""
+
+
+class WriteError(HarnessError):
+    """A file the harness writes that could not be written: a full disk, a folder where the file should be."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+        self.path = path
 
 
 class UsageError(HarnessError):

@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from harness.files import writing
 from harness.server.forkserver import EXITED, STARTED, die_with_parent, signal_group
 
 # Imported in the warm parent: the frameworks of both stacks (those missing are skipped)
@@ -271,7 +272,8 @@ def start_uvicorn(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log
 
     Forked from the warm parent when it can be, else started cold, the reason first in its log.
     """
-    log_path.write_bytes(b"")  # there at once: the harness reads it for the "running" line
+    with writing(log_path):
+        log_path.write_bytes(b"")  # there at once: the harness reads it for the "running" line
     try:
         return warm_parent().fork(args, cwd=cwd, env=env, log_path=log_path)
     except WarmStartError as exc:

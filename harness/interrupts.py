@@ -4,7 +4,8 @@
 Ctrl-C: the run stops, its servers are stopped, what was measured is written marked
 incomplete. Only the exit code tells them apart: 130 for SIGINT, 143 for SIGTERM, as
 shells report a process ended by either. While the harness stops servers and writes the
-results, a further signal waits until that is done instead of cutting it in half.
+results, a further signal waits until that is done instead of cutting it in half; so it
+does while a stopped run writes its report and says where (:func:`seen_through`).
 
 Two ways Python itself can undo that, and what this module does about them:
 
@@ -33,10 +34,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TypeVar
 
 from harness.errors import ExitCode
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_T = TypeVar("_T")
 
 
 class StopSignals:
@@ -154,6 +158,41 @@ def held() -> Iterator[None]:
         if pending:
             received, frame = pending[0]
             _deliver(previous[signal.Signals(received)], received, frame)
+
+
+def seen_through(
+    run: Callable[[], _T],
+    *,
+    on_stop: Callable[[BaseException], None],
+    stops: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+) -> _T:
+    """``run()``; if it ends in one of ``stops``, ``on_stop`` with it, held to its end, then that goes on up.
+
+    For what a stopped run still owes its user: the report of what it saved, the line that
+    says where. A second Ctrl-C that comes as the first one's KeyboardInterrupt leaves
+    ``run`` (before ``on_stop`` could begin its :func:`held` block) is caught here, inside
+    this function's own ``try``, and ``on_stop`` still runs: the stop under way already does
+    what that one asks. As :func:`held` does, the stop is acted on once ``on_stop`` is done.
+    """
+    try:
+        return run()
+    except stops as exc:
+        stopped = False
+        while True:
+            done = False
+            try:
+                with held():
+                    on_stop(exc)
+                    done = True
+            except KeyboardInterrupt:
+                if done:  # held() acting on a stop that came during on_stop
+                    raise
+                stopped = True  # it came before the hold began: on_stop is still to do
+                continue
+            break
+        if stopped and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc
+        raise
 
 
 @contextlib.contextmanager

@@ -11,13 +11,12 @@ line of a request wins; a line cut short by the kill is skipped.
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ResultsError
-from harness.files import read_json_lines
+from harness.files import JsonLines, read_json_lines
 from harness.launcher import EVENTS_FILE
 from harness.results import (
     JOURNAL_FILE,
@@ -35,23 +34,11 @@ from harness.verdict import judged_run
 RECOVERED = "interrupted: the harness ended before this trial did; its requests were recovered from " + JOURNAL_FILE
 
 
-class Journal:
-    """An append-only, line-flushed file of request records."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = path.open("a", encoding="utf-8")
+class Journal(JsonLines):
+    """An append-only file of request records, each line on disk when :meth:`append` returns."""
 
     def append(self, record: RequestRecord) -> None:
-        self._file.write(json.dumps(_without_exceptions(record)) + "\n")
-        self._file.flush()
-
-    def clear(self) -> None:
-        """Forget what was written: the trials it covered are in trials.jsonl, whole."""
-        self._file.truncate(0)  # in append mode, the next line goes to the start
-
-    def close(self) -> None:
-        self._file.close()
+        self.add(_without_exceptions(record))
 
 
 def read_journal(path: Path) -> list[RequestRecord]:

@@ -36,6 +36,7 @@ import dotenv
 import httpx
 
 from harness.errors import AppError, ConfigError, LaunchError, UsageError
+from harness.files import writing
 from harness.forkserver import ServerProcess, start_uvicorn
 from harness.settings import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.trace import TRACE_FILE
@@ -93,7 +94,8 @@ class Server:
         self._log_unmatched = b""  # its last bytes: the start of that line, maybe
         self.state = ServerState.STARTING
         self._ready = re.compile(rb"Uvicorn running on " + re.escape(self._url_base.encode()) + rb":(\d+)")
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.tmp_dir):  # a full disk: the run stops, in one line
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
         # A database made for it on PostgreSQL (by the pipeline), else a SQLite file of its own.
         self.database_name = database.name if database else None
         self.database_url = database.url if database else f"sqlite:///{self.tmp_dir / SQLITE_FILE}"

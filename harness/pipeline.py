@@ -31,7 +31,7 @@ import anyio
 
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
-from harness.errors import HarnessError, LaunchError, TrialError, UsageError
+from harness.errors import HarnessError, LaunchError, TrialError
 from harness.forkserver import warm_up
 from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
 from harness.journal import Journal
@@ -361,14 +361,14 @@ def _external_result(plan: RunPlan, trial: int, recorder: Recorder, started_at: 
 
 
 def _the_reason(exc: BaseException) -> BaseException:
-    """What stopped a round: a Ctrl-C or a build that cannot be served, out of the task group that carried it.
+    """What stopped a round (a Ctrl-C, a build that cannot be served, a failed write), out of its task group.
 
     A cancellation by a stop signal (SIGTERM to a background job: :mod:`harness.interrupts`) is a Ctrl-C.
     """
     if isinstance(exc, asyncio.CancelledError) and was_stopped():
         return KeyboardInterrupt()
     if isinstance(exc, BaseExceptionGroup):
-        for kind in (KeyboardInterrupt, UsageError):
+        for kind in (KeyboardInterrupt, HarnessError):
             found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once
             if found is not None:
                 return _the_reason(found.exceptions[0])

@@ -44,13 +44,15 @@ Heavy imports (the pipeline, anyio, httpx) happen inside hooks, when a scenario 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.files import writing  # standard library and harness.errors only
 from harness.settings import RunSettings, add_options  # standard library only: nothing heavy at plugin load
 
 if TYPE_CHECKING:
@@ -135,7 +137,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     session_dir = config.stash.get(_SESSION_DIR, None)  # the controller's alone: it merges, once every item is in
     if session_dir is not None:
-        config.stash[_MERGED].extend(merge_session(session_dir, list(_harness_config(config).variants)))
+        with _a_failed_write_ends_the_session():
+            config.stash[_MERGED].extend(merge_session(session_dir, list(_harness_config(config).variants)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -258,8 +261,10 @@ class RecordWriter:
 
         result = unpack_record(record)
         path = self.session_dir / result.scenario.name / result.variants[0] / MERGED_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_results(result, path)
+        with _a_failed_write_ends_the_session():
+            with writing(path.parent):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            write_results(result, path)
         return path
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml, the terminal and any other plugin read the report
@@ -273,6 +278,17 @@ class RecordWriter:
                 report.longrepr = report.longrepr.replace(f"results: {relative}", f"results: {path}")
         if report.nodeid in self._written:
             report.user_properties.append(("results", str(self._written[report.nodeid])))
+
+
+@contextlib.contextmanager
+def _a_failed_write_ends_the_session() -> Iterator[None]:
+    """A write of the controller's that fails (a full disk) ends the session in harness's one line, not a traceback."""
+    from harness.errors import WriteError
+
+    try:
+        yield
+    except WriteError as exc:
+        pytest.exit(f"harness: error: {exc.message}", returncode=pytest.ExitCode.INTERNAL_ERROR)
 
 
 def merge_session(session_dir: Path, order: Sequence[str] = ()) -> list[tuple[Path, RunResult]]:

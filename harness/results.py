@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
-from harness.files import atomic_writer, read_json_lines
+from harness.files import JsonLines, atomic_writer, read_json_lines
 from harness.scenario import Scenario, Strategy
 from harness.variant import DEFAULT_DATABASE, Database, Expectation
 
@@ -488,18 +488,11 @@ def write_summary(result: RunResult | SweepResult, path: Path) -> None:
         json.dump(data, file, indent=1)
 
 
-class TrialLog:
-    """``trials.jsonl``, appended one flushed line per trial: what is written is never written again."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("a", encoding="utf-8")
+class TrialLog(JsonLines):
+    """``trials.jsonl``, appended one line per trial: what is written is never written again."""
 
     def append(self, trial: TrialResult) -> None:
-        self._file.write(_trial_line(trial))
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+        self.add(pack_trial(trial))
 
 
 def _trial_line(trial: TrialResult) -> str:

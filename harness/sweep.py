@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from harness.environment import describe_environment
+from harness.files import writing
 from harness.grid import SweepPlan, cell_name, cheapest_first, choose_winner, detects, sweep_exit_code
 from harness.interrupts import held, raise_if_stopped
 from harness.pipeline import execute
@@ -75,7 +76,8 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             database=cell.database,
             database_url=plan.database_url,
         )
-        run.run_dir.mkdir(parents=True)
+        with writing(run.run_dir):
+            run.run_dir.mkdir(parents=True)
         try:
             execute(run)
         finally:  # read back as written, so a cell cut short by Ctrl-C is kept as far as it got
@@ -88,7 +90,8 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             on_cell(cells[-1], snapshot())
         return cells[-1]
 
-    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    with writing(plan.sweep_dir):
+        plan.sweep_dir.mkdir(parents=True, exist_ok=True)
     write_results(snapshot(), plan.results_path)
     try:
         for cell in plan.cells:

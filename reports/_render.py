@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,8 +26,16 @@ def _environment() -> jinja2.Environment:
         # Compiling the templates took 0.09 s of every run; the cache (in the temp folder, private to
         # the user) keeps the compiled code, keyed by each template's source. The code also depends on
         # finalize, which the key does not see: files of their own keep other code (an older harness's) apart.
-        bytecode_cache=jinja2.FileSystemBytecodeCache(pattern="__jinja2_harness_printable_%s.cache"),
+        bytecode_cache=_BestEffortBytecodeCache(pattern="__jinja2_harness_printable_%s.cache"),
     )
+
+
+class _BestEffortBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """The compiled templates, kept when they can be: a full temp folder costs a run 0.09 s, never its report."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
 
 
 def _shown(value: Any) -> Any:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import is_running
 
@@ -23,7 +27,7 @@ TWO_BUILDS = ("--variant", "unpatched", "--variant", "patched")
 
 
 def start(
-    out: Path,
+    out: Path | None,
     *options: str,
     env: dict[str, str] | None = None,
     background: bool = False,
@@ -33,7 +37,8 @@ def start(
     """``harness COMMAND`` as a shell starts it: Ctrl-C reaches a foreground job; a background job ignores it.
 
     Set explicitly, so the tests do not depend on how pytest itself was started. ``prelude``
-    is Python run in the harness's process first: what else happens in that process.
+    is Python run in the harness's process first: what else happens in that process. With
+    ``out`` None, no ``--out`` is given (``harness recover``).
     """
     handler = "signal.SIG_IGN" if background else "signal.default_int_handler"
     launch = (
@@ -41,12 +46,69 @@ def start(
         "runpy.run_module('harness', run_name='__main__')\n"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", launch, command, "--out", str(out), *options],
+        [sys.executable, "-c", launch, command, *(("--out", str(out)) if out else ()), *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         stdin=subprocess.DEVNULL,
         env=env,
+    )
+
+
+def file_size_limit(size: int) -> str:
+    """A prelude for :func:`start`: as on a full disk, no file of the process or its children grows past ``size``.
+
+    A write past it fails with EFBIG; SIGXFSZ, which would end the writer instead, is ignored.
+    """
+    return (
+        "import resource\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size}, {size}))"
+    )
+
+
+def paused_in(name: str, entered: Path, release: Path) -> str:
+    """A prelude for :func:`start`: ``harness.cli.NAME`` touches ``entered``, then waits for ``release`` (60 s at most).
+
+    A step that takes milliseconds held open, so a test's signals surely land inside it.
+    """
+    return f"""
+import pathlib, time, harness.cli
+paused = harness.cli.{name}
+def pause(*args, **kwargs):
+    pathlib.Path({str(entered)!r}).touch()
+    deadline = time.monotonic() + 60
+    while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return paused(*args, **kwargs)
+harness.cli.{name} = pause
+"""
+
+
+def again_and_again(process: subprocess.Popen[str], entered: Path, release: Path) -> None:
+    """Ctrl-C ten times, 10 ms apart, once ``process`` is paused at ``entered`` (:func:`paused_in`); then go on."""
+    wait_until(entered.exists, 30, "the process never came to the step it pauses in")
+    for _ in range(10):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    release.touch()
+
+
+def on_a_full_filesystem(folder: Path, inodes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``harness ARGS`` with ``folder`` a filesystem of its own that holds ``inodes`` files and folders at most.
+
+    A full disk for real: a tmpfs, mounted in a mount namespace of the harness's own (``unshare -rm``)
+    and gone with it. The test is skipped where there is no such namespace to be had.
+    """
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], check=False).returncode:
+        pytest.skip("no private mount namespace here (unshare -rm)")
+    mount = f'mount -t tmpfs -o size=10m,nr_inodes={inodes} tmpfs "{folder}" && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", mount, "sh", sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -161,6 +162,78 @@ def test_harness_run_as_a_user_types_it(burst_run: tuple[Path, subprocess.Comple
     assert f"report:  {report}" in completed.stdout
     assert "Every variant did what was expected of it." in report.read_text()
     assert f'href="{results.parent.name}/report.html"' in (out / "index.html").read_text()
+
+
+@pytest.mark.e2e
+def test_a_disk_that_fills_up_ends_the_run_in_one_line_with_whole_records_that_recover_completes(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    full_disk = runs.file_size_limit(36_000)  # the journal or a trial's line fills it in trial 1; the app's files fit
+    options = ("--scenario", "burst", "--variant", "patched", "--trials", "2")
+    run = runs.start(out, *options, prelude=full_disk)
+    _, err = run.communicate(timeout=120)
+
+    assert run.returncode == ExitCode.HARNESS_ERROR, err
+    [run_dir] = out.glob("*-burst")
+    assert re.fullmatch(
+        rf"harness: error: cannot write {re.escape(str(run_dir))}/\S+: File too large", err.splitlines()[-1]
+    )
+    assert f"once there is room, harness recover {run_dir} completes it" in err
+    assert "Traceback" not in err
+    _assert_whole_records(out)
+    assert not read_results(run_dir / "results.json").complete
+
+    still_full = runs.start(None, str(run_dir), command="recover", prelude=full_disk)
+    _, err = still_full.communicate(timeout=60)
+    assert still_full.returncode == ExitCode.HARNESS_ERROR, err
+    assert len(err.splitlines()) == 1 and re.fullmatch(r"harness: error: cannot write \S+: File too large\n", err)
+    _assert_whole_records(out)  # what it wrote before it failed (the record, not the report) is whole too
+    read_results(run_dir / "results.json")
+
+    recovered = runs.harness("recover", run_dir, timeout=60)
+    assert recovered.returncode == ExitCode.OK, recovered.stderr
+    result = read_results(run_dir / "results.json")
+    assert result.trials and all(trial.records for trial in result.trials)  # what was measured, kept
+    assert (run_dir / "report.html").is_file()
+
+
+@pytest.mark.e2e
+def test_a_folder_where_the_index_goes_is_a_harness_error_in_one_line_and_the_run_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "index.html").mkdir()
+    run = runs.start(tmp_path, "--scenario", "burst", "--variant", "patched", "--trials", "1")
+    _, err = run.communicate(timeout=120)
+
+    assert run.returncode == ExitCode.HARNESS_ERROR, err
+    assert err.splitlines()[-1] == f"harness: error: cannot write {tmp_path / 'index.html'}: Is a directory"
+    assert "Traceback" not in err
+    _assert_whole_records(tmp_path)
+    [results] = tmp_path.glob("*-burst/results.json")
+    assert read_results(results).complete and results.with_name("report.html").is_file()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("inodes", [8, 12], ids=["at-the-results", "at-a-servers-folder"])
+def test_a_filesystem_that_runs_out_of_files_ends_the_run_in_one_line(tmp_path: Path, inodes: int) -> None:
+    """A full disk for real: a tmpfs in a mount namespace of the test's own, holding at most ``inodes`` files."""
+    options = ("--scenario", "burst", "--variant", "patched", "--trials", "3")
+    completed = runs.on_a_full_filesystem(tmp_path, inodes, "run", "--out", str(tmp_path / "out"), *options)
+    assert completed.returncode == ExitCode.HARNESS_ERROR, completed.stderr
+    assert "Traceback" not in completed.stderr
+    last = completed.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        rf"harness: error: cannot write {re.escape(str(tmp_path))}/out/\S+: No space left on device", last
+    )
+
+
+def _assert_whole_records(out: Path) -> None:
+    """No temporary file left, and every line of every JSON Lines file whole."""
+    assert not list(out.rglob("*.partial"))
+    for path in out.glob("*/*.jsonl"):
+        text = path.read_text()
+        assert not text or text.endswith("\n"), f"{path} ends in a cut-off line"
+        for line in text.splitlines():
+            json.loads(line)
 
 
 def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

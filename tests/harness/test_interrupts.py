@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from harness.errors import ExitCode
-from harness.interrupts import first_stop_only, held, raise_if_stopped, sigterm_as_ctrl_c, was_stopped
+from harness.errors import ExitCode, HarnessError
+from harness.interrupts import first_stop_only, held, raise_if_stopped, seen_through, sigterm_as_ctrl_c, was_stopped
 from harness.journal import read_journal
 from harness.results import JOURNAL_FILE, RunResult, read_results, write_results
 from tests.conftest import is_running
@@ -66,6 +66,24 @@ def test_ctrl_c_while_the_results_are_written_waits_for_the_whole_file(tmp_path:
     assert started < fired[0] < finished, "the signal did not arrive during the write"
     assert read_results(path) == result
     assert not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), HarnessError("a write failed")], ids=["Ctrl-C", "error"])
+def test_what_a_stopped_run_owes_is_done_whole_and_a_ctrl_c_meanwhile_is_acted_on_after(stop: BaseException) -> None:
+    done = []
+
+    def run() -> None:
+        raise stop
+
+    def on_stop(exc: BaseException) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # without the hold, KeyboardInterrupt would be raised in here
+        done.append(exc)
+
+    with pytest.raises(KeyboardInterrupt):
+        seen_through(run, on_stop=on_stop, stops=(KeyboardInterrupt, HarnessError))
+    assert done == [stop]
+    assert seen_through(lambda: 7, on_stop=on_stop) == 7 and done == [stop]
 
 
 def test_sigterm_is_a_ctrl_c_that_exits_143() -> None:
@@ -279,6 +297,31 @@ def test_ctrl_c_pressed_again_and_again_during_teardown_leaves_a_whole_file_and_
     assert runs.wait_gone(pids, 0.5) < 0.5
     result = _the_incomplete_run(tmp_path)
     assert len(result.trials) == 2 and all(t.error == "interrupted" for t in result.trials)
+
+
+@pytest.mark.e2e
+def test_ctrl_c_pressed_again_and_again_while_the_stopped_run_is_written_up_leaves_the_report_and_says_so(
+    tmp_path: Path,
+) -> None:
+    out, entered, release = tmp_path / "out", tmp_path / "entered", tmp_path / "release"
+    # The stop's last steps (read back what was saved, write the report, say where) take milliseconds;
+    # the first is held open here until the signals are sent, so every one of them lands inside them.
+    prelude = runs.paused_in("read_results", entered, release)
+    process = runs.start(out, *runs.REAL_PACE, *runs.TWO_BUILDS, prelude=prelude)
+    try:
+        runs.wait_until(lambda: len(runs.serving(out)) >= 2, 60, "the servers never came up")
+        time.sleep(1.5)  # into the schedule: there are requests to keep
+        process.send_signal(signal.SIGINT)
+        runs.again_and_again(process, entered, release)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == ExitCode.INTERRUPTED, err
+    assert "Traceback" not in err
+    assert "stopped: what was measured is in" in err and err.endswith(f"harness: {ExitCode.INTERRUPTED.meaning}\n")
+    _the_incomplete_run(out)  # its report and the index written
 
 
 def _the_incomplete_run(out: Path) -> RunResult:

@@ -217,6 +217,31 @@ def test_an_item_stopped_by_ctrl_c_keeps_the_record_it_had_without_xdist(
     assert not merged.complete and merged.hosts == {"unpatched": "ci-7"}
 
 
+@pytest.mark.e2e
+def test_a_disk_that_fills_up_as_the_session_ends_ends_it_in_one_line_not_a_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".toml", full=BURST.format(name="full", trials=1))
+    # The item's run done, the disk fills as the session merges its records: in pytest's own process,
+    # no file grows past 20 KB from then on (a trial's line is 50 KB).
+    pytester.makeconftest(
+        "import resource, signal\nimport pytest\n\n"
+        "@pytest.hookimpl(tryfirst=True)\ndef pytest_sessionfinish():\n"
+        "    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))\n"
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:xdist", "full.toml::full[patched]", "--harness-out=out")
+
+    output = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR, output
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    [session] = (pytester.path / "out").iterdir()
+    assert f"harness: error: cannot write {session / 'full' / 'trials.jsonl'}: File too large" in output
+    assert not list(pytester.path.rglob("*.partial"))
+    assert read_results(session / "full" / "patched" / "results.json").trials  # the item's record, whole
+
+
 def test_on_postgres_the_builds_that_name_it_are_collected_too(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--collect-only", "-q", "burst", "--harness-database", "postgres")
     result.stdout.fnmatch_lines(["burst.toml::burst[[]unpatched-pooled]", "burst.toml::burst[[]patched-pooled]"])

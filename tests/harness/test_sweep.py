@@ -107,6 +107,28 @@ def test_a_sweep_stopped_after_its_first_cell_keeps_it_and_says_it_is_incomplete
     _servers_stopped(sweep_dir, sweep)
 
 
+def test_ctrl_c_pressed_again_and_again_while_a_stopped_sweep_is_written_up_leaves_its_report(tmp_path: Path) -> None:
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    grid = ("--intervals", "0.5", "--in-flight", "1,2,3,4", "--trials", "2", "--confirm", "0")
+    process = runs.start(
+        tmp_path / "out", *grid, command="sweep", prelude=runs.paused_in("read_sweep", entered, release)
+    )
+    try:
+        runs.wait_until(lambda: _cells_written(tmp_path / "out") >= 1, 60, "no cell was finished")
+        process.send_signal(signal.SIGINT)
+        runs.again_and_again(process, entered, release)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    assert "stopped: every finished cell is in" in stderr and "Traceback" not in stderr
+    [sweep_dir] = (tmp_path / "out").glob("*-sweep")
+    assert 'id="incomplete"' in (sweep_dir / SWEEP_REPORT_FILE).read_text()
+
+
 # Python in the harness's process: as the sweep makes its second cell's folder, an object
 # dies, and the stop signal arrives while its weakref callback runs. Python raises the
 # KeyboardInterrupt there, and can only swallow it: the line after the object's end runs.
@@ -164,3 +186,14 @@ def _cells_written(out: Path) -> int:
         return len(json.loads(path.read_text())["cells"])
     except ValueError:  # not written yet
         return 0
+
+
+@pytest.mark.parametrize("inodes", [6, 30], ids=["at-its-document", "at-a-cells-server"])
+def test_a_sweep_on_a_full_disk_ends_in_one_line(tmp_path: Path, inodes: int) -> None:
+    completed = runs.on_a_full_filesystem(tmp_path, inodes, "sweep", *SMALL_GRID, "--out", str(tmp_path / "out"))
+    assert completed.returncode == ExitCode.HARNESS_ERROR, completed.stderr
+    assert "Traceback" not in completed.stderr
+    last = completed.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        rf"harness: error: cannot write {re.escape(str(tmp_path))}/out/\S+: No space left on device", last
+    )
