@@ -111,6 +111,21 @@ def build_parser() -> _Parser:
 
     _add_sweep_parser(commands)
 
+    replay = commands.add_parser(
+        "replay",
+        help="replay a failing schedule that explore mode saved, in a fresh server, and say if it fails again",
+        description="Replay the schedule in PATH (a schedule file, or a run folder with schedules/*.json that "
+        "harness run --explore saved) in a fresh server of its build, seeded as the run's were: the same requests, "
+        "the same thread-pool calls on the same worker threads in the same order. Exits 0 when the same request "
+        "fails with the same exception at the same step, 2 when it does not (and says what differed), 4 when the "
+        "file is damaged or its build or scenario is not the one the configuration declares now.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("path", type=Path, metavar="PATH", help="a schedule file, or the run folder it is in")
+    _add_config_option(replay)
+    replay.set_defaults(handler=_replay)
+
     recover = commands.add_parser(
         "recover",
         help="rebuild the results of a run that was killed, from its journal of requests",
@@ -455,6 +470,19 @@ def _matrix(args: argparse.Namespace) -> ExitCode:
     print(f"\nmatrix: {output}")
     print(f"exit code {matrix.exit_code.value}: {describe_matrix(matrix)}")
     return matrix.exit_code
+
+
+def _replay(args: argparse.Namespace) -> ExitCode:
+    from harness.replay import replay_files
+
+    config = load_config(args.config)
+    code = ExitCode.OK
+    for replayed in replay_files(config, args.path, on_start=_progress):
+        print(replayed.describe())
+        if not replayed.reproduced:
+            code = ExitCode.SILENT
+    print(f"exit code {code.value}: {'every failure came back' if code == ExitCode.OK else 'a failure did not come back'}")
+    return code
 
 
 def _recover(args: argparse.Namespace) -> ExitCode:
