@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ class ScheduleRecord:
         for i, decision in enumerate(record.choices):
             if decision.options < 2 or not 0 <= decision.chosen < decision.options:
                 raise ValueError(f"choices[{i}]: choice {decision.chosen} of {decision.options} options")
+            if decision.labels and len(decision.labels) != decision.options:
+                raise ValueError(f"choices[{i}].labels: {len(decision.labels)} labels for {decision.options} options")
         for name in ("workers", "virtual_seconds", "divergences"):
             if getattr(record, name) < 0:
                 raise ValueError(f"{name}: {getattr(record, name)} is negative")
@@ -249,24 +252,36 @@ def schedules_for_confidence(p: float, confidence: float) -> int:
     return m
 
 
-def explore_pct(run: Run, *, requests: Sequence[int], depth: int, seeds: Sequence[int], steps_hint: int) -> Exploration:
-    """One PCT schedule per seed, until one fails.
+def explore_pct(
+    run: Run,
+    *,
+    requests: Sequence[int],
+    depth: int,
+    seeds: Sequence[int],
+    steps_hint: int,
+    confidence: float | None = None,
+) -> Exploration:
+    """One PCT schedule per seed, until one fails, or (with ``confidence``) until the guarantee reaches it.
 
     PCT needs ``k``, the most steps a schedule takes, before it runs: it starts from
-    ``steps_hint`` and grows to the most steps seen so far. The guarantee counts only the
-    schedules whose ``k`` was at least the most steps any schedule took: a change point
-    can fall on every step of those, as the bound assumes.
+    ``steps_hint`` and grows to the most steps seen so far (a schedule's steps are its
+    requests' thread-pool calls, which rarely depend on the order). The guarantee counts
+    only the schedules whose ``k`` was at least the most steps any schedule took: a change
+    point can fall on every step of those, as the bound assumes. It is a bound on bugs in
+    the order of the calls: worker decisions are uniform, so a bug that also needs given
+    workers is found less often, by the number of options at each such decision.
     """
     if not requests or not seeds or depth < 1 or steps_hint < 1:
         raise ValueError("explore_pct needs requests, seeds, a depth and a steps hint of at least 1")
-    horizons: list[int] = []
+    horizons: Counter[int] = Counter()
     most_steps = 0
     incomplete = 0
+    guarantee = 0.0
     for number, seed in enumerate(seeds, 1):
         horizon = max(steps_hint, most_steps)
         chooser = {"kind": "pct", "seed": seed, "depth": depth, "steps": horizon}
         record = run(requests, chooser)
-        horizons.append(horizon)
+        horizons[horizon] += 1
         most_steps = max(most_steps, len(record.steps))
         incomplete += not record.complete
         if record.failure is not None:
@@ -279,20 +294,30 @@ def explore_pct(run: Run, *, requests: Sequence[int], depth: int, seeds: Sequenc
                 incomplete=incomplete,
                 verdict=f"failed in schedule {number:,} of {len(seeds):,} (PCT, depth {depth}, seed {seed})",
             )
-    missed = math.prod(1 - pct_bound(len(requests), k, depth) for k in horizons if k >= most_steps)
-    guarantee = 1 - missed
+        missed = math.prod(
+            (1 - pct_bound(len(requests), k, depth)) ** count for k, count in horizons.items() if k >= most_steps
+        )
+        guarantee = 1 - missed
+        if confidence is not None and guarantee >= confidence:
+            break
+    ran = seeds[:number]
+    said = f"no failure in {number:,} schedule{_s(number)} (PCT, depth {depth}, {_seeds(ran)})"
+    if guarantee > 0:
+        said += f": a bug of depth {depth} would have been found with probability >= {_at_least(guarantee)}"
+    else:
+        said += ": no bound can be stated, every schedule took more steps than PCT was told to expect"
     return Exploration(
-        runs=len(seeds),
+        runs=number,
         found=None,
         exhausted=False,
         guarantee=guarantee,
         incomplete=incomplete,
-        verdict=(
-            f"no failure in {len(seeds):,} schedules (PCT, depth {depth}, {_seeds(seeds)}): "
-            f"a bug of depth {depth} would have been found with probability >= {_at_least(guarantee)}"
-            + _unfinished(incomplete)
-        ),
+        verdict=said + _unfinished(incomplete),
     )
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _seeds(seeds: Sequence[int]) -> str:
@@ -346,7 +371,7 @@ def explore_bounded(run: Run, *, requests: Sequence[int], bound: int, limit: int
                 exhausted=False,
                 guarantee=None,
                 incomplete=incomplete,
-                verdict=f"failed in schedule {runs:,} of the search with at most {bound} deviations",
+                verdict=f"failed in schedule {runs:,} of the search with at most {bound} deviation{_s(bound)}",
             )
         if sum(1 for choice in prefix if choice) < bound:
             children = [
@@ -357,9 +382,12 @@ def explore_bounded(run: Run, *, requests: Sequence[int], bound: int, limit: int
             pending.extend(reversed(children))  # the earliest decision point's first alternative runs next
     exhausted = not pending
     if exhausted:
-        verdict = f"no failure in all {runs:,} schedules with at most {bound} deviations"
+        verdict = f"no failure in all {runs:,} schedule{_s(runs)} with at most {bound} deviation{_s(bound)}"
     else:
-        verdict = f"no failure in {runs:,} schedules with at most {bound} deviations, cut short: the space holds more"
+        verdict = (
+            f"no failure in {runs:,} schedule{_s(runs)} with at most {bound} deviation{_s(bound)}, "
+            "cut short: the space holds more"
+        )
     return Exploration(
         runs=runs,
         found=None,

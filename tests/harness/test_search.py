@@ -251,6 +251,26 @@ def test_a_clean_pct_verdict_states_the_bound_for_the_schedules_that_could_reach
     )
 
 
+def test_pct_with_a_confidence_stops_when_its_guarantee_reaches_it() -> None:
+    server = Tutorial(bug=False)
+    exploration = explore_pct(server, requests=[0, 1], depth=2, seeds=range(1, 1001), steps_hint=8, confidence=0.999)
+    assert exploration.runs == len(server.sent) == schedules_for_confidence(pct_bound(2, 8, 2), 0.999) == 108
+    assert exploration.guarantee is not None and exploration.guarantee >= 0.999
+    assert exploration.verdict == (
+        "no failure in 108 schedules (PCT, depth 2, seeds 1-108): "
+        "a bug of depth 2 would have been found with probability >= 99.9%"
+    )
+
+
+def test_pct_states_no_bound_when_no_schedule_was_told_enough_steps() -> None:
+    exploration = explore_pct(Tutorial(bug=False), requests=[0, 1], depth=2, seeds=[5], steps_hint=1)
+    assert exploration.guarantee == 0
+    assert exploration.verdict == (
+        "no failure in 1 schedule (PCT, depth 2, seed 5): "
+        "no bound can be stated, every schedule took more steps than PCT was told to expect"
+    )
+
+
 def test_pct_finds_the_tutorials_bug_within_a_few_schedules_for_most_seeds() -> None:
     """The fake's bug has depth 2 (one preemption after an enter); PCT's bound is 1/16 a schedule, in practice more."""
     firsts = []
@@ -264,22 +284,32 @@ def test_pct_finds_the_tutorials_bug_within_a_few_schedules_for_most_seeds() -> 
 
 
 @pytest.mark.parametrize(
-    ("bound", "count"),
+    ("bound", "count", "verdict"),
     [
-        (0, 1),
-        (1, 1 + 4 * 2),  # one deviation: 4 points, 2 alternatives each
-        (2, 1 + 4 * 2 + 6 * 4),  # two: C(4,2) pairs of points, 2 x 2 alternatives
-        (4, 3**4),  # every schedule
-        (9, 3**4),
+        (0, 1, "no failure in all 1 schedule with at most 0 deviations"),
+        (1, 1 + 4 * 2, "no failure in all 9 schedules with at most 1 deviation"),  # 4 points, 2 alternatives each
+        (2, 1 + 4 * 2 + 6 * 4, "no failure in all 33 schedules with at most 2 deviations"),  # C(4,2) pairs, 2 x 2
+        (4, 3**4, "no failure in all 81 schedules with at most 4 deviations"),  # every schedule
+        (9, 3**4, "no failure in all 81 schedules with at most 9 deviations"),
     ],
 )
-def test_bounded_search_runs_every_schedule_within_the_bound_once(bound: int, count: int) -> None:
+def test_bounded_search_runs_every_schedule_within_the_bound_once(bound: int, count: int, verdict: str) -> None:
     sent: list[tuple[int, ...]] = []
     exploration = explore_bounded(tree(4, 3, sent), requests=[0], bound=bound, limit=1000)
     assert exploration.exhausted and exploration.runs == len(sent) == len(set(sent)) == count
     assert all(sum(1 for choice in choices if choice) <= bound for choices in sent)
     assert all(not choices or choices[-1] for choices in sent)  # trailing zeros are what a replay does anyway
-    assert exploration.verdict == f"no failure in all {count} schedules with at most {bound} deviations"
+    assert exploration.verdict == verdict
+
+
+def test_bounded_search_counts_the_tutorials_pool_by_hand() -> None:
+    """Two requests of two calls (enter, exit), in anyio's order: [A, B] to run first; A's enter on a new worker
+    (the only option: no decision); [A, B] to run next, and [worker 1, new] for A's exit; then B alone, with
+    [worker 1, new] for each of its two calls. Five decision points of two options: 1 + 5 schedules within one
+    deviation."""
+    server = Tutorial(bug=False, calls=(ENTER, EXIT))
+    assert len(server([0, 1], {"kind": "replay", "choices": []}).choices) == 5
+    assert explore_bounded(server, requests=[0, 1], bound=1, limit=100).runs == 6
 
 
 def test_bounded_search_is_cut_short_at_its_limit_and_says_so() -> None:
@@ -317,7 +347,7 @@ def test_bounded_search_stops_at_the_first_failure_which_needs_one_preemption() 
     assert exploration.found is not None and exploration.runs == len(server.sent)
     assert exploration.found.schedule.choices == (0, 1)  # A enters, then B preempts it onto A's worker
     assert exploration.found.schedule.deviations == 1
-    assert exploration.verdict == f"failed in schedule {exploration.runs} of the search with at most 1 deviations"
+    assert exploration.verdict == f"failed in schedule {exploration.runs} of the search with at most 1 deviation"
     assert explore_bounded(Tutorial(), requests=[0, 1], bound=1, limit=100) == exploration  # deterministic
 
 
@@ -413,6 +443,10 @@ def test_a_record_names_its_failure() -> None:
         ({"choices": [{"kind": "run", "chosen": 0, "options": 1}]}, "choices[0]: choice 0 of 1 options"),
         ({"choices": [{"kind": "pick", "chosen": 0, "options": 2}]}, "choices[0].kind: expected one of"),
         ({"workers": -1}, "workers: -1 is negative"),
+        (
+            {"choices": [{"kind": "worker", "chosen": 0, "options": 2, "labels": ["worker 1"]}]},
+            "choices[0].labels: 1 labels for 2 options",
+        ),
         ({"requests": [{"index": 0, "status": 200, "failed_step": 2}]}, "steps[1].request: 1 is not one of the 1"),
         (
             {
