@@ -32,6 +32,7 @@ from harness.files import atomic_writer
 from harness.results import rebuild
 
 SCHEDULE_FILE_VERSION = 1
+MAX_WORKERS = 8  # the explorer's: at most this many worker threads in a schedule
 SHRINK_RUNS = 200  # a shrink replays at most this many schedules: a bounded cost after a failure is found
 
 
@@ -418,7 +419,7 @@ def shrink(run: Run, failing: Found, *, max_runs: int = SHRINK_RUNS) -> Found:
     improved = True
     while improved and runs < max_runs:
         improved = False
-        for requests, choices in _smaller(best.schedule):
+        for requests, choices in _smaller(best):
             if (requests, choices) in tried:
                 continue
             if runs >= max_runs:
@@ -439,17 +440,59 @@ def shrink(run: Run, failing: Found, *, max_runs: int = SHRINK_RUNS) -> Found:
     return best
 
 
-def _smaller(schedule: Schedule) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Candidates smaller than ``schedule``, the biggest cuts first."""
-    requests, choices = schedule.requests, schedule.choices
+def _smaller(found: Found) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Candidates smaller than ``found``'s schedule, the biggest cuts first."""
+    requests, choices = found.schedule.requests, found.schedule.choices
+    taken = [(step.request, step.worker) for step in found.record.steps]
     if len(requests) > 1:
         for i in range(len(requests)):
-            yield requests[:i] + requests[i + 1 :], choices
+            others = requests[:i] + requests[i + 1 :]
+            yield others, _choices_for([(request, worker) for request, worker in taken if request != i])[0]
+            yield others, choices  # if the server's rules are not the ones _choices_for follows
+    for i, default in enumerate(_choices_for(taken)[1]):
+        if default != taken[i][1]:  # the step on the worker anyio would have taken, the others where they were
+            yield requests, _choices_for([*taken[:i], (taken[i][0], default), *taken[i + 1 :]])[0]
     deviations = [i for i, choice in enumerate(choices) if choice]
     for i in deviations:
         yield requests, choices[:i]
     for i in deviations:
         yield requests, (*choices[:i], 0, *choices[i + 1 :])
+
+
+def _choices_for(taken: Sequence[tuple[int, int]]) -> tuple[tuple[int, ...], list[int]]:
+    """The choices that make a server take these steps (request, worker), by the explorer's rules; and the worker
+    each step would have had by default.
+
+    A choice is an index into options whose order depends on every request and worker, so
+    the same list after a change means another schedule. The options are rebuilt here as
+    the server orders them: the request that ran last first, then the others by index; the
+    idle workers, most recently idle first, then a new one. Between steps every worker is
+    idle; a worker not yet used is a new one.
+    """
+    left = Counter(request for request, _ in taken)
+    idle: list[int] = []  # most recently idle last
+    previous: int | None = None
+    choices: list[int] = []
+    defaults = []
+    fresh = max((worker for _, worker in taken), default=0) + 1  # a number for a new worker no step has
+    for request, worker in taken:
+        pending = sorted(r for r, calls in left.items() if calls)
+        runnable = ([previous] if previous in pending else []) + [r for r in pending if r != previous]
+        if len(runnable) > 1:
+            choices.append(runnable.index(request))
+        workers = [*reversed(idle), *([fresh] if len(idle) < MAX_WORKERS else [])]
+        if len(workers) > 1:
+            choices.append(workers.index(worker if worker in idle else fresh))
+        defaults.append(workers[0])
+        fresh += workers[0] == fresh
+        if worker in idle:
+            idle.remove(worker)
+        idle.append(worker)
+        left[request] -= 1
+        previous = request
+    while choices and choices[-1] == 0:
+        choices.pop()
+    return tuple(choices), defaults
 
 
 def _size(schedule: Schedule) -> tuple[int, int, int]:

@@ -383,6 +383,18 @@ def test_shrink_reaches_two_requests_and_one_preemption_and_tells_it_step_by_ste
     )
 
 
+def test_shrink_rebuilds_the_choices_when_a_request_or_a_worker_deviation_goes() -> None:
+    """Dropping a request shifts every later option's index, and putting a step back on anyio's worker changes the
+    workers after it: the same list of choices would then be another schedule, which no longer fails."""
+    exploration = explore_pct(Tutorial(), requests=[0, 1, 2], depth=2, seeds=range(1, 11), steps_hint=12)
+    assert exploration.found is not None and exploration.found.schedule.deviations > 1
+    shrunk = shrink(Tutorial(), exploration.found)
+    assert len(shrunk.schedule.requests) == 2 and shrunk.schedule.deviations == 1
+    assert describe_schedule(shrunk.record.steps)[2] == (
+        f"step 3: request B preempts A: dependency enter (get_db), on worker 1 -> {ALREADY_OPEN}"
+    )
+
+
 def test_shrink_keeps_what_fails_the_same_way_only() -> None:
     """Alone, one request fails too, with another error: that is another bug, so two requests stay."""
     server = Tutorial(alone="ValueError: another bug")
