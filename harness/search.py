@@ -405,8 +405,9 @@ def explore_bounded(run: Run, *, requests: Sequence[int], bound: int, limit: int
 def shrink(run: Run, failing: Found, *, max_runs: int = SHRINK_RUNS) -> Found:
     """The failing schedule with the fewest requests, then deviations, found that still fails the same way.
 
-    Delta debugging in the spirit of simloom and ploom: drop a request, cut the choices
-    after a point, zero one choice; keep any change whose replay fails with the same
+    Delta debugging in the spirit of simloom and ploom: drop a request, put a step back on
+    the worker anyio would have given it (the choices rebuilt for both, :func:`_choices_for`),
+    cut the choices after a point, zero one choice; keep any change whose replay fails with the same
     signature, and start again from it, until no change helps or ``max_runs`` replays
     have run. What is kept is the choice list the record shows: a choice beyond the
     decision points that exist is ignored by the server, and one out of range is taken as 0.
