@@ -18,7 +18,7 @@ thread it made, so no ``threading.local`` survives from one schedule to the next
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,13 +38,13 @@ from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep,
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, seed_scenario, send
 from harness.scenario import Scenario
 from harness.search import (
-    Found,
-    Outcome,
+    Exploration,
     Schedule,
+    ScheduleFile,
+    ScheduleRecord,
     explore_bounded,
     explore_pct,
-    pct_bound,
-    schedules_for_confidence,
+    replay_chooser,
     shrink,
     write_schedule,
 )
@@ -137,46 +137,68 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
     )
     try:
         async with Session(plan.scenario, server, start_timeout=plan.start_timeout) as session:
-            found = await anyio.to_thread.run_sync(_search, session.blocking_run, plan, requests)
-            shrunk = await anyio.to_thread.run_sync(shrink, session.blocking_run, found.failing) if found.failing else None
+            exploration = await anyio.to_thread.run_sync(_search, session.blocking_run, plan, requests)
+            found = exploration.found
+            shrunk = await anyio.to_thread.run_sync(shrink, session.blocking_run, found) if found else None
+            most_steps = session.most_steps
     except HarnessError as exc:
         return _seconds(replace(searched, error=exc.message), started), None
     finally:
         server.stop()
-    searched = replace(searched, schedules=found.schedules, most_steps=found.most_steps, exhausted=found.exhausted)
-    if found.failing is None or shrunk is None:
-        return _seconds(searched, started), None
-    replay = await replay_in_fresh_server(plan, variant, shrunk.schedule, trial=found.failing.number)
-    path = plan.run_dir / SCHEDULES_FOLDER / f"{variant.name}.json"
-    write_schedule(path, scenario=plan.scenario, variant=variant, schedule=shrunk.schedule, outcome=shrunk.outcome)
     searched = replace(
         searched,
-        failed_schedule=found.failing.number,
-        seed=found.failing.schedule.seed,
-        failure=found.failing.outcome.signature,
-        choices=tuple(found.failing.schedule.choices),
+        schedules=exploration.runs,
+        most_steps=most_steps,
+        exhausted=exploration.exhausted,
+        searched=exploration.verdict,
+        guarantee=exploration.guarantee,
+        incomplete=exploration.incomplete,
+    )
+    if found is None or shrunk is None or found.record.failure is None:
+        return _seconds(searched, started), None
+    replay = await replay_in_fresh_server(plan, variant, shrunk.schedule, trial=exploration.runs)
+    path = plan.run_dir / SCHEDULES_FOLDER / f"{variant.name}.json"
+    path.parent.mkdir(exist_ok=True)
+    write_schedule(
+        path,
+        ScheduleFile.of(
+            shrunk,
+            scenario=plan.scenario.name,
+            scenario_digest=plan.scenario.digest(),
+            variant=variant.name,
+            app=variant.app,
+        ),
+    )
+    expected = shrunk.record.failure
+    seen = replay.record.failure if replay.record else None
+    searched = replace(
+        searched,
+        failed_schedule=exploration.runs,
+        seed=found.schedule.chooser.get("seed"),
+        failure=found.record.failure.signature,
+        choices=tuple(found.schedule.choices),
         shrunk_requests=tuple(shrunk.schedule.requests),
         shrunk_choices=tuple(shrunk.schedule.choices),
-        steps=tuple(steps(shrunk.outcome.record)),
-        replayed=replay.outcome.signature == shrunk.outcome.signature if replay.outcome else False,
+        steps=tuple(_steps(shrunk.record)),
+        replayed=seen == expected,
         schedule_file=str(path.relative_to(plan.run_dir)),
     )
     return _seconds(searched, started), replay.trial
 
 
-def _search(run: Any, plan: RunPlan, requests: int) -> Found:
-    """The plan's search, run in a worker thread: each schedule calls back into the event loop."""
+def _search(run: Callable[[Sequence[int], dict[str, Any]], ScheduleRecord], plan: RunPlan, requests: int) -> Exploration:
+    """The plan's search, in a worker thread: each schedule calls back into the event loop."""
     assert plan.explore is not None
     explore = plan.explore
+    numbers = range(requests)
     if explore.strategy == "bounded":
         limit = MAX_CONFIDENT_SCHEDULES if plan.confidence is not None else explore.schedules
-        return explore_bounded(run, requests=range(requests), bound=explore.bound, limit=limit)
-    seeds: Sequence[int] = range(1, explore.schedules + 1)
-    if plan.confidence is not None:  # enough seeds for PCT's bound, at the steps the first schedule shows
-        steps = run(range(requests), {"kind": "default"}).steps
-        needed = schedules_for_confidence(pct_bound(requests, max(steps, 1), explore.depth), plan.confidence)
-        seeds = range(1, min(needed, MAX_CONFIDENT_SCHEDULES) + 1)
-    return explore_pct(run, requests=range(requests), depth=explore.depth, seeds=seeds)
+        return explore_bounded(run, requests=numbers, bound=explore.bound, limit=limit)
+    steps = len(run(numbers, {"kind": "default"}).steps)  # PCT's k, from the schedule anyio itself would make
+    seeds = range(1, (MAX_CONFIDENT_SCHEDULES if plan.confidence is not None else explore.schedules) + 1)
+    return explore_pct(
+        run, requests=numbers, depth=explore.depth, seeds=seeds, steps_hint=max(steps, 1), confidence=plan.confidence
+    )
 
 
 class Session:
@@ -187,6 +209,7 @@ class Session:
         self.server = server
         self.start_timeout = start_timeout
         self.ran = 0
+        self.most_steps = 0
         self._client: httpx.AsyncClient | None = None
         self.last: Recorder | None = None
 
@@ -201,11 +224,11 @@ class Session:
         assert self._client is not None
         await self._client.aclose()
 
-    def blocking_run(self, requests: Sequence[int], chooser: dict[str, Any]) -> Outcome:
+    def blocking_run(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         """:meth:`run` from the search's worker thread."""
         return anyio.from_thread.run(self.run, requests, chooser)
 
-    async def run(self, requests: Sequence[int], chooser: dict[str, Any]) -> Outcome:
+    async def run(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         """One schedule of the scenario's requests numbered ``requests``: armed, sent at once, its record read."""
         assert self._client is not None
         self.ran += 1
@@ -218,9 +241,14 @@ class Session:
             for index in requests:
                 path, body, headers = request.render(i=index, trial=self.ran)
                 tg.start_soon(self._send, recorder, request.method, path, index, body, headers)
-        record = await self._control(END_PATH, {"timeout": _END_TIMEOUT})
+        answer = await self._control(END_PATH, {"timeout": _END_TIMEOUT})
         self.last = recorder
-        return Outcome.from_record(record, requests=requests)
+        try:
+            record = ScheduleRecord.from_dict(answer)
+        except ValueError as exc:
+            raise TrialError(f"the explorer in the server of {self.server.variant.name!r} sent a bad record: {exc}")
+        self.most_steps = max(self.most_steps, len(record.steps))
+        return record
 
     async def _send(
         self, recorder: Recorder, method: str, path: str, index: int, body: Any, headers: dict[str, str]
@@ -244,9 +272,9 @@ class Session:
 
 @dataclass(frozen=True, kw_only=True)
 class Replay:
-    """A schedule replayed in a fresh server: what it did, and the build's trial that records it."""
+    """A schedule replayed in a fresh server: its record (None: it could not be run), and the trial that keeps it."""
 
-    outcome: Outcome | None
+    record: ScheduleRecord | None
     trial: TrialResult
 
 
@@ -254,17 +282,17 @@ async def replay_in_fresh_server(plan: RunPlan, variant: Variant, schedule: Sche
     """``schedule`` in a new server of the build, seeded: its outcome, and its requests as a traced trial."""
     server = launch(plan, variant, f"replay{trial}")
     started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    outcome, error = None, None
+    record, error = None, None
     session = Session(plan.scenario, server, start_timeout=plan.start_timeout)
     try:
         async with session:
             session.ran = trial - 1  # its requests are numbered as the schedule that failed
-            outcome = await session.run(schedule.requests, {"kind": "replay", "choices": list(schedule.choices)})
+            record = await session.run(schedule.requests, replay_chooser(schedule.choices))
     except HarnessError as exc:
         error = exc.message
     finally:
         server.stop()
-    return Replay(outcome=outcome, trial=_trial(server, session.last, trial, started_at, error))
+    return Replay(record=record, trial=_trial(server, session.last, trial, started_at, error))
 
 
 def _trial(server: Server, recorder: Recorder | None, trial: int, started_at: str, error: str | None) -> TrialResult:
@@ -289,18 +317,18 @@ def _trial(server: Server, recorder: Recorder | None, trial: int, started_at: st
     )
 
 
-def steps(record: dict[str, Any]) -> list[ScheduleStep]:
+def _steps(record: ScheduleRecord) -> list[ScheduleStep]:
     """A schedule record's steps, as the results keep them."""
     return [
         ScheduleStep(
-            index=step["index"],
-            request=step["request"],
-            call=step["call"],
-            worker=step["worker"],
-            preempted=step["preempted"],
-            error=step.get("error"),
+            index=step.index,
+            request=step.request,
+            call=step.call,
+            worker=step.worker,
+            preempted=step.preempted,
+            error=step.error,
         )
-        for step in record["steps"]
+        for step in record.steps
     ]
 
 

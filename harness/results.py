@@ -306,6 +306,9 @@ class ExploreResult:
     most_steps: int  # the most steps a schedule took: PCT's k
     exhausted: bool  # bounded: every schedule within the bound was run
     seconds: float
+    searched: str = ""  # what the search ran and found, in one line (harness.search)
+    guarantee: float | None = None  # PCT, no failure: the least probability a bug of ``depth`` would have shown
+    incomplete: int = 0  # schedules whose requests had not all finished when the server's time ran out
     failed_schedule: int | None = None  # the first failing schedule's number, from 1
     seed: int | None = None  # its PCT seed
     failure: str | None = None  # what failed, "OperationalError: Connection already opened."

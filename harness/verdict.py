@@ -50,7 +50,6 @@ from harness.results import (
     VerdictKind,
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
-from harness.search import pct_bound, schedules_for_confidence
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -209,80 +208,32 @@ def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: 
         return Verdict(
             variant=name, expected=expected, observed="error", kind="error", reason=f"{name}: {result.error}"
         )
-    searched = describe_search(result)
     kind: VerdictKind
     if result.failed:
-        found = f"{name} failed in schedule {result.failed_schedule} of {searched}: {result.failure}"
+        found = f"{result.searched}: {result.failure}"
         if result.shrunk_requests:
             deviations = sum(1 for choice in result.shrunk_choices if choice)
-            found += (
-                f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
-            )
+            found += f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
         found += {
             True: ", which failed the same way again in a fresh server",
-            False: ", which did not fail again in a fresh server (it may depend on what earlier schedules left)",
+            False: ", which did not fail the same way again in a fresh server (it may depend on what earlier "
+            "schedules left in the server)",
             None: "",
         }[result.replayed]
-        kind = "met" if expected == "fails" else "regression"
-        reason = found if expected == "clean" else f"{name} failed as expected: {found}"
-        if expected == "clean":
-            reason = f"{name} was expected to be clean but {found.removeprefix(name + ' ')}"
-        return Verdict(variant=name, expected=expected, observed="fails", kind=kind, reason=reason)
-    covered = f"no failure in {searched}{guarantee(result)}"
-    if expected == "fails":
-        return Verdict(
-            variant=name,
-            expected=expected,
-            observed="clean",
-            kind="silent",
-            reason=f"{name} was expected to fail but showed {covered}",
-        )
-    kind = "met"
-    reason = f"{name} was clean as expected: {covered}"
-    if confidence is not None:
-        needed = schedules_needed(result, confidence)
-        if needed is None or result.schedules < needed:
-            kind = "undecided"
-            reason += (
-                f"; {confidence:.0%} confidence needs "
-                + (f"{needed:,} schedules" if needed is not None else "the whole space within the bound")
-            )
+        if expected == "fails":
+            kind, reason = "met", f"{name} failed as expected: {found}"
         else:
-            reason += f"; decided at {confidence:.0%} confidence"
+            kind, reason = "regression", f"{name} was expected to be clean but {found}"
+        return Verdict(variant=name, expected=expected, observed="fails", kind=kind, reason=reason)
+    if expected == "fails":
+        reason = f"{name} was expected to fail but showed {result.searched}"
+        return Verdict(variant=name, expected=expected, observed="clean", kind="silent", reason=reason)
+    kind, reason = "met", f"{name} was clean as expected: {result.searched}"
+    if confidence is not None:
+        decided = result.exhausted or (result.guarantee is not None and result.guarantee >= confidence)
+        kind = "met" if decided else "undecided"
+        reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
     return Verdict(variant=name, expected=expected, observed="clean", kind=kind, reason=reason, confidence=confidence)
-
-
-def describe_search(result: ExploreResult) -> str:
-    """``100 schedules (PCT, depth 2, seeds 1-100)``, ``all 726 schedules with at most 2 deviations``."""
-    if result.strategy == "pct":
-        seeds = f"seed 1" if result.schedules == 1 else f"seeds 1-{result.schedules}"
-        return f"{_count(result.schedules, 'schedule')} (PCT, depth {result.depth}, {seeds}, {result.requests} requests)"
-    if result.exhausted:
-        return f"all {_count(result.schedules, 'schedule')} with at most {_count(result.bound, 'deviation')}"
-    return (
-        f"{_count(result.schedules, 'schedule')} with at most {_count(result.bound, 'deviation')} "
-        "(cut short: the space is larger)"
-    )
-
-
-def guarantee(result: ExploreResult) -> str:
-    """What a clean search guarantees, as a clause: PCT's bound, or the whole space within the bound."""
-    if result.strategy == "bounded":
-        return ": every schedule within the bound ran" if result.exhausted else ""
-    per_schedule = pct_bound(result.requests, max(result.most_steps, 1), result.depth)
-    missed = (1 - per_schedule) ** result.schedules
-    return (
-        f": a bug of depth {result.depth} would be hit by each schedule with probability at least "
-        f"1/{round(1 / per_schedule):,} (PCT's bound, {result.most_steps} steps), so by one of them with "
-        f"probability at least {_floor_percent(1 - missed)}"
-    )
-
-
-def schedules_needed(result: ExploreResult, confidence: float) -> int | None:
-    """The schedules a clean search needs to be decided at ``confidence``; None: only an exhausted space is."""
-    if result.strategy == "bounded":
-        return result.schedules if result.exhausted else None
-    return schedules_for_confidence(pct_bound(result.requests, max(result.most_steps, 1), result.depth), confidence)
 
 
 def _count(number: int, word: str) -> str:
