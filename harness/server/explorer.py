@@ -66,6 +66,10 @@ END_PATH = "/__harness/explore/end"
 Answer = tuple[int, dict[str, Any]]  # an HTTP status and its JSON body
 
 
+class CannotExplore(Exception):
+    """The app's stack does not send its sync code through ``anyio.to_thread.run_sync``: nothing to take over."""
+
+
 class ScheduleEnded(Exception):
     """A call still waiting when its schedule ended: its request fails instead of waiting for ever."""
 
@@ -243,13 +247,15 @@ class _Schedule:
         ran: asyncio.Future[str | None] = self.loop.create_future()
 
         def settle(result: Any, error: BaseException | None) -> None:
+            if not ran.done():  # the driver is cancelled when its schedule ends
+                ran.set_result(None if error is None else f"{type(error).__name__}: {tracer.bounded(str(error))}")
+            if isinstance(error, StopIteration):  # a future cannot hold one: anyio too hands over a RuntimeError
+                error = RuntimeError("the call raised StopIteration")
             if not call.done.done():  # its request may have been cancelled meanwhile
                 if error is None:
                     call.done.set_result(result)
                 else:
                     call.done.set_exception(error)
-            if not ran.done():  # the driver is cancelled when its schedule ends
-                ran.set_result(None if error is None else f"{type(error).__name__}: {tracer.bounded(str(error))}")
 
         def job() -> None:
             try:
@@ -312,6 +318,14 @@ class Explorer:
     def install(self) -> None:
         """Put the dispatcher and the virtual sleeps in place: before the app is imported, and before the tracer
         wraps ``run_sync`` in its turn, so a call the explorer runs is still timed as a phase."""
+        import starlette
+        import starlette.concurrency
+
+        if not hasattr(starlette.concurrency, "anyio"):  # Starlette 0.14 hands sync code to the loop's executor
+            raise CannotExplore(
+                f"explore mode needs Starlette 0.15 or later, whose thread pool is anyio's; "
+                f"this app runs Starlette {starlette.__version__}"
+            )
         import anyio.to_thread
 
         self._run_sync_in_pool = anyio.to_thread.run_sync

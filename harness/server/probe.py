@@ -118,7 +118,11 @@ def create_app() -> ExceptionProbe:
     """uvicorn factory: the app named by ``HARNESS_PROBE_APP``, wrapped in the probe."""
     dispatcher = explorer.Explorer() if os.environ.get("HARNESS_PROBE_EXPLORE") == "1" else None
     if dispatcher is not None:  # first: the tracer then wraps the dispatcher, and times the calls it runs
-        dispatcher.install()
+        try:
+            dispatcher.install()
+        except explorer.CannotExplore as exc:
+            _startup_failure(str(exc))
+            raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
         trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
         tracer.install(tracer.Tracer(trace))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from harness.runner import Recorder, seed_tutorial
 from harness.scenario import Seed
 from harness.server.explorer import BEGIN_PATH, END_PATH
 from harness.server.probe import REQUEST_ID_HEADER
+from harness.variant import Variant
 from tests.conftest import StartServer
+from tests.harness import runs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -199,6 +203,7 @@ async def test_bad_control_requests_are_refused_with_one_line_and_a_lost_request
             refused = await control.post(BEGIN_PATH, content=body)
             assert refused.status_code == 400 and reason in refused.json()["error"], refused.text
         assert (await control.get(BEGIN_PATH)).status_code == 405
+        assert (await control.post(BEGIN_PATH, content=b" " * (2 << 20))).status_code == 413
         ids = ["lost-0", "lost-1"]
         assert (await control.post(BEGIN_PATH, json={"requests": ids, "chooser": {"kind": "default"}})).is_success
         assert (
@@ -219,3 +224,45 @@ async def test_bad_control_requests_are_refused_with_one_line_and_a_lost_request
         assert ended.json()["requests"][1] == {"index": 1, "status": None, "failed_step": None}
     statuses, _ = await schedule(server, {"kind": "default"})
     assert statuses == [200, 200]
+
+
+async def test_a_call_that_raises_stopiteration_fails_its_request_and_the_schedule_still_ends(tmp_path: Path) -> None:
+    variant = Variant(
+        name="explored",
+        app="tests.harness.server.explored_app:app",
+        description="",
+        expect="fails",
+        app_dir=str(runs.REPO),
+    )
+    server = Server(variant, tmp_path / "explored", time_scale=1, explore=True)
+    try:
+        await server.wait_ready()
+        async with client(server) as control:
+            begun = await control.post(BEGIN_PATH, json={"requests": ["stop"], "chooser": {"kind": "default"}})
+            assert begun.status_code == 200
+            async with client(server) as own:  # uvicorn closes a connection after a 500
+                assert (await own.get("/stop", headers={REQUEST_ID_HEADER: "stop"})).status_code == 500
+            ended = (await control.post(END_PATH, json={"timeout": END_TIMEOUT})).json()
+        assert ended["complete"] and ended["steps"][0]["error"] == "StopIteration: "
+        assert ended["requests"] == [{"index": 0, "status": 500, "failed_step": 1}]
+    finally:
+        server.stop()
+
+
+def test_explore_mode_refuses_a_starlette_that_does_not_use_anyios_thread_pool(tmp_path: Path) -> None:
+    legacy = tmp_path / "starlette"
+    legacy.mkdir()
+    (legacy / "__init__.py").write_text('__version__ = "0.14.2"\n')
+    (legacy / "concurrency.py").write_text("import asyncio\n")  # 0.14: run_in_executor, no anyio
+    installed = subprocess.run(
+        [sys.executable, "-c", "from harness.server.explorer import Explorer; Explorer().install()"],
+        env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert installed.returncode == 1
+    assert installed.stderr.splitlines()[-1] == (
+        "harness.server.explorer.CannotExplore: explore mode needs Starlette 0.15 or later, whose thread pool is "
+        "anyio's; this app runs Starlette 0.14.2"
+    )
