@@ -481,7 +481,8 @@ def _replay(args: argparse.Namespace) -> ExitCode:
         print(replayed.describe())
         if not replayed.reproduced:
             code = ExitCode.SILENT
-    print(f"exit code {code.value}: {'every failure came back' if code == ExitCode.OK else 'a failure did not come back'}")
+    said = "every failure came back" if code == ExitCode.OK else "a failure did not come back"
+    print(f"exit code {code.value}: {said}")
     return code
 
 

@@ -101,9 +101,9 @@ def execute_explore(plan: RunPlan) -> RunResult:
         with held():
             stop_all(servers.values())
             trial_log.close()
-            result = snapshot(complete=complete)
-            write_summary(result, plan.results_path)
-    return result
+            judged = snapshot(complete=complete)
+            write_summary(judged, plan.results_path)
+    return judged
 
 
 def launch(plan: RunPlan, variant: Variant, name: str) -> Server:
@@ -186,7 +186,9 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
     return _seconds(searched, started), replay.trial
 
 
-def _search(run: Callable[[Sequence[int], dict[str, Any]], ScheduleRecord], plan: RunPlan, requests: int) -> Exploration:
+def _search(
+    run: Callable[[Sequence[int], dict[str, Any]], ScheduleRecord], plan: RunPlan, requests: int
+) -> Exploration:
     """The plan's search, in a worker thread: each schedule calls back into the event loop."""
     assert plan.explore is not None
     explore = plan.explore
@@ -246,7 +248,9 @@ class Session:
         try:
             record = ScheduleRecord.from_dict(answer)
         except ValueError as exc:
-            raise TrialError(f"the explorer in the server of {self.server.variant.name!r} sent a bad record: {exc}")
+            raise TrialError(
+                f"the explorer in the server of {self.server.variant.name!r} sent a bad record: {exc}"
+            ) from None
         self.most_steps = max(self.most_steps, len(record.steps))
         return record
 
@@ -261,7 +265,9 @@ class Session:
         try:
             answer = await self._client.post(path, json=body, timeout=_END_TIMEOUT + 10)
         except httpx.HTTPError as exc:
-            raise TrialError(f"the explorer in the server of {self.server.variant.name!r} did not answer: {exc}")
+            raise TrialError(
+                f"the explorer in the server of {self.server.variant.name!r} did not answer: {exc}"
+            ) from None
         if answer.status_code != 200:
             raise TrialError(
                 f"the explorer in the server of {self.server.variant.name!r} refused {path}: {answer.text[:200]}"
@@ -299,7 +305,7 @@ def _trial(server: Server, recorder: Recorder | None, trial: int, started_at: st
     """The replayed schedule's requests with the server's exceptions and, if the app uses Peewee, their causes."""
     records = recorder.records() if recorder else []
     records, unmatched = attach_exceptions(records, read_events(server.events_path))
-    trace, truncated = (read_trace(server.trace_path, recorder.origin) if server.trace_path and recorder else ([], False))
+    trace, truncated = read_trace(server.trace_path, recorder.origin) if server.trace_path and recorder else ([], False)
     if uses_peewee(trace):
         records = diagnose(records, trace)
     return TrialResult(
@@ -334,4 +340,3 @@ def _steps(record: ScheduleRecord) -> list[ScheduleStep]:
 
 def _seconds(result: ExploreResult, started: float) -> ExploreResult:
     return replace(result, seconds=round(time.monotonic() - started, 3))
-

@@ -269,8 +269,8 @@ def explore_pct(
     requests' thread-pool calls, which rarely depend on the order). The guarantee counts
     only the schedules whose ``k`` was at least the most steps any schedule took: a change
     point can fall on every step of those, as the bound assumes. It is a bound on bugs in
-    the order of the calls: worker decisions are uniform, so a bug that also needs given
-    workers is found less often, by the number of options at each such decision.
+    the order of the calls, with the workers anyio itself would pick (the server's PCT
+    chooser leaves worker decisions at their default); the bounded search varies workers too.
     """
     if not requests or not seeds or depth < 1 or steps_hint < 1:
         raise ValueError("explore_pct needs requests, seeds, a depth and a steps hint of at least 1")

@@ -213,7 +213,9 @@ def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: 
         found = f"{result.searched}: {result.failure}"
         if result.shrunk_requests:
             deviations = sum(1 for choice in result.shrunk_choices if choice)
-            found += f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
+            found += (
+                f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
+            )
         found += {
             True: ", which failed the same way again in a fresh server",
             False: ", which did not fail the same way again in a fresh server (it may depend on what earlier "
