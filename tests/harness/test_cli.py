@@ -322,6 +322,7 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
     options = ("--scenario", "burst", *runs.TWO_BUILDS, "--confidence", "0.9", "--max-trials", "40", "--jobs", "2")
     completed = runs.harness("run", *options, "--out", tmp_path)
