@@ -422,7 +422,7 @@ def test_an_import_error_with_a_hostile_message_is_one_bounded_safe_error_line(t
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("build", ["app", "stubborn"])
+@pytest.mark.parametrize("build", ["app", pytest.param("stubborn", marks=pytest.mark.slow)])
 def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) -> None:
     # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout.
     config = tmp_path / "harness.toml"
