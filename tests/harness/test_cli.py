@@ -322,6 +322,7 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
     options = ("--scenario", "burst", *runs.TWO_BUILDS, "--confidence", "0.9", "--max-trials", "40", "--jobs", "2")
     completed = runs.harness("run", *options, "--out", tmp_path)
@@ -421,7 +422,7 @@ def test_an_import_error_with_a_hostile_message_is_one_bounded_safe_error_line(t
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("build", ["app", "stubborn"])
+@pytest.mark.parametrize("build", ["app", pytest.param("stubborn", marks=pytest.mark.slow)])
 def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) -> None:
     # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout.
     config = tmp_path / "harness.toml"
