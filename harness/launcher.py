@@ -214,11 +214,19 @@ class Server:
                 await anyio.sleep(_READY_POLL_INTERVAL)
         return False
 
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """Terminate, wait up to ``timeout``, kill. STOPPED is set only once the process is reaped."""
+    @property
+    def stop_timeout(self) -> float:
+        """How long a stop waits before it kills: none for a server that never got ready.
+
+        It has no request to let finish, and uvicorn ignores SIGTERM while its app starts up.
+        """
+        return DEFAULT_STOP_TIMEOUT if self.state is ServerState.RUNNING else 0.0
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Terminate, wait up to ``timeout`` (default: :attr:`stop_timeout`), kill. STOPPED is set once it is reaped."""
         self.ask_to_stop()
         try:
-            self.process.wait(timeout)
+            self.process.wait(self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -256,14 +264,18 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, size: int = LOG_TAIL_BYTES
     return "\n".join(shown)
 
 
-def stop_all(servers: Iterable[Server], timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-    """Stop servers together: all are asked at once, so the lot takes one timeout, not one each."""
+def stop_all(servers: Iterable[Server], timeout: float | None = None) -> None:
+    """Stop servers together: all are asked at once, so the lot takes one timeout, not one each.
+
+    Each waits its own :attr:`Server.stop_timeout`, or ``timeout``, from the moment all were asked.
+    """
     servers = list(servers)
     for server in servers:
         server.ask_to_stop()
-    deadline = time.monotonic() + timeout
+    asked = time.monotonic()
     for server in servers:
-        server.stop(max(0.0, deadline - time.monotonic()))
+        allowed = server.stop_timeout if timeout is None else timeout
+        server.stop(max(0.0, asked + allowed - time.monotonic()))
 
 
 def check_host(host: str, *, allow_non_loopback: bool) -> str:
