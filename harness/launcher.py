@@ -89,6 +89,7 @@ class Server:
         self.trace_path = directory / TRACE_FILE if trace else None
         self.port: int | None = _free_port(host) if variant.uses_port else None
         self._asked_to_stop = False
+        self._listening = False  # uvicorn said it is running: from then on a stop lets requests finish
         self._ready_seen = ""  # what the ready path last answered, for the error if it never says 2xx
         self._log_read = 0  # how far the log was looked through for the "running on" line
         self._log_unmatched = b""  # its last bytes: the start of that line, maybe
@@ -151,12 +152,11 @@ class Server:
         A server that exits first raises LaunchError, or AppError when its app did not
         import; one whose ready path never answers 2xx raises AppError.
         """
-        listening = False
         with anyio.move_on_after(timeout):
-            while self.process.poll() is None and not listening:
+            while self.process.poll() is None and not self._listening:
                 port = self._logged_port()
                 if port is not None:
-                    self.port, listening = port, True
+                    self.port, self._listening = port, True
                 else:
                     await anyio.sleep(_POLL_INTERVAL)
             if self.process.poll() is None and (self.variant.ready is None or await self._answers_ready()):
@@ -167,7 +167,7 @@ class Server:
         failure = _startup_failure(self.startup_failure_path)
         if failure:
             raise AppError(f"variant {self.variant.name!r}: {failure}", variant=self.variant.name)
-        if listening and exit_code is None:
+        if self._listening and exit_code is None:
             raise AppError(
                 f"variant {self.variant.name!r}: its ready path {self.variant.ready} did not answer 2xx within "
                 f"{timeout:g} s ({self._ready_seen or 'no answer'})",
@@ -216,11 +216,11 @@ class Server:
 
     @property
     def stop_timeout(self) -> float:
-        """How long a stop waits before it kills: none for a server that never got ready.
+        """How long a stop waits before it kills: none for a server that never started listening.
 
         It has no request to let finish, and uvicorn ignores SIGTERM while its app starts up.
         """
-        return DEFAULT_STOP_TIMEOUT if self.state is ServerState.RUNNING else 0.0
+        return DEFAULT_STOP_TIMEOUT if self._listening else 0.0
 
     def stop(self, timeout: float | None = None) -> None:
         """Terminate, wait up to ``timeout`` (default: :attr:`stop_timeout`), kill. STOPPED is set once it is reaped."""

@@ -198,7 +198,7 @@ def _listening_ports(pid: int) -> set[int]:
 
 
 @pytest.mark.e2e
-def test_a_server_that_never_got_ready_is_killed_at_once_a_ready_one_gets_the_stop_timeout(tmp_path: Path) -> None:
+def test_a_server_that_never_listened_is_killed_at_once_a_listening_one_gets_the_stop_timeout(tmp_path: Path) -> None:
     # uvicorn ignores SIGTERM while its app starts up, and such a server has no request to let finish.
     server = Server(faulty_apps.variant("never_ready"), tmp_path / "never", time_scale=1.0)
     assert server.stop_timeout == 0.0
