@@ -90,6 +90,7 @@ class Server:
         self.trace_path = directory / TRACE_FILE if trace else None
         self.port: int | None = _free_port(host) if variant.uses_port else None
         self._asked_to_stop = False
+        self._listening = False  # uvicorn said it is running: from then on a stop lets requests finish
         self._ready_seen = ""  # what the ready path last answered, for the error if it never says 2xx
         self._log_read = 0  # how far the log was looked through for the "running on" line
         self._log_unmatched = b""  # its last bytes: the start of that line, maybe
@@ -153,12 +154,11 @@ class Server:
         A server that exits first raises LaunchError, or AppError when its app did not
         import; one whose ready path never answers 2xx raises AppError.
         """
-        listening = False
         with anyio.move_on_after(timeout):
-            while self.process.poll() is None and not listening:
+            while self.process.poll() is None and not self._listening:
                 port = self._logged_port()
                 if port is not None:
-                    self.port, listening = port, True
+                    self.port, self._listening = port, True
                 else:
                     await anyio.sleep(_POLL_INTERVAL)
             if self.process.poll() is None and (self.variant.ready is None or await self._answers_ready()):
@@ -169,7 +169,7 @@ class Server:
         failure = _startup_failure(self.startup_failure_path)
         if failure:
             raise AppError(f"variant {self.variant.name!r}: {failure}", variant=self.variant.name)
-        if listening and exit_code is None:
+        if self._listening and exit_code is None:
             raise AppError(
                 f"variant {self.variant.name!r}: its ready path {self.variant.ready} did not answer 2xx within "
                 f"{timeout:g} s ({self._ready_seen or 'no answer'})",
@@ -216,11 +216,19 @@ class Server:
                 await anyio.sleep(_READY_POLL_INTERVAL)
         return False
 
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """Terminate, wait up to ``timeout``, kill. STOPPED is set only once the process is reaped."""
+    @property
+    def stop_timeout(self) -> float:
+        """How long a stop waits before it kills: none for a server that never started listening.
+
+        It has no request to let finish, and uvicorn ignores SIGTERM while its app starts up.
+        """
+        return DEFAULT_STOP_TIMEOUT if self._listening else 0.0
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Terminate, wait up to ``timeout`` (default: :attr:`stop_timeout`), kill. STOPPED is set once it is reaped."""
         self.ask_to_stop()
         try:
-            self.process.wait(timeout)
+            self.process.wait(self.stop_timeout if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -258,14 +266,18 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES, size: int = LOG_TAIL_BYTES
     return "\n".join(shown)
 
 
-def stop_all(servers: Iterable[Server], timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-    """Stop servers together: all are asked at once, so the lot takes one timeout, not one each."""
+def stop_all(servers: Iterable[Server], timeout: float | None = None) -> None:
+    """Stop servers together: all are asked at once, so the lot takes one timeout, not one each.
+
+    Each waits its own :attr:`Server.stop_timeout`, or ``timeout``, from the moment all were asked.
+    """
     servers = list(servers)
     for server in servers:
         server.ask_to_stop()
-    deadline = time.monotonic() + timeout
+    asked = time.monotonic()
     for server in servers:
-        server.stop(max(0.0, deadline - time.monotonic()))
+        allowed = server.stop_timeout if timeout is None else timeout
+        server.stop(max(0.0, asked + allowed - time.monotonic()))
 
 
 def check_host(host: str, *, allow_non_loopback: bool) -> str:

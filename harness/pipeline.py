@@ -35,7 +35,7 @@ from harness.errors import HarnessError, LaunchError, TrialError
 from harness.forkserver import warm_up
 from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
 from harness.journal import Journal
-from harness.launcher import DEFAULT_STOP_TIMEOUT, EVENTS_FILE, Server, stop_all
+from harness.launcher import EVENTS_FILE, Server, stop_all
 from harness.plan import RunPlan
 from harness.postgres import PostgresServer
 from harness.results import (
@@ -328,7 +328,7 @@ async def _stop(server: Server) -> None:
     round short while one was being started left it waiting for ever.
     """
     server.ask_to_stop()
-    with anyio.move_on_after(DEFAULT_STOP_TIMEOUT):
+    with anyio.move_on_after(server.stop_timeout):
         while server.process.poll() is None:
             await anyio.sleep(_STOP_POLL)
     server.stop(timeout=0)  # reaps it, killed first if it outlived the stop timeout

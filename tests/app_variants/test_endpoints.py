@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -25,27 +26,38 @@ async def test_the_tutorials_endpoints(
 ) -> None:
     server = await start_server(build)
     client = client_for(server)
+    # A build with the bug may fail any request with a 500 (back to back, the next request's get_db can land
+    # on the worker that still holds the last one's connection; DESIGN.md): its requests are sent again, as
+    # the harness's seeding does. The bug strikes at get_db's connect, before the endpoint writes anything.
+    attempts = 5 if builtin_config().variants[build].expect == "fails" else 1
 
-    created = await client.post("/users/", json={"email": "a@example.com", "password": "pw"})
+    async def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(attempts):
+            response = await client.request(method, path, **kwargs)
+            if response.status_code != 500:
+                break
+        return response
+
+    created = await call("POST", "/users/", json={"email": "a@example.com", "password": "pw"})
     assert created.status_code == 200
     user = created.json()
     assert user == {"email": "a@example.com", "id": user["id"], "is_active": True, "items": []}
     assert "password" not in created.text and "hashed_password" not in created.text
 
-    duplicate = await client.post("/users/", json={"email": "a@example.com", "password": "pw"})
+    duplicate = await call("POST", "/users/", json={"email": "a@example.com", "password": "pw"})
     assert (duplicate.status_code, duplicate.json()) == (400, {"detail": "Email already registered"})
 
-    item = await client.post(f"/users/{user['id']}/items/", json={"title": "t", "description": "d"})
+    item = await call("POST", f"/users/{user['id']}/items/", json={"title": "t", "description": "d"})
     assert item.json() == {"title": "t", "description": "d", "id": item.json()["id"], "owner_id": user["id"]}
 
-    fetched = await client.get(f"/users/{user['id']}")
+    fetched = await call("GET", f"/users/{user['id']}")
     assert [i["title"] for i in fetched.json()["items"]] == ["t"]  # the lazy items query, run in validation
-    missing = await client.get("/users/999")
+    missing = await call("GET", "/users/999")
     assert (missing.status_code, missing.json()) == (404, {"detail": "User not found"})
-    users = (await client.get("/users/")).json()
+    users = (await call("GET", "/users/")).json()
     assert [(u["email"], [i["id"] for i in u["items"]]) for u in users] == [("a@example.com", [item.json()["id"]])]
-    assert [i["id"] for i in (await client.get("/items/")).json()] == [item.json()["id"]]
-    slow = await client.get("/slowusers/")
+    assert [i["id"] for i in (await call("GET", "/items/")).json()] == [item.json()["id"]]
+    slow = await call("GET", "/slowusers/")
     assert (slow.status_code, slow.json()) == (200, users)
 
 

@@ -1,7 +1,7 @@
 """Test-only ASGI apps that fail the ways a build under test can; launched as variants.
 
-uvicorn imports them inside the server process, so a test puts the repository on the
-server's ``PYTHONPATH`` (:func:`variant`).
+uvicorn imports them inside the server process, from the repository, which :func:`variant`
+names as the build's ``app_dir``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import pytest
-
 from harness.variant import Expectation, Variant
 from tests.harness.runs import REPO
 
@@ -19,12 +17,18 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def variant(name: str, monkeypatch: pytest.MonkeyPatch, *, expect: Expectation = "clean") -> Variant:
-    """The app ``name`` of this module (or ``broken_import``) as a variant the launcher can start."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
+def variant(name: str, *, expect: Expectation = "clean") -> Variant:
+    """The app ``name`` of this module (or ``broken_import``) as a variant the launcher can start.
+
+    By ``app_dir``, not ``PYTHONPATH``: a variable only a process's start reads would have
+    its servers start cold, and a warm parent first started under it would start every
+    later server of that pytest worker cold.
+    """
     module = "tests.harness.broken_import" if name == "broken_import" else __name__
     attribute = "app" if name == "broken_import" else name
-    return Variant(name=name, app=f"{module}:{attribute}", description=f"test app {name}", expect=expect)
+    return Variant(
+        name=name, app=f"{module}:{attribute}", description=f"test app {name}", expect=expect, app_dir=str(REPO)
+    )
 
 
 async def crashes_at_startup(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:

@@ -322,6 +322,7 @@ def test_two_runs_at_once_share_no_port_database_or_output_file(tmp_path: Path) 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_confidence_stops_burst_as_soon_as_both_verdicts_are_decided(tmp_path: Path) -> None:
     options = ("--scenario", "burst", *runs.TWO_BUILDS, "--confidence", "0.9", "--max-trials", "40", "--jobs", "2")
     completed = runs.harness("run", *options, "--out", tmp_path)
@@ -421,9 +422,9 @@ def test_an_import_error_with_a_hostile_message_is_one_bounded_safe_error_line(t
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("build", ["app", "stubborn"])
-def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) -> None:
-    # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout.
+@pytest.mark.parametrize(("build", "trials"), [("app", 2), pytest.param("stubborn", 1, marks=pytest.mark.slow)])
+def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str, trials: int) -> None:
+    # stubborn's servers ignore SIGTERM: they and their children are killed at the stop timeout (5 s a trial).
     config = tmp_path / "harness.toml"
     config.write_text(
         f'[variants.spawning]\napp = "tests.harness.spawning_app:{build}"\napp_dir = "{runs.REPO}"\n'
@@ -432,11 +433,13 @@ def test_no_process_an_app_started_outlives_the_run(tmp_path: Path, build: str) 
     scenario = tmp_path / "spawning.toml"
     scenario.write_text(hostile_app.SCENARIO)
 
-    completed = runs.harness("run", "--config", config, "--scenario", scenario, "--trials", "2", "--out", tmp_path)
+    completed = runs.harness(
+        "run", "--config", config, "--scenario", scenario, "--trials", str(trials), "--out", tmp_path
+    )
 
     assert completed.returncode == ExitCode.OK, completed.stderr
     children = [int(pid) for found in tmp_path.glob("*/servers/*/tmp/children") for pid in found.read_text().split()]
-    assert len(children) == 2 * 3  # two trials, three processes each
+    assert len(children) == trials * 3  # three processes a trial
     runs.wait_gone(children, 5)
 
 

@@ -1,7 +1,8 @@
-"""Tests run in parallel (``pytest -n 4``) share no port, database or output folder.
+"""Tests run in parallel (``pytest -n 2``) share no port, database or output folder.
 
-The outer test runs this module's four server tests under ``pytest -n 4`` in a
-subprocess; each writes down what it used, and the outer test compares.
+The outer test runs this module's four server tests under ``pytest -n 2`` in a
+subprocess, two at a time, as on the two cores the suite is held to; each writes down
+what it used, and the outer test compares.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.conftest import StartServer
 from tests.harness.runs import REPO
 
 _NOTES = "HARNESS_TEST_ISOLATION_NOTES"
-_HOLD = 2.0  # seconds each server stays up when noted, so that the four overlap
+_HOLD = 2.0  # seconds each server stays up when noted, so that the two workers' overlap
 
 
 @pytest.mark.e2e
@@ -46,7 +47,8 @@ async def test_a_server_of_one_parallel_test(number: int, start_server: StartSer
 
 
 @pytest.mark.e2e
-def test_pytest_n_4_gives_each_test_its_own_port_database_and_folder(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_pytest_n_2_gives_each_test_its_own_port_database_and_folder(tmp_path: Path) -> None:
     notes = tmp_path / "notes.jsonl"
     inner = f"{Path(__file__).relative_to(REPO)}::test_a_server_of_one_parallel_test"
     completed = subprocess.run(
@@ -55,7 +57,7 @@ def test_pytest_n_4_gives_each_test_its_own_port_database_and_folder(tmp_path: P
             "-m",
             "pytest",
             "-n",
-            "4",
+            "2",
             "-q",
             "-p",
             "no:cacheprovider",

@@ -10,10 +10,10 @@ import pytest
 
 from harness.config import builtin_config
 from harness.errors import AppError, LaunchError, UsageError
-from harness.launcher import LOG_TAIL_BYTES, Server, ServerState, check_host, log_tail
+from harness.launcher import DEFAULT_STOP_TIMEOUT, LOG_TAIL_BYTES, Server, ServerState, check_host, log_tail
 from harness.variant import Variant
 from tests.conftest import StartServer, is_running
-from tests.harness import runs
+from tests.harness import faulty_apps, runs
 
 
 @pytest.mark.anyio
@@ -24,6 +24,7 @@ async def test_a_server_binds_loopback_on_its_own_port_and_stops(start_server: S
     assert first.base_url.startswith("http://127.0.0.1:")
     assert first.port != second.port
     assert "Uvicorn running on http://127.0.0.1:" in first.log_tail()
+    assert first.stop_timeout == DEFAULT_STOP_TIMEOUT  # ready: its requests get that long to finish
     first.stop()
     first.stop()  # stopping twice is harmless
     assert first.state is ServerState.STOPPED
@@ -194,3 +195,12 @@ def _listening_ports(pid: int) -> set[int]:
             if fields[3] == "0A" and fields[9] in sockets:  # 0A: LISTEN
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+@pytest.mark.e2e
+def test_a_server_that_never_listened_is_killed_at_once_a_listening_one_gets_the_stop_timeout(tmp_path: Path) -> None:
+    # uvicorn ignores SIGTERM while its app starts up, and such a server has no request to let finish.
+    server = Server(faulty_apps.variant("never_ready"), tmp_path / "never", time_scale=1.0)
+    assert server.stop_timeout == 0.0
+    server.stop()
+    assert server.state is ServerState.STOPPED and not is_running(server.pid)

@@ -165,6 +165,7 @@ def test_runs_of_one_scenario_name_with_different_definitions_are_refused_naming
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_harness_matrix_merges_the_results_of_two_machines_and_refuses_two_definitions(tmp_path: Path) -> None:
     burst = ("run", "--scenario", "burst", "--trials", "1", *runs.TWO_BUILDS)
     # Another machine, as far as a run can tell: a UTS namespace of its own, with its own host name.

@@ -98,10 +98,8 @@ def _beside_patched(variant: Variant, tmp_path: Path) -> RunPlan:
     return RunPlan(scenario=scenario, variants=variants, run_dir=make_run_dir(tmp_path, scenario.name))
 
 
-def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_others_still_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    crashes = faulty_apps.variant("crashes_at_startup", monkeypatch)
+def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_others_still_run(tmp_path: Path) -> None:
+    crashes = faulty_apps.variant("crashes_at_startup")
     plan = _beside_patched(crashes, tmp_path)
 
     result = execute(plan)
@@ -117,9 +115,9 @@ def test_variants_that_cannot_start_are_reported_with_reason_and_log_and_the_oth
 
 
 def test_an_app_that_does_not_import_stops_the_run_with_its_import_error_and_keeps_what_was_measured(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    broken = faulty_apps.variant("broken_import", monkeypatch)
+    broken = faulty_apps.variant("broken_import")
     plan = _beside_patched(broken, tmp_path)
 
     with pytest.raises(AppError) as caught:
@@ -134,11 +132,10 @@ def test_an_app_that_does_not_import_stops_the_run_with_its_import_error_and_kee
     assert all(not is_running(t.pid) for t in saved.trials if t.pid)
 
 
-def test_a_variant_that_never_gets_ready_is_given_up_at_the_start_timeout(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.slow
+def test_a_variant_that_never_gets_ready_is_given_up_at_the_start_timeout(tmp_path: Path) -> None:
     scenario = _small_burst(requests=2)
-    never = faulty_apps.variant("never_ready", monkeypatch)
+    never = faulty_apps.variant("never_ready")
     plan = RunPlan(scenario=scenario, variants=(never,), run_dir=make_run_dir(tmp_path, scenario.name), start_timeout=2)
 
     result = execute(plan)
@@ -151,10 +148,8 @@ def test_a_variant_that_never_gets_ready_is_given_up_at_the_start_timeout(
     assert not is_running(trial.pid or 0)
 
 
-def test_a_server_that_hangs_gives_timeouts_counted_apart_from_5xx(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hangs = faulty_apps.variant("hangs", monkeypatch)
+def test_a_server_that_hangs_gives_timeouts_counted_apart_from_5xx(tmp_path: Path) -> None:
+    hangs = faulty_apps.variant("hangs")
     scenario = replace(_small_burst(requests=3), request_timeout=0.5)
     plan = RunPlan(scenario=scenario, variants=(hangs,), run_dir=make_run_dir(tmp_path, scenario.name))
 
@@ -230,6 +225,7 @@ def _small_burst(*, requests: int) -> Scenario:
     )
 
 
+@pytest.mark.slow
 def test_a_2000_request_scenario_records_every_request_once_in_its_trials_file(tmp_path: Path) -> None:
     # Its memory is measured by benchmarks/memory_2000.py, not here.
     path = tmp_path / "waves-2000.toml"

@@ -51,6 +51,7 @@ def test_builtin_names_and_files_become_one_item_per_variant(pytester: pytest.Py
     assert not (pytester.path / "harness-out").exists()
 
 
+@pytest.mark.slow
 def test_a_project_run_by_testpaths_collects_no_scenario(pytester: pytest.Pytester) -> None:
     pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     pytester.mkdir("scenarios").joinpath("burst.toml").write_text(BURST.format(name="burst", trials=1))
@@ -120,6 +121,7 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_scenarios_run_in_parallel_fail_by_expectation_and_merge_into_one_results_file(
     pytester: pytest.Pytester,
 ) -> None:

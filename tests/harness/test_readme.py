@@ -27,6 +27,7 @@ def test_the_section_shows_the_app_its_configuration_and_a_scenario() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_the_example_runs_as_written_and_tells_the_broken_build_from_the_fixed_one(tmp_path: Path) -> None:
     for name, text in example_files().items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

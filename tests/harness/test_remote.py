@@ -26,7 +26,7 @@ from harness.results import TRIALS_FILE, read_results
 from tests.harness.test_plugin import BUILDS, BURST
 
 _SWAPPED = BURST.format(name="swapped", trials=1) + '[expect]\nunpatched = "clean"\npatched = "fails"\n'
-_WORKERS = 4
+_WORKERS = 2
 _SEEN = "seen-by-worker.json"
 _REMOTE_HOST = "harness-remote"  # the host name of the namespace's worker
 _SOCKET_PORT = 8888  # the namespace is the test's own: nothing else listens there
@@ -62,6 +62,7 @@ def _verdicts(session: Path) -> dict[tuple[str, str], str]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_workers_in_folders_of_their_own_send_every_record_to_the_controller_which_alone_writes_them(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,6 +111,7 @@ def test_workers_in_folders_of_their_own_send_every_record_to_the_controller_whi
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_harness_out_as_one_argument_works_on_a_worker_with_a_folder_of_its_own(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -125,6 +127,7 @@ def test_harness_out_as_one_argument_works_on_a_worker_with_a_folder_of_its_own(
     assert read_results(session / "burst" / "results.json").variants == ("recommended",)
 
 
+@pytest.mark.slow
 def test_what_xdist_could_not_send_to_such_a_worker_is_a_usage_error_that_says_what_to_write(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -226,6 +229,7 @@ def _wait_until_listening(
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_worker_on_another_host_over_a_socket_sends_its_records_to_the_controller(
     pytester: pytest.Pytester, remote_worker: RemoteWorker
 ) -> None:

@@ -256,6 +256,7 @@ _DOCUMENTS = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=_DOCUMENTS)
+@pytest.mark.slow
 def test_fuzzed_documents_load_as_valid_scenarios_or_fail_with_a_scenario_error(
     tmp_path: Path, document: dict[str, object]
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from harness.environment import describe_environment
 from harness.results import read_results
 from harness.stack import CUSTOM_STACK, STACK_INSTALLER, installed_stack, parse_stack, stacks
-from tests.conftest import made_once
+from tests.conftest import kept_between_runs
 from tests.harness import runs
 
 APP_PACKAGES = {"fastapi", "starlette", "pydantic", "peewee", "uvicorn"}
@@ -56,7 +56,11 @@ def test_a_run_in_an_xdist_worker_names_the_worker_beside_its_host(monkeypatch: 
 
 
 def _with_stack(name: str) -> list[str]:
-    return ["-e", str(runs.REPO), "-r", str(runs.REPO / "harness" / "stacks" / f"{name}.txt")]
+    return ["-e", str(runs.REPO), "-r", str(_stack_file(name))]
+
+
+def _stack_file(name: str) -> Path:
+    return runs.REPO / "harness" / "stacks" / f"{name}.txt"
 
 
 def _install_legacy(venv: Path) -> None:
@@ -70,16 +74,27 @@ def _pip(venv: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def legacy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def legacy_venv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv with the pip that installs every stack and the harness on the legacy stack's pins.
 
-    From PyPI through pip's cache, made once per test run: making a virtualenv and its pip
-    took longer than anything the tests then do with it.
+    From PyPI through pip's cache, and kept in pytest's cache for the next run: making a
+    virtualenv and its pip took longer than anything the tests then do with it. The
+    harness is installed editable, so what it is made from is the interpreter, the
+    repository's place, its pyproject.toml, the installer's pin and the stack's pins.
     """
-    return made_once(tmp_path_factory, "legacy-venv", _install_legacy)
+    inputs = (
+        sys.version,
+        sys.executable,
+        str(runs.REPO),
+        (runs.REPO / "pyproject.toml").read_text(),
+        STACK_INSTALLER,
+        _stack_file("legacy").read_text(),
+    )
+    return kept_between_runs(request.config, tmp_path_factory, "legacy-venv", inputs, _install_legacy)
 
 
 @pytest.mark.parametrize("name", sorted(stacks()))
+@pytest.mark.slow
 def test_every_stack_installs_with_the_harness_at_its_pins(name: str, legacy_venv: Path, tmp_path: Path) -> None:
     report = tmp_path / "install.json"
     # --ignore-installed: resolved as into an empty virtualenv, whatever the legacy stack put there.
@@ -93,6 +108,7 @@ def test_every_stack_installs_with_the_harness_at_its_pins(name: str, legacy_ven
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_on_the_legacy_stack_the_tutorials_recipe_fails_the_unpatched_build_and_not_the_patched(
     legacy_venv: Path, tmp_path: Path
 ) -> None:

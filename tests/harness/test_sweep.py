@@ -45,6 +45,7 @@ def _servers_stopped(sweep_dir: Path, sweep: SweepResult) -> None:
     assert pids and not any(is_running(pid) for pid in pids)
 
 
+@pytest.mark.slow
 def test_a_small_sweep_names_the_cell_that_detects_and_writes_a_scenario_that_runs(tmp_path: Path) -> None:
     scenario = tmp_path / "winner.toml"
     completed = runs.harness(

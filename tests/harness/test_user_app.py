@@ -143,6 +143,7 @@ def assert_usage_error(completed: subprocess.CompletedProcess[str], *fragments: 
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_users_three_builds_each_meet_their_expectation_and_each_failure_kind_is_counted_apart(
     tmp_path: Path,
 ) -> None:
@@ -221,6 +222,7 @@ def test_a_scenarios_expect_turns_the_builds_verdicts_into_a_regression_and_a_si
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_the_users_own_scenarios_and_reports_packages_never_stand_in_for_the_harnesss(tmp_path: Path) -> None:
     # python -m puts the current folder first on sys.path, where these packages are.
     folder = user_project(tmp_path / "shop", 'scenarios = ["checks"]\n' + BUILDS, scenarios="checks")
@@ -248,8 +250,19 @@ def test_the_users_own_scenarios_and_reports_packages_never_stand_in_for_the_har
             "--time-scale",
             "0.02",
         ),
+        # Not hangs: its requests wait out the scenario's request timeout, and it imports nothing the others do not.
         "pytest": run(
-            folder, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "listing", "--harness-trials", "1"
+            folder,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "listing",
+            "--harness-trials",
+            "1",
+            "-k",
+            "not hangs",
         ),
     }
 
@@ -259,7 +272,7 @@ def test_the_users_own_scenarios_and_reports_packages_never_stand_in_for_the_har
         assert not [m for m in messages if m in completed.stdout + completed.stderr], what
     assert "exit code 0: every variant met its expectation" in runs["harness run"].stdout
     assert "exit code 0: every variant met its expectation" in runs["tutorial run"].stdout
-    assert "3 passed" in runs["pytest"].stdout
+    assert "2 passed, 1 deselected" in runs["pytest"].stdout
     # The pytest items' servers ran in folders of their own, gone with them: their records came back in the reports.
     logs = [*folder.glob("harness-out/**/server.log"), *tutorial.glob("harness-out/**/server.log")]
     assert len(logs) == 1 + 1  # harness run, the tutorial's run
@@ -268,6 +281,7 @@ def test_the_users_own_scenarios_and_reports_packages_never_stand_in_for_the_har
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_pytest_from_another_folder_takes_the_builds_from_harness_config(tmp_path: Path) -> None:
     folder = user_project(tmp_path / "shop")
     elsewhere = tmp_path / "ci"
@@ -369,6 +383,7 @@ def test_bad_input_in_the_users_folder_is_one_error_line_and_exit_code_4(
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_ready_path_that_never_answers_2xx_is_an_error_showing_the_servers_last_lines(tmp_path: Path) -> None:
     folder = user_project(tmp_path / "shop")
     (folder / "harness.toml").write_text(BUILDS.replace('ready = "/health"', 'ready = "/ready-never"'))
