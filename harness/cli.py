@@ -123,6 +123,7 @@ def build_parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     replay.add_argument("path", type=Path, metavar="PATH", help="a schedule file, or the run folder it is in")
+    add_options(replay, "replay")
     _add_config_option(replay)
     replay.set_defaults(handler=_replay)
 
@@ -477,7 +478,7 @@ def _replay(args: argparse.Namespace) -> ExitCode:
 
     config = load_config(args.config)
     code = ExitCode.OK
-    for replayed in replay_files(config, args.path, on_start=_progress):
+    for replayed in replay_files(config, resolve(_given(args), config), args.path, on_start=_progress):
         print(replayed.describe())
         if not replayed.reproduced:
             code = ExitCode.SILENT

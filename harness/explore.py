@@ -44,7 +44,9 @@ from harness.search import (
     ScheduleRecord,
     explore_bounded,
     explore_pct,
+    pct_bound,
     replay_chooser,
+    schedules_for_confidence,
     shrink,
     write_schedule,
 )
@@ -126,6 +128,7 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
     started = time.monotonic()
     searched = ExploreResult(
         variant=variant.name,
+        app=variant.app,
         strategy=explore.strategy,
         depth=explore.depth,
         bound=explore.bound,
@@ -196,10 +199,14 @@ def _search(
     if explore.strategy == "bounded":
         limit = MAX_CONFIDENT_SCHEDULES if plan.confidence is not None else explore.schedules
         return explore_bounded(run, requests=numbers, bound=explore.bound, limit=limit)
-    steps = len(run(numbers, {"kind": "default"}).steps)  # PCT's k, from the schedule anyio itself would make
-    seeds = range(1, (MAX_CONFIDENT_SCHEDULES if plan.confidence is not None else explore.schedules) + 1)
+    steps = max(len(run(numbers, {"kind": "default"}).steps), 1)  # PCT's k: the schedule anyio itself makes
+    schedules = explore.schedules
+    if plan.confidence is not None:  # as many as PCT's bound needs at that k (more steps later: undecided)
+        needed = schedules_for_confidence(pct_bound(requests, steps, explore.depth), plan.confidence)
+        schedules = min(needed, MAX_CONFIDENT_SCHEDULES)
+    seeds = range(1, schedules + 1)
     return explore_pct(
-        run, requests=numbers, depth=explore.depth, seeds=seeds, steps_hint=max(steps, 1), confidence=plan.confidence
+        run, requests=numbers, depth=explore.depth, seeds=seeds, steps_hint=steps, confidence=plan.confidence
     )
 
 

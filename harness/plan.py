@@ -103,6 +103,12 @@ def build_plan(
         chosen = tuple(config.get_variants(list(variants or ()), database=settings.database))
     if not chosen:
         raise UsageError(f"no build of {config.origin} runs on {settings.database}: name one with --variant")
+    on_postgres = [variant.name for variant in chosen if (variant.database or settings.database) == "postgres"]
+    if settings.explore and on_postgres:
+        raise UsageError(
+            f"explore mode runs the builds on SQLite, and {', '.join(on_postgres)} would run on PostgreSQL: leave "
+            f"{option('explore')} out, or name builds that run on SQLite"
+        )
     return RunPlan(
         scenario=scenario,
         variants=chosen,

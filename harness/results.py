@@ -298,6 +298,7 @@ class ExploreResult:
     """What explore mode's search found for one build (harness.explore, docs/explore.md)."""
 
     variant: str
+    app: str  # what the build served, "module:attr": a replay runs the schedule on the same app
     strategy: Strategy
     depth: int
     bound: int

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from harness.files import atomic_writer
 from harness.results import rebuild
@@ -321,6 +321,11 @@ def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
 
+def counted(number: int, word: str) -> str:
+    """``1 request``, ``2 deviations``."""
+    return f"{number:,} {word}{_s(number)}"
+
+
 def _seeds(seeds: Sequence[int]) -> str:
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
@@ -510,7 +515,24 @@ def request_name(index: int) -> str:
     return name
 
 
-def describe_schedule(steps: Sequence[Step]) -> list[str]:
+class StepLike(Protocol):
+    """A step as the server's record (:class:`Step`) or the results (``harness.results.ScheduleStep``) keep it."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def request(self) -> int: ...
+    @property
+    def call(self) -> str: ...
+    @property
+    def worker(self) -> int: ...
+    @property
+    def preempted(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+def describe_steps(steps: Sequence[StepLike]) -> list[str]:
     """A schedule step by step in words, one line a step, preemptions and failures said where they happen."""
     lines = []
     seen_workers: set[int] = set()

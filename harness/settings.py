@@ -43,7 +43,7 @@ from harness.scenario import (
 from harness.variant import DEFAULT_DATABASE, Database
 
 Source = Literal["command line", "environment", "config file", "built-in"]
-Command = Literal["run", "sweep"]
+Command = Literal["run", "sweep", "replay"]
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only: the app under test has no authentication
 DEFAULT_START_TIMEOUT = 30.0
@@ -178,14 +178,14 @@ class RunSettings:
         _SECONDS,
         "give up on a server that is not ready after this long",
         metavar="SECONDS",
-        commands=("run", "sweep"),
+        commands=("run", "sweep", "replay"),
     )
     out: str = setting(
         str(DEFAULT_OUT_DIR),
         Text(),
         "folder for output; each run gets a new sub-folder",
         metavar="DIR",
-        commands=("run", "sweep"),
+        commands=("run", "sweep", "replay"),
         path=True,
     )
     database_url: str | None = setting(

@@ -11,12 +11,12 @@ from harness.results import (
     ExploreResult,
     Rate,
     RunResult,
-    ScheduleStep,
     SweepCell,
     SweepResult,
     VariantSummary,
 )
 from harness.scenario import HttpRequest, Scenario, Seed
+from harness.search import counted, describe_steps
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.terminal import printable
 from harness.trace import uses_peewee
@@ -217,7 +217,9 @@ def _explore_row(searched: ExploreResult, expected: str, kind: str) -> tuple[str
         expected,
         f"{searched.schedules:,}" + (" (all)" if searched.exhausted else ""),
         "-" if searched.failed_schedule is None else f"schedule {searched.failed_schedule}",
-        f"{len(searched.shrunk_requests)} requests, {deviations} deviations" if searched.steps else "-",
+        f"{counted(len(searched.shrunk_requests), 'request')}, {counted(deviations, 'deviation')}"
+        if searched.steps
+        else "-",
         {True: "yes", False: "NO", None: "-"}[searched.replayed],
         kind,
     )
@@ -228,23 +230,6 @@ def describe_explore(searched: ExploreResult) -> str:
     if searched.strategy == "pct":
         return f"PCT, depth {searched.depth}, {searched.requests} requests a schedule"
     return f"every schedule with at most {searched.bound} deviations, {searched.requests} requests a schedule"
-
-
-def describe_steps(steps: Sequence[ScheduleStep]) -> list[str]:
-    """A shrunk schedule in words, a line a step: requests named A, B, ... by their number."""
-    lines = []
-    for step in steps:
-        name = _request_name(step.request)
-        before = f"preempts: request {name}" if step.preempted else f"request {name}"
-        line = f"step {step.index + 1}: {before}, {step.call}, on worker {step.worker}"
-        if step.error:
-            line += f" -> {step.error}"
-        lines.append(line)
-    return lines
-
-
-def _request_name(number: int) -> str:
-    return chr(ord("A") + number) if number < 26 else f"#{number + 1}"
 
 
 def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:

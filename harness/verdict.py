@@ -50,6 +50,7 @@ from harness.results import (
     VerdictKind,
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
+from harness.search import counted
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -214,7 +215,7 @@ def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: 
         if result.shrunk_requests:
             deviations = sum(1 for choice in result.shrunk_choices if choice)
             found += (
-                f"; shrunk to {_count(len(result.shrunk_requests), 'request')} and {_count(deviations, 'deviation')}"
+                f"; shrunk to {counted(len(result.shrunk_requests), 'request')} and {counted(deviations, 'deviation')}"
             )
         found += {
             True: ", which failed the same way again in a fresh server",
@@ -236,10 +237,6 @@ def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: 
         kind = "met" if decided else "undecided"
         reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
     return Verdict(variant=name, expected=expected, observed="clean", kind=kind, reason=reason, confidence=confidence)
-
-
-def _count(number: int, word: str) -> str:
-    return f"{number:,} {word}{'' if number == 1 else 's'}"
 
 
 def judge(

@@ -23,7 +23,7 @@ from harness.search import (
     ScheduleFile,
     ScheduleRecord,
     _at_least,
-    describe_schedule,
+    describe_steps,
     explore_bounded,
     explore_pct,
     pct_bound,
@@ -376,7 +376,7 @@ def test_shrink_reaches_two_requests_and_one_preemption_and_tells_it_step_by_ste
     assert shrunk == shrink(server, failing)  # deterministic
     replayed = server(shrunk.schedule.requests, dict(shrunk.schedule.chooser))
     assert replayed == shrunk.record
-    lines = describe_schedule(shrunk.record.steps)
+    lines = describe_steps(shrunk.record.steps)
     failed = next(i for i, line in enumerate(lines) if ALREADY_OPEN in line)
     assert " preempts " in lines[failed] and lines[failed].endswith(
         f"dependency enter (get_db), on worker 1 -> {ALREADY_OPEN}"
@@ -390,7 +390,7 @@ def test_shrink_rebuilds_the_choices_when_a_request_or_a_worker_deviation_goes()
     assert exploration.found is not None and exploration.found.schedule.deviations > 1
     shrunk = shrink(Tutorial(), exploration.found)
     assert len(shrunk.schedule.requests) == 2 and shrunk.schedule.deviations == 1
-    assert describe_schedule(shrunk.record.steps)[2] == (
+    assert describe_steps(shrunk.record.steps)[2] == (
         f"step 3: request B preempts A: dependency enter (get_db), on worker 1 -> {ALREADY_OPEN}"
     )
 
@@ -412,9 +412,9 @@ def test_shrink_stops_after_its_budget_of_replays() -> None:
     assert shrunk.record.failure is not None and shrunk.record.failure.error == ALREADY_OPEN
 
 
-def test_describe_schedule_reads_like_the_bug() -> None:
+def test_describe_steps_reads_like_the_bug() -> None:
     record = Tutorial()([4, 7], {"kind": "replay", "choices": [0, 1]})
-    assert describe_schedule(record.steps)[:3] == [
+    assert describe_steps(record.steps)[:3] == [
         "step 1: request A, dependency enter (get_db), on worker 1 (new)",
         f"step 2: request B preempts A: dependency enter (get_db), on worker 1 -> {ALREADY_OPEN}",
         "step 3: request A, endpoint (read_users), on worker 1",
@@ -485,7 +485,7 @@ def test_a_damaged_record_is_read_or_refused_with_a_value_error(data: st.DataObj
     except ValueError as exc:
         assert "\n" not in str(exc)
     else:
-        describe_schedule(record.steps)  # what was read is fit for use
+        describe_steps(record.steps)  # what was read is fit for use
         assert record.failure is None or record.failure.signature
 
 
@@ -575,7 +575,7 @@ def test_a_damaged_schedule_file_is_read_or_refused_with_a_value_error(tmp_path:
         assert "\n" not in str(exc)
     else:
         assert saved.schedule.deviations >= 0
-        describe_schedule(saved.steps)
+        describe_steps(saved.steps)
 
 
 @given(value=_JSON)
