@@ -11,6 +11,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results
+from tests.conftest import made_once
 from tests.harness import runs
 
 pytestmark = pytest.mark.e2e
@@ -18,9 +19,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """One ``harness run --explore --confidence 0.99`` of burst on the three built-in builds."""
-    out = tmp_path_factory.mktemp("explore")
-    completed = runs.harness("run", "--explore", "--confidence", "0.99", "--out", out)
+    """One ``harness run --explore --confidence 0.99`` of burst on the three built-in builds, for every worker."""
+    folder = made_once(
+        tmp_path_factory, "explored", lambda into: runs.record_run(into, "--explore", "--confidence", "0.99")
+    )
+    out, completed = runs.recorded(folder)
     [run_dir] = [path for path in out.iterdir() if path.is_dir()]
     return run_dir, completed
 
