@@ -36,11 +36,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def scenarios(session: nox.Session) -> None:
-    """Run every built-in scenario as pytest items in parallel; merged results and reports in harness-out/."""
+    """Run every built-in scenario in explore mode as pytest items in parallel; merged results in harness-out/."""
     session.install("-e", ".[test]")
-    # Two trials side by side in each item: the scenarios mostly wait on the app's sleeps, and burst's timing
-    # stays within milliseconds of plan at --jobs 2 (docs/measurements.md).
-    options = ["--harness-out", "harness-out", "--harness-jobs", "2"]
+    # Explore mode: the harness owns the thread pool, so each verdict is a replayable schedule or a search with a
+    # stated bound, the same on every run, not chance timing (docs/explore.md).
+    options = ["--harness-out", "harness-out", "--harness-explore"]
     session.run("pytest", "-n", "auto", *BUILTIN_SCENARIOS, *options, *session.posargs)
 
 

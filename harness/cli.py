@@ -111,6 +111,22 @@ def build_parser() -> _Parser:
 
     _add_sweep_parser(commands)
 
+    replay = commands.add_parser(
+        "replay",
+        help="replay a failing schedule that explore mode saved, in a fresh server, and say if it fails again",
+        description="Replay the schedule in PATH (a schedule file, or a run folder with schedules/*.json that "
+        "harness run --explore saved) in a fresh server of its build, seeded as the run's were: the same requests, "
+        "the same thread-pool calls on the same worker threads in the same order. Exits 0 when the same request "
+        "fails with the same exception at the same step, 2 when it does not (and says what differed), 4 when the "
+        "file is damaged or its build or scenario is not the one the configuration declares now.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("path", type=Path, metavar="PATH", help="a schedule file, or the run folder it is in")
+    add_options(replay, "replay")
+    _add_config_option(replay)
+    replay.set_defaults(handler=_replay)
+
     recover = commands.add_parser(
         "recover",
         help="rebuild the results of a run that was killed, from its journal of requests",
@@ -341,7 +357,10 @@ def _run(args: argparse.Namespace) -> ExitCode:
         allow_remote=args.allow_remote,
     )
     scenario, url, variants = plan.scenario, plan.url, plan.variants
-    if plan.confidence is None:
+    if plan.explore is not None:
+        how_many = f"explore mode ({describe_explore_plan(plan)})"
+        of_trials = ""
+    elif plan.confidence is None:
         how_many = f"{scenario.trials} trials"
         of_trials = f"/{scenario.trials}"
     else:
@@ -377,9 +396,28 @@ def _run(args: argparse.Namespace) -> ExitCode:
     )
     report = _publish(result, plan.results_path)
     print(format_summary(result))
+    for searched in result.explore:
+        if searched.schedule_file:
+            print(f"replay {searched.variant}'s: harness replay {plan.run_dir / searched.schedule_file}")
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
+
+
+def describe_explore_plan(plan: RunPlan) -> str:
+    """``PCT, depth 2, seeds 1-100, 2 requests a schedule``: what an explore-mode run will search."""
+    assert plan.explore is not None
+    explore = plan.explore
+    requests = f"{explore.request_count(plan.scenario.schedule)} requests a schedule"
+    if plan.confidence is not None:
+        how_many = f"until decided at {plan.confidence:.0%} confidence"
+    elif explore.strategy == "pct":
+        how_many = f"seeds 1-{explore.schedules}"
+    else:
+        how_many = f"at most {explore.schedules} schedules"
+    if explore.strategy == "pct":
+        return f"PCT, depth {explore.depth}, {how_many}, {requests}"
+    return f"every schedule with at most {explore.bound} deviations, {how_many}, {requests}"
 
 
 def _builds_on(plan: RunPlan) -> str:
@@ -433,6 +471,20 @@ def _matrix(args: argparse.Namespace) -> ExitCode:
     print(f"\nmatrix: {output}")
     print(f"exit code {matrix.exit_code.value}: {describe_matrix(matrix)}")
     return matrix.exit_code
+
+
+def _replay(args: argparse.Namespace) -> ExitCode:
+    from harness.replay import replay_files
+
+    config = load_config(args.config)
+    code = ExitCode.OK
+    for replayed in replay_files(config, resolve(_given(args), config), args.path, on_start=_progress):
+        print(replayed.describe())
+        if not replayed.reproduced:
+            code = ExitCode.SILENT
+    said = "every failure came back" if code == ExitCode.OK else "a failure did not come back"
+    print(f"exit code {code.value}: {said}")
+    return code
 
 
 def _recover(args: argparse.Namespace) -> ExitCode:

@@ -93,6 +93,7 @@ def _recover(run_dir: Path) -> tuple[RunResult, int]:
         databases=result.databases,
         database_server=result.database_server,
         hosts=result.hosts,
+        explore=result.explore,
     )
     return recovered, len(rebuilt)
 

@@ -78,6 +78,7 @@ class Server:
         host: str = DEFAULT_HOST,
         trace: bool = True,
         database: PostgresDatabase | None = None,
+        explore: bool = False,
     ) -> None:
         self.variant = variant
         self.host = host
@@ -115,6 +116,7 @@ class Server:
             "HARNESS_PROBE_EVENTS": str(self.events_path),
             "HARNESS_PROBE_TRACE": str(self.trace_path or ""),
             "HARNESS_PROBE_STARTUP_FAILURE": str(self.startup_failure_path),
+            "HARNESS_PROBE_EXPLORE": "1" if explore else "",  # the harness, not anyio, schedules the thread pool
             "PYTHONUNBUFFERED": "1",
         }
         args = [

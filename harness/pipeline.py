@@ -62,7 +62,14 @@ TrialCallback = Callable[[int, Sequence[TrialResult]], None]
 
 
 def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
-    """Run every trial of the plan and return (and write) the verdict-bearing result."""
+    """Run every trial of the plan and return (and write) the verdict-bearing result.
+
+    An explore-mode plan searches schedules instead of running trials (:mod:`harness.explore`).
+    """
+    if plan.explore is not None:
+        from harness.explore import execute_explore
+
+        return execute_explore(plan)
     started_at = _now()
     started = time.monotonic()
     if plan.url is None:

@@ -16,13 +16,14 @@ from harness.config import Config
 from harness.errors import UsageError
 from harness.files import make_run_dir
 from harness.results import JOURNAL_FILE, RESULTS_FILE
-from harness.scenario import Scenario
+from harness.scenario import Explore, Scenario
 from harness.settings import (
     DEFAULT_HOST,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_TRIALS,
     DEFAULT_START_TIMEOUT,
     Resolved,
+    RunSettings,
     option,
     run_settings,
 )
@@ -44,6 +45,7 @@ class RunPlan:
     url: str | None = None  # a server the user runs: every trial goes to it, none is launched
     database: Database = DEFAULT_DATABASE  # what a build runs on unless it names its own
     database_url: str | None = None  # the user's PostgreSQL server; None: the harness starts its own if needed
+    explore: Explore | None = None  # explore mode's search (harness.explore); None: trials at the OS's timing
 
     def database_of(self, variant: Variant) -> Database:
         return variant.database or self.database
@@ -82,6 +84,7 @@ def build_plan(
     from harness.launcher import check_answers, check_host, check_url
 
     _check_confidence_options(resolved)
+    _check_explore_options(resolved, url)
     settings = run_settings(resolved)
     host = check_host(settings.host, allow_non_loopback=allow_non_loopback)
     scenario = scenario or config.scenario(settings.scenario)
@@ -100,6 +103,12 @@ def build_plan(
         chosen = tuple(config.get_variants(list(variants or ()), database=settings.database))
     if not chosen:
         raise UsageError(f"no build of {config.origin} runs on {settings.database}: name one with --variant")
+    on_postgres = [variant.name for variant in chosen if (variant.database or settings.database) == "postgres"]
+    if settings.explore and on_postgres:
+        raise UsageError(
+            f"explore mode runs the builds on SQLite, and {', '.join(on_postgres)} would run on PostgreSQL: leave "
+            f"{option('explore')} out, or name builds that run on SQLite"
+        )
     return RunPlan(
         scenario=scenario,
         variants=chosen,
@@ -114,6 +123,43 @@ def build_plan(
         url=url,
         database=settings.database,
         database_url=settings.database_url,
+        explore=_explore(scenario.explore, settings) if settings.explore else None,
+    )
+
+
+_EXPLORE_OPTIONS = ("explore_strategy", "explore_schedules", "explore_depth", "explore_bound", "explore_requests")
+
+
+def _check_explore_options(resolved: Mapping[str, Resolved], url: str | None) -> None:
+    explore = resolved["explore"]
+    if not explore.value:
+        for name in _EXPLORE_OPTIONS:
+            if resolved[name].source != "built-in":
+                raise UsageError(
+                    f"{resolved[name].given_as(name)} shapes an {option('explore')} run; give {option('explore')} too"
+                )
+        return
+    if url is not None:
+        raise UsageError(
+            f"{explore.given_as('explore')} and --url exclude each other: explore mode controls the thread pool "
+            "inside servers the harness starts, and the server at --url is yours"
+        )
+    if resolved["trials"].value is not None:
+        raise UsageError(
+            f"{resolved['trials'].given_as('trials')} and {explore.given_as('explore')} exclude each other: explore "
+            f"mode runs schedules, not trials ({option('explore_schedules')})"
+        )
+
+
+def _explore(scenario: Explore, settings: RunSettings) -> Explore:
+    """The scenario's ``[explore]``, with what the settings override."""
+    return replace(
+        scenario,
+        strategy=settings.explore_strategy or scenario.strategy,
+        schedules=settings.explore_schedules or scenario.schedules,
+        depth=settings.explore_depth or scenario.depth,
+        bound=scenario.bound if settings.explore_bound is None else settings.explore_bound,
+        requests=settings.explore_requests or scenario.requests,
     )
 
 

@@ -202,14 +202,17 @@ class ScenarioItem(pytest.Item):
                 run_dir=Path(folder),
             )
             try:
-                [verdict] = execute(plan).verdicts
+                result = execute(plan)
             except BaseException as exc:
                 self._attach_record(plan.results_path, interrupted=isinstance(exc, KeyboardInterrupt))
                 raise
             self._attach_record(plan.results_path)
+        [verdict] = result.verdicts
         self.user_properties.append(("verdict", f"{verdict.kind}: {verdict.reason}"))
         if verdict.kind != "met":
-            raise ScenarioFailed(_failure_message(verdict, Path(self.scenario.name, self.variant.name, MERGED_FILE)))
+            replayable = any(searched.steps for searched in result.explore)
+            results = Path(self.scenario.name, self.variant.name, MERGED_FILE)
+            raise ScenarioFailed(_failure_message(verdict, results, replayable=replayable))
 
     def teardown(self) -> None:
         # The record went with the call's report; the teardown's (junit's properties) keeps the verdict only.
@@ -275,7 +278,9 @@ class RecordWriter:
             path = self._written[report.nodeid] = self.write(str(records[-1]))
             if isinstance(report.longrepr, str):  # the verdict in words: the results as the worker could not name them
                 relative = path.relative_to(self.session_dir)
-                report.longrepr = report.longrepr.replace(f"results: {relative}", f"results: {path}")
+                report.longrepr = report.longrepr.replace(f"results: {relative}", f"results: {path}").replace(
+                    f"harness replay {relative.parent}", f"harness replay {path.parent}"
+                )
         if report.nodeid in self._written:
             report.user_properties.append(("results", str(self._written[report.nodeid])))
 
@@ -335,6 +340,7 @@ def merge_results(parts: list[RunResult]) -> RunResult:
         databases={name: database for part in parts for name, database in part.databases.items()},
         database_server=next((part.database_server for part in parts if part.database_server), None),
         hosts={name: where for part in parts for name in part.variants if (where := _where(part, name))},
+        explore=[searched for part in parts for searched in part.explore],
     )
 
 
@@ -347,9 +353,10 @@ def _where(part: RunResult, variant: str) -> str | None:
     return f"{host} ({worker})" if host and worker else host
 
 
-def _failure_message(verdict: Verdict, results: Path) -> str:
+def _failure_message(verdict: Verdict, results: Path, *, replayable: bool = False) -> str:
     expected = {"fails": "expected to fail", "clean": "expected clean"}[verdict.expected]
-    return f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
+    message = f"{verdict.kind}: {expected}, observed {verdict.observed}\n{verdict.reason}\nresults: {results}"
+    return message + (f"\nreplay: harness replay {results.parent}" if replayable else "")
 
 
 def _refuse_what_xdist_cannot_rewrite(config: pytest.Config) -> None:

@@ -31,16 +31,17 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.files import JsonLines, atomic_writer, read_json_lines
-from harness.scenario import Scenario
+from harness.scenario import Scenario, Strategy
 from harness.variant import DEFAULT_DATABASE, Database, Expectation
 
 DEFAULT_LEAK_WAIT = 0.5  # seconds after a build's last response until a connection still open counts as leaked
 
-SCHEMA_VERSION = 6  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+SCHEMA_VERSION = 7  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
 # 5: the trials in trials.jsonl beside results.json, one compact line each, written once; a power's
 # favourable pairs, the evidence of --confidence's paired stopping rule; 6: the database each build ran on,
-# and on PostgreSQL its open connections through each trial, their peak and those left open after it
+# and on PostgreSQL its open connections through each trial, their peak and those left open after it;
+# 7: the scenario's [explore], and explore mode's search per build (ExploreResult)
 RESULTS_FILE = "results.json"  # in each run's folder: the run, its summaries and verdicts, rewritten each round
 TRIALS_FILE = "trials.jsonl"  # beside it: each trial appended once, when it ends (:func:`pack_trial`)
 JOURNAL_FILE = "records.jsonl"  # beside it: the requests of the trials under way, as they happen (harness.journal)
@@ -281,6 +282,51 @@ class Verdict:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScheduleStep:
+    """One step of an explored schedule: a thread-pool call of one request, run to its end on one worker."""
+
+    index: int
+    request: int  # the request's number in the schedule (A is 0)
+    call: str  # what the call was, in FastAPI's words: "dependency enter (get_db)", "endpoint (read_users)", ...
+    worker: int  # the worker thread it ran on, numbered from 1 in the order the schedule made them
+    preempted: bool  # the request that ran the step before could have gone on, and another was chosen
+    error: str | None = None  # what the call raised: "OperationalError: Connection already opened."
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExploreResult:
+    """What explore mode's search found for one build (harness.explore, docs/explore.md)."""
+
+    variant: str
+    app: str  # what the build served, "module:attr": a replay runs the schedule on the same app
+    strategy: Strategy
+    depth: int
+    bound: int
+    requests: int  # requests each schedule sent
+    schedules: int  # schedules run
+    most_steps: int  # the most steps a schedule took: PCT's k
+    exhausted: bool  # bounded: every schedule within the bound was run
+    seconds: float
+    searched: str = ""  # what the search ran and found, in one line (harness.search)
+    guarantee: float | None = None  # PCT, no failure: the least probability a bug of ``depth`` would have shown
+    incomplete: int = 0  # schedules whose requests had not all finished when the server's time ran out
+    failed_schedule: int | None = None  # the first failing schedule's number, from 1
+    seed: int | None = None  # its PCT seed
+    failure: str | None = None  # what failed, "OperationalError: Connection already opened."
+    choices: tuple[int, ...] = ()  # the failing schedule, as it was found
+    shrunk_requests: tuple[int, ...] = ()  # the fewest of its requests that still fail ...
+    shrunk_choices: tuple[int, ...] = ()  # ... with the fewest deviations
+    steps: tuple[ScheduleStep, ...] = ()  # the shrunk schedule, step by step
+    replayed: bool | None = None  # whether the shrunk schedule failed the same way again in a fresh server
+    schedule_file: str | None = None  # where it was saved, for harness replay
+    error: str | None = None  # the search could not be carried out (a server that did not start, ...)
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_schedule is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     scenario: Scenario
     variants: tuple[str, ...]
@@ -300,6 +346,7 @@ class RunResult:
     database_server: str | None = None  # the PostgreSQL server the trials' databases were made on, if any
     # Of a run merged from runs made elsewhere (the pytest plugin's items): where each variant ran, "host (gw1)".
     hosts: dict[str, str] = dataclasses.field(default_factory=dict)
+    explore: tuple[ExploreResult, ...] = ()  # explore mode's search, per variant; none: trials at the OS's timing
 
     @property
     def trials_run(self) -> int:

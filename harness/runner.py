@@ -56,8 +56,12 @@ class Recorder:
         for record in self._done:
             self._changed(record)
 
+    def request_id(self, phase: Phase, index: int) -> str:
+        """The id the request ``index`` of ``phase`` is sent with (the probe keys its exceptions by it)."""
+        return f"{self.variant}-t{self.trial}-{phase}-{index}"
+
     def begin(self, *, phase: Phase, index: int, method: str, path: str, planned_offset: float | None) -> str:
-        request_id = f"{self.variant}-t{self.trial}-{phase}-{index}"
+        request_id = self.request_id(phase, index)
         self._pending[request_id] = record = RequestRecord(
             variant=self.variant,
             trial=self.trial,
@@ -98,15 +102,20 @@ def in_trial_order(records: Iterable[RequestRecord]) -> list[RequestRecord]:
 
 async def run_trial(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
     """Seed the app, then fire the scenario's schedule at its planned offsets."""
-    if isinstance(scenario.seed, Seed):
-        await seed_tutorial(client, scenario.seed, recorder)
-    else:
-        await seed_steps(client, scenario.seed, recorder)
+    await seed_scenario(client, scenario, recorder)
     recorder.start_schedule()
     schedule = scenario.schedule
     async with anyio.create_task_group() as tg:
         for index, offset in enumerate(schedule.offsets(scenario.time_scale)):
             tg.start_soon(_send_at, client, recorder, index, offset, schedule.request)
+
+
+async def seed_scenario(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
+    """What the scenario creates before its schedule: the tutorial's users, or its seed steps."""
+    if isinstance(scenario.seed, Seed):
+        await seed_tutorial(client, scenario.seed, recorder)
+    else:
+        await seed_steps(client, scenario.seed, recorder)
 
 
 def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
@@ -163,7 +172,7 @@ async def _send_at(
 ) -> None:
     await anyio.sleep(max(0.0, offset - recorder.clock()))
     path, body, headers = request.render(i=index, trial=recorder.trial)
-    await _send(
+    await send(
         client,
         recorder,
         request.method,
@@ -189,7 +198,7 @@ class Answer:
         return 200 <= self.status < 300
 
 
-async def _send(
+async def send(
     client: httpx.AsyncClient,
     recorder: Recorder,
     method: str,
@@ -249,7 +258,7 @@ async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], re
             path, body, headers = step.render(i=i, trial=recorder.trial)
             seen = []
             for _ in range(DEFAULT_SEED_ATTEMPTS):
-                answer = await _send(
+                answer = await send(
                     client, recorder, step.method, path, phase="seed", index=next(counter), body=body, headers=headers
                 )
                 if answer is not None and answer.is_success:
@@ -268,7 +277,7 @@ async def seed_tutorial(client: httpx.AsyncClient, seed: Seed, recorder: Recorde
 
     async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> Answer:
         for _ in range(DEFAULT_SEED_ATTEMPTS):
-            answer = await _send(
+            answer = await send(
                 client, recorder, method, path, phase="seed", index=next(counter), body=body, keep=SEED_BODY_LIMIT
             )
             if answer is not None and answer.status in done:

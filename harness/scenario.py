@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 ScheduleKind = Literal["staggered", "burst", "waves"]
+# How explore mode searches the schedules of the thread pool (docs/explore.md): PCT's random
+# priorities, or every schedule with at most ``bound`` deviations from what anyio would do.
+Strategy = Literal["pct", "bounded"]
 # What makes a trial fail: a 5xx answer, no answer (a reset connection), or no answer in time.
 FailureKind = Literal["5xx", "transport-error", "timeout"]
 
@@ -75,6 +78,15 @@ MAX_SEED_USERS = 1_000  # [seed] users, each 1 + items_per_user requests in turn
 MAX_ITEMS_PER_USER = 100
 MAX_TIME_SCALE = 100.0  # a tutorial-second a hundred seconds long
 MAX_SECONDS = 3_600.0  # interval and request_timeout, in (scaled) seconds: an hour
+# Explore mode (docs/explore.md). A schedule's steps grow with its requests, and PCT's bound
+# falls with the steps: a few requests are what a bug of this family needs.
+DEFAULT_DEPTH = 2
+DEFAULT_SCHEDULES = 100
+DEFAULT_BOUND = 2
+MAX_EXPLORE_REQUESTS = 32
+MAX_DEPTH = 5
+MAX_SCHEDULES = 100_000
+MAX_BOUND = 4
 PLACEHOLDERS = ("i", "trial")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a field name (RFC 9110, 5.1); httpx sends ASCII only
@@ -128,6 +140,20 @@ class Schedule:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Explore:
+    """How explore mode searches this scenario's schedules: ``[explore]`` in its file."""
+
+    requests: int | None = None  # how many of the schedule's requests each explored schedule sends; None: all
+    strategy: Strategy = "pct"
+    depth: int = DEFAULT_DEPTH  # PCT: the depth of bug it is aimed at (d - 1 priority change points)
+    schedules: int = DEFAULT_SCHEDULES  # PCT: seeds 1..schedules; bounded: the most schedules to run
+    bound: int = DEFAULT_BOUND  # bounded: the most deviations from anyio's own choices
+
+    def request_count(self, schedule: Schedule) -> int:
+        return min(self.requests or schedule.requests, schedule.requests)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     name: str
     description: str
@@ -138,6 +164,7 @@ class Scenario:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     fail_on: tuple[FailureKind, ...] = DEFAULT_FAIL_ON
     expect: dict[str, Expectation] = field(default_factory=dict)
+    explore: Explore = field(default_factory=Explore)
 
     def expectation(self, variant: Variant) -> Expectation:
         return self.expect.get(variant.name, variant.expect)
@@ -157,6 +184,7 @@ class Scenario:
             "seed": seed,
             "schedule": {**asdict(self.schedule), "request": request},
             "expect": dict(self.expect),
+            "explore": {key: value for key, value in asdict(self.explore).items() if value is not None},
         }
 
     def digest(self) -> str:
@@ -210,7 +238,7 @@ def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
     ``comment`` heads the file, each of its lines as a TOML comment.
     """
     document = scenario.to_dict()
-    tables = {key: document.pop(key) for key in ("seed", "schedule", "expect")}
+    tables = {key: document.pop(key) for key in ("seed", "schedule", "expect", "explore")}
     request = tables["schedule"].pop("request")
     lines = [f"# {line}".rstrip() for line in comment.splitlines()]
     lines += _assignments(document)
@@ -220,6 +248,7 @@ def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
         lines += ["", "[[seed]]", *_assignments(step)]
     lines += ["", "[schedule]", *_assignments(tables["schedule"]), "", "[schedule.request]", *_assignments(request)]
     lines += ["", "[expect]", *_assignments(tables["expect"])]
+    lines += ["", "[explore]", *_assignments(tables["explore"])]
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +297,18 @@ def _load_text(text: str, *, origin: str) -> Scenario:
 def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = "") -> Scenario:
     top = Table(data, origin=origin, error=ScenarioError, source=text)
     top.only(
-        {"name", "description", "trials", "time_scale", "request_timeout", "fail_on", "seed", "schedule", "expect"}
+        {
+            "name",
+            "description",
+            "trials",
+            "time_scale",
+            "request_timeout",
+            "fail_on",
+            "seed",
+            "schedule",
+            "expect",
+            "explore",
+        }
     )
     schedule = top.table("schedule", required=True)
     schedule.only({"kind", "requests", "interval", "wave_size", "path", "request"})
@@ -305,6 +345,18 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
         request_timeout=top.number("request_timeout", DEFAULT_REQUEST_TIMEOUT, most=MAX_SECONDS),
         fail_on=tuple(dict.fromkeys(cast(tuple[FailureKind, ...], fail_on))),
         expect=dict(expect.data),
+        explore=_explore(top.table("explore")),
+    )
+
+
+def _explore(table: Table) -> Explore:
+    table.only({"requests", "strategy", "depth", "schedules", "bound"})
+    return Explore(
+        requests=table.count("requests", most=MAX_EXPLORE_REQUESTS) if "requests" in table.data else None,
+        strategy=table.choice("strategy", get_args(Strategy), default="pct"),
+        depth=table.count("depth", DEFAULT_DEPTH, most=MAX_DEPTH),
+        schedules=table.count("schedules", DEFAULT_SCHEDULES, most=MAX_SCHEDULES),
+        bound=table.count("bound", DEFAULT_BOUND, most=MAX_BOUND, allow_zero=True),
     )
 
 

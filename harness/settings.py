@@ -29,11 +29,21 @@ from typing import Any, Literal, Protocol, get_args
 from harness.errors import ConfigError
 from harness.files import DEFAULT_OUT_DIR
 from harness.readers import Choice, ChoiceList, Flag, Fraction, Number, NumberList, Reader, Text
-from harness.scenario import MAX_REQUESTS, MAX_SECONDS, MAX_TIME_SCALE, MAX_TRIALS
+from harness.scenario import (
+    MAX_BOUND,
+    MAX_DEPTH,
+    MAX_EXPLORE_REQUESTS,
+    MAX_REQUESTS,
+    MAX_SCHEDULES,
+    MAX_SECONDS,
+    MAX_TIME_SCALE,
+    MAX_TRIALS,
+    Strategy,
+)
 from harness.variant import DEFAULT_DATABASE, Database
 
 Source = Literal["command line", "environment", "config file", "built-in"]
-Command = Literal["run", "sweep"]
+Command = Literal["run", "sweep", "replay"]
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only: the app under test has no authentication
 DEFAULT_START_TIMEOUT = 30.0
@@ -168,14 +178,14 @@ class RunSettings:
         _SECONDS,
         "give up on a server that is not ready after this long",
         metavar="SECONDS",
-        commands=("run", "sweep"),
+        commands=("run", "sweep", "replay"),
     )
     out: str = setting(
         str(DEFAULT_OUT_DIR),
         Text(),
         "folder for output; each run gets a new sub-folder",
         metavar="DIR",
-        commands=("run", "sweep"),
+        commands=("run", "sweep", "replay"),
         path=True,
     )
     database_url: str | None = setting(
@@ -193,6 +203,48 @@ class RunSettings:
         Flag(),
         "trace connections and threads inside the servers (without it no 5xx gets a diagnosed cause); the trace "
         "costs little (docs/trace.md)",
+    )
+    explore: bool = setting(
+        False,
+        Flag(),
+        "explore mode: instead of trials at the operating system's timing, the harness owns each server's thread "
+        "pool and searches the orders and worker threads of the requests' calls; a failure found is saved, shrunk "
+        "and replayable (docs/explore.md)",
+    )
+    explore_strategy: Strategy | None = setting(
+        None,
+        Choice(get_args(Strategy)),
+        "with --explore: pct (random priorities, a bound per bug depth) or bounded (every schedule with at most "
+        "--explore-bound deviations)",
+        shown_default="the scenario's [explore], else pct",
+    )
+    explore_schedules: int | None = setting(
+        None,
+        Number(1, MAX_SCHEDULES, whole=True),
+        "with --explore: schedules per build (pct: seeds 1..N; bounded: the most)",
+        metavar="N",
+        shown_default="the scenario's [explore], else 100",
+    )
+    explore_depth: int | None = setting(
+        None,
+        Number(1, MAX_DEPTH, whole=True),
+        "with --explore pct: the depth of bug aimed at",
+        metavar="D",
+        shown_default="the scenario's [explore], else 2",
+    )
+    explore_bound: int | None = setting(
+        None,
+        Number(0, MAX_BOUND, whole=True),
+        "with --explore bounded: the most deviations from anyio's own choices",
+        metavar="B",
+        shown_default="the scenario's [explore], else 2",
+    )
+    explore_requests: int | None = setting(
+        None,
+        Number(1, MAX_EXPLORE_REQUESTS, whole=True),
+        "with --explore: how many of the scenario's requests each schedule sends",
+        metavar="N",
+        shown_default="the scenario's [explore], else all of them",
     )
 
 
@@ -284,6 +336,12 @@ def _negated(name: str) -> bool:
     return spec is not None and isinstance(spec.read, Flag) and defaults()[name] is True
 
 
+def _switch(name: str) -> bool:
+    """A flag that is off by default: given as ``--explore``, no value."""
+    spec = specs().get(name)
+    return spec is not None and isinstance(spec.read, Flag) and defaults()[name] is False
+
+
 def describe_default(name: str, kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> str:
     spec, default = specs(kind)[name], defaults(kind)[name]
     if spec.shown_default is not None:
@@ -318,8 +376,15 @@ def add_options(
         flag = plugin_option(name) if plugin else spec.flag or option(name)
         accepts = "" if isinstance(spec.read, Text | Choice | Flag) else f"; {spec.read.accepts}"
         words = f"{spec.help} (default: {describe_default(name, kind)}{accepts})"
-        if _negated(name):
-            add(flag, dest=_dest(name, plugin), action="store_const", const=False, default=None, help=spec.help)
+        if _negated(name) or _switch(name):
+            add(
+                flag,
+                dest=_dest(name, plugin),
+                action="store_const",
+                const=not _negated(name),
+                default=None,
+                help=spec.help,
+            )
             continue
         if isinstance(spec.read, Choice):
             add(flag, dest=_dest(name, plugin), choices=spec.read.choices, default=None, help=words)

@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.diagnosis import CAUSE_WORDS
-from harness.results import DEFAULT_LEAK_WAIT, CellResult, Rate, RunResult, SweepCell, SweepResult, VariantSummary
+from harness.results import (
+    DEFAULT_LEAK_WAIT,
+    CellResult,
+    ExploreResult,
+    Rate,
+    RunResult,
+    SweepCell,
+    SweepResult,
+    VariantSummary,
+)
 from harness.scenario import HttpRequest, Scenario, Seed
+from harness.search import counted, describe_steps
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.terminal import printable
 from harness.trace import uses_peewee
@@ -87,11 +97,19 @@ def missing_evidence(result: RunResult) -> list[str]:
 
 def format_summary(result: RunResult) -> str:
     verdicts = {verdict.variant: verdict for verdict in result.verdicts}
-    rows = [_COLUMNS] + [
-        _row(summary, verdicts[summary.variant].expected, verdicts[summary.variant].kind)
-        for summary in result.summaries
-    ]
+    if result.explore:
+        rows = [_EXPLORE_COLUMNS] + [
+            _explore_row(searched, verdicts[searched.variant].expected, verdicts[searched.variant].kind)
+            for searched in result.explore
+        ]
+    else:
+        rows = [_COLUMNS] + [
+            _row(summary, verdicts[summary.variant].expected, verdicts[summary.variant].kind)
+            for summary in result.summaries
+        ]
     lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
+    if result.explore:
+        lines.append(f"explore mode: {describe_explore(result.explore[0])}")
     if result.database_server:
         lines.append(f"PostgreSQL: {result.database_server}; a fresh database for each build in each trial")
     if not result.complete:
@@ -108,6 +126,10 @@ def format_summary(result: RunResult) -> str:
         "",
         *(verdict.reason for verdict in result.verdicts),
     ]
+    for searched in result.explore:
+        if searched.steps:
+            lines += ["", f"{searched.variant}, the failing schedule shrunk, step by step:"]
+            lines += [f"  {line}" for line in describe_steps(searched.steps)]
     exceptions = [(s.variant, e) for s in result.summaries for e in s.exceptions]
     if exceptions:
         lines += ["", "server-side exceptions:"]
@@ -183,6 +205,31 @@ def describe_stopping_rule(confidence: float) -> str:
         f"least as often would show that with chance at most 1 in {round(1 / false_clean_chance(pairs))}, however "
         "often the harness looks"
     )
+
+
+_EXPLORE_COLUMNS = ("variant", "expected", "schedules", "failed in", "shrunk to", "replayed", "verdict")
+
+
+def _explore_row(searched: ExploreResult, expected: str, kind: str) -> tuple[str, ...]:
+    deviations = sum(1 for choice in searched.shrunk_choices if choice)
+    return (
+        searched.variant,
+        expected,
+        f"{searched.schedules:,}" + (" (all)" if searched.exhausted else ""),
+        "-" if searched.failed_schedule is None else f"schedule {searched.failed_schedule}",
+        f"{counted(len(searched.shrunk_requests), 'request')}, {counted(deviations, 'deviation')}"
+        if searched.steps
+        else "-",
+        {True: "yes", False: "NO", None: "-"}[searched.replayed],
+        kind,
+    )
+
+
+def describe_explore(searched: ExploreResult) -> str:
+    """``PCT, depth 2, 2 requests a schedule``: how explore mode searched."""
+    if searched.strategy == "pct":
+        return f"PCT, depth {searched.depth}, {searched.requests} requests a schedule"
+    return f"every schedule with at most {searched.bound} deviations, {searched.requests} requests a schedule"
 
 
 def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:

@@ -17,6 +17,11 @@ measured in the same run. With ``--confidence``, a clean variant is decided by p
 its trials with theirs by trial number (:func:`harness.stats.clean_is_decided`), so
 each variant's trials are kept by number (:func:`trial_outcomes`), not only counted.
 
+In explore mode (:mod:`harness.explore`) a build is judged by what the search found
+(:func:`decide_explore`): a failing schedule is a witness, replayable, so a build that
+fails in one fails; a clean result is stated as what was searched and what that
+guarantees (PCT's bound per schedule, or every schedule within a deviation bound).
+
 A run's record is judged in one place, :func:`judged_run`, wherever its trials come from:
 the pipeline after each round, ``harness recover``, the pytest plugin's merge of its items.
 """
@@ -32,6 +37,7 @@ from harness.diagnosis import count_causes
 from harness.errors import ExitCode
 from harness.results import (
     ExceptionCount,
+    ExploreResult,
     Observed,
     Outcome,
     Power,
@@ -44,6 +50,7 @@ from harness.results import (
     VerdictKind,
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
+from harness.search import counted
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -146,6 +153,7 @@ def judged_run(
     databases: Mapping[str, Database] | None = None,
     database_server: str | None = None,
     hosts: Mapping[str, str] | None = None,
+    explore: Sequence[ExploreResult] = (),
 ) -> RunResult:
     """The run's record, judged: its variants in the order of ``expectations``, its trials by number and variant.
 
@@ -156,6 +164,22 @@ def judged_run(
     order = {variant: position for position, variant in enumerate(expectations)}
     ordered = tuple(sorted(trials, key=lambda t: (t.trial, order[t.variant])))
     summaries, verdicts, code = judge(expectations, ordered, confidence=confidence, fail_on=scenario.fail_on)
+    if explore:
+        searched = {result.variant: result for result in explore}
+        verdicts = tuple(
+            decide_explore(searched[name], expected, confidence=confidence)
+            if name in searched
+            else Verdict(
+                variant=name,
+                expected=expected,
+                observed="error",
+                kind="error",
+                reason=f"{name}: not explored",
+                confidence=confidence,
+            )
+            for name, expected in expectations.items()
+        )
+        code = exit_code(verdicts)
     return RunResult(
         scenario=scenario,
         variants=tuple(expectations),
@@ -174,7 +198,45 @@ def judged_run(
         databases=dict(databases or {}),
         database_server=database_server,
         hosts=dict(hosts or {}),
+        explore=tuple(explore),
     )
+
+
+def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: float | None) -> Verdict:
+    """One build's verdict from its search: a failure found is a witness; a clean search says what it covered."""
+    name = result.variant
+    if result.error is not None:
+        return Verdict(
+            variant=name, expected=expected, observed="error", kind="error", reason=f"{name}: {result.error}"
+        )
+    kind: VerdictKind
+    if result.failed:
+        found = f"{result.searched}: {result.failure}"
+        if result.shrunk_requests:
+            deviations = sum(1 for choice in result.shrunk_choices if choice)
+            found += (
+                f"; shrunk to {counted(len(result.shrunk_requests), 'request')} and {counted(deviations, 'deviation')}"
+            )
+        found += {
+            True: ", which failed the same way again in a fresh server",
+            False: ", which did not fail the same way again in a fresh server (it may depend on what earlier "
+            "schedules left in the server)",
+            None: "",
+        }[result.replayed]
+        if expected == "fails":
+            kind, reason = "met", f"{name} failed as expected: {found}"
+        else:
+            kind, reason = "regression", f"{name} was expected to be clean but {found}"
+        return Verdict(variant=name, expected=expected, observed="fails", kind=kind, reason=reason)
+    if expected == "fails":
+        reason = f"{name} was expected to fail but showed {result.searched}"
+        return Verdict(variant=name, expected=expected, observed="clean", kind="silent", reason=reason)
+    kind, reason = "met", f"{name} was clean as expected: {result.searched}"
+    if confidence is not None:
+        decided = result.exhausted or (result.guarantee is not None and result.guarantee >= confidence)
+        kind = "met" if decided else "undecided"
+        reason += f"; {'decided' if decided else 'not decided'} at {confidence:.0%} confidence"
+    return Verdict(variant=name, expected=expected, observed="clean", kind=kind, reason=reason, confidence=confidence)
 
 
 def judge(

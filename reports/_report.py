@@ -13,10 +13,12 @@ from harness.reports._lanes import ROW, ThreadLanes, thread_lanes
 from harness.reports._render import render, stream, write_page
 from harness.reports._timeline import GUTTER, WIDTH, TrialTimeline, trial_timelines
 from harness.results import RunResult, VariantSummary, Verdict
+from harness.search import request_name
 from harness.summary import (
     DATABASE_NAMES,
     LEAK_WORDS,
     UNCLOSED_WORDS,
+    describe_explore,
     describe_left_open,
     describe_schedule,
     describe_seed,
@@ -116,6 +118,10 @@ def _context(result: RunResult) -> dict[str, Any]:
         chart_trials=CHART_TRIALS,
         leak_words=LEAK_WORDS,
         unclosed_words=UNCLOSED_WORDS,
+        explore_how=describe_explore(result.explore[0]) if result.explore else "",
+        explored={searched.variant: searched for searched in result.explore},
+        workers_of=lambda steps: sorted({step.worker for step in steps}),
+        request_name=request_name,
     )
 
 

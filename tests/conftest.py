@@ -56,9 +56,12 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start real uvicorn servers of the app's builds; every one is stopped afterwards."""
     servers: list[Server] = []
 
-    async def start(variant: str, *, time_scale: float = 0.05) -> Server:
+    async def start(variant: str, *, time_scale: float = 0.05, explore: bool = False) -> Server:
         server = Server(
-            builtin_config().variants[variant], tmp_path / f"{variant}-{len(servers)}", time_scale=time_scale
+            builtin_config().variants[variant],
+            tmp_path / f"{variant}-{len(servers)}",
+            time_scale=time_scale,
+            explore=explore,
         )
         servers.append(server)
         await server.wait_ready()

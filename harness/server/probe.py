@@ -7,9 +7,11 @@ one JSON line to ``HARNESS_PROBE_EVENTS`` (its message cut to ``tracer.MESSAGE_L
 characters, its traceback to ``TRACEBACK_LIMIT``) and then re-raised, so uvicorn behaves exactly
 as it would without the probe. When ``HARNESS_PROBE_TRACE`` names a file,
 :mod:`harness.server.tracer` also records each request's connection events and phases there,
-keyed by the same id. An app that does not import, or is not an ASGI app (nothing uvicorn
-could call), is described in one line in ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness
-to tell its user. The app itself is not edited.
+keyed by the same id. With ``HARNESS_PROBE_EXPLORE=1``, :mod:`harness.server.explorer` owns the
+thread pool's schedule: the probe answers its two control paths itself (they never reach the
+app) and tells it when each request arrives and ends. An app that does not import, or is not
+an ASGI app (nothing uvicorn could call), is described in one line in
+``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not edited.
 
 Standard library only (the tracer imports Peewee and Starlette, which the app brings):
 the probe must import wherever the app under test runs.
@@ -26,10 +28,11 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness.server import tracer
+from harness.server import explorer, tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
+CONTROL_BODY_LIMIT = 1 << 20  # bytes of an explore control request read; a begin of 1,000 ids is far below
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,15 +42,19 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 class ExceptionProbe:
     """ASGI middleware that records each unhandled exception against its request id."""
 
-    def __init__(self, app: ASGIApp, events: TextIO) -> None:
+    def __init__(self, app: ASGIApp, events: TextIO, *, dispatcher: explorer.Explorer | None = None) -> None:
         self.app = app
         self.events = events
+        self.dispatcher = dispatcher
 
     async def __call__(
         self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
     ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.dispatcher is not None and scope["path"] in (explorer.BEGIN_PATH, explorer.END_PATH):
+            await self._control(self.dispatcher, scope, receive, send)
             return
         request_id = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         sent_status: int | None = None
@@ -60,11 +67,37 @@ class ExceptionProbe:
 
         tracer.current_request.set(request_id)
         tracer.current_scope.set(scope)
+        armed = self.dispatcher.arrive(request_id) if self.dispatcher is not None else None
         try:
             await self.app(scope, receive, send_and_note_status)
         except Exception as exc:
             self._record(request_id, scope, exc, sent_status)
             raise
+        finally:
+            if armed is not None:
+                armed.leave(sent_status)
+
+    async def _control(
+        self,
+        dispatcher: explorer.Explorer,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        """Answer a begin or an end of an explored schedule."""
+        body = await _body(receive, CONTROL_BODY_LIMIT)
+        if scope["method"] != "POST":
+            status, answer = 405, {"error": f"{scope['path']} takes POST"}
+        elif body is None:
+            status, answer = 413, {"error": f"the body is over {CONTROL_BODY_LIMIT:,} bytes"}
+        elif scope["path"] == explorer.BEGIN_PATH:
+            status, answer = dispatcher.begin(body)
+        else:
+            status, answer = await dispatcher.end(body)
+        content = json.dumps(answer).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
     def _record(self, request_id: str, scope: Scope, exc: Exception, sent_status: int | None) -> None:
         event = {
@@ -83,6 +116,13 @@ class ExceptionProbe:
 
 def create_app() -> ExceptionProbe:
     """uvicorn factory: the app named by ``HARNESS_PROBE_APP``, wrapped in the probe."""
+    dispatcher = explorer.Explorer() if os.environ.get("HARNESS_PROBE_EXPLORE") == "1" else None
+    if dispatcher is not None:  # first: the tracer then wraps the dispatcher, and times the calls it runs
+        try:
+            dispatcher.install()
+        except explorer.CannotExplore as exc:
+            _startup_failure(str(exc))
+            raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
         trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
         tracer.install(tracer.Tracer(trace))
@@ -96,7 +136,24 @@ def create_app() -> ExceptionProbe:
         _startup_failure(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}")
         raise
     events = open(os.environ["HARNESS_PROBE_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
-    return ExceptionProbe(app, events)
+    return ExceptionProbe(app, events, dispatcher=dispatcher)
+
+
+async def _body(receive: Callable[[], Awaitable[Message]], limit: int) -> bytes | None:
+    """The request's body, or None once it is over ``limit`` bytes (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class NotAnApp(Exception):

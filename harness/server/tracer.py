@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import itertools
 import json
@@ -171,27 +172,40 @@ def _hook_thread_pool(tracer: Tracer) -> None:
         run_sync = anyio.to_thread.run_sync
 
         async def traced_run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            return await run_sync(_in_phase(tracer, func), *args, **kwargs)
+            return await run_sync(PhaseJob(tracer=tracer, func=func), *args, **kwargs)
 
         anyio.to_thread.run_sync = traced_run_sync  # type: ignore[assignment]
     else:  # Starlette 0.14 (the tutorial's era) hands jobs to the event loop's executor
         run_in_threadpool = starlette.concurrency.run_in_threadpool
 
         async def traced_run_in_threadpool(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            return await run_in_threadpool(_in_phase(tracer, func), *args, **kwargs)
+            return await run_in_threadpool(PhaseJob(tracer=tracer, func=func), *args, **kwargs)
 
         starlette.concurrency.run_in_threadpool = traced_run_in_threadpool
 
 
-def _in_phase(tracer: Tracer, func: Callable[..., Any]) -> Callable[..., Any]:
-    def job(*args: Any, **kwargs: Any) -> Any:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhaseJob:
+    """A thread-pool job timed as a phase: ``func`` run inside :meth:`Tracer.phase`.
+
+    A class, not a closure, so the explorer, which runs the job, can name it by the call it wraps
+    (:func:`traced_call`).
+    """
+
+    tracer: Tracer
+    func: Callable[..., Any]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Runs in the worker thread, inside the copied context: the phase is named there,
         # where the endpoint the router chose is known.
         scope = current_scope.get()
-        with tracer.phase(phase_name(func, scope.get("endpoint") if scope else None)):
-            return func(*args, **kwargs)
+        with self.tracer.phase(phase_name(self.func, scope.get("endpoint") if scope else None)):
+            return self.func(*args, **kwargs)
 
-    return job
+
+def traced_call(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The call a thread-pool job makes: the one the tracer's job wraps, or the job itself."""
+    return func.func if isinstance(func, PhaseJob) else func
 
 
 def phase_name(func: Callable[..., Any], endpoint: Callable[..., Any] | None) -> str:

@@ -127,7 +127,12 @@ def harness(
 
 def record_burst(folder: Path) -> None:
     """``harness run --scenario burst --trials 2`` into ``folder/out``, what it printed kept for :func:`recorded`."""
-    completed = harness("run", "--scenario", "burst", "--trials", "2", "--out", folder / "out", timeout=120)
+    record_run(folder, "--scenario", "burst", "--trials", "2")
+
+
+def record_run(folder: Path, *options: str) -> None:
+    """``harness run OPTIONS`` into ``folder/out``, what it printed kept for :func:`recorded`."""
+    completed = harness("run", *options, "--out", folder / "out", timeout=120)
     kept = {name: getattr(completed, name) for name in ("args", "returncode", "stdout", "stderr")}
     (folder / "completed.json").write_text(json.dumps(kept))
 

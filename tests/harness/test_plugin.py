@@ -304,3 +304,40 @@ def test_escape_sequences_in_an_apps_text_reach_pytests_output_written_out(pytes
             r"*most common: RuntimeError: \x1b[[]2J\x1b]0;pwned\x07 hidden\rshown \x9b31m*",
         ]
     )
+
+
+@pytest.mark.e2e
+def test_harness_explore_judges_each_item_by_its_search_and_a_failing_one_says_how_to_replay_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # unpatched declared clean: its item fails, and its message gives the replay command.
+    pytester.makefile(
+        ".toml",
+        harness="\n".join(
+            f'[variants.{name}]\napp = "harness.app_variants.{name}:app"\nexpect = "clean"\n'
+            'env = { APP_VARIANTS_DATABASE = "{database_url}", APP_VARIANTS_TIME_SCALE = "{time_scale}" }'
+            for name in ("unpatched", "patched")
+        ),
+    )
+    pytester.makefile(".toml", mine=BURST.format(name="mine", trials=1) + "[explore]\nrequests = 2\nschedules = 20\n")
+
+    result = pytester.runpytest("mine.toml", "--harness-explore", "--harness-out=out", "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*regression: expected clean, observed fails*", "*replay: harness replay */out/*/mine/unpatched"]
+    )
+    [session] = (pytester.path / "out").iterdir()
+    merged = read_results(session / "mine" / "results.json")
+    assert [e.variant for e in merged.explore] == ["unpatched", "patched"]
+    assert [v.kind for v in merged.verdicts] == ["regression", "met"]
+    replayed = runs.harness(
+        "replay",
+        session / "mine" / "unpatched",
+        "--config",
+        pytester.path / "harness.toml",
+        "--out",
+        pytester.path / "replays",
+    )
+    assert replayed.returncode == ExitCode.OK, replayed.stdout + replayed.stderr
+    assert "unpatched: reproduced: request B fails" in replayed.stdout

@@ -1,0 +1,157 @@
+"""Explore mode as a user runs it: the built-in builds judged by searched schedules, saved, shrunk and replayed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ExitCode
+from harness.results import read_results
+from tests.conftest import made_once
+from tests.harness import runs
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One ``harness run --explore --confidence 0.99`` of burst on the three built-in builds, for every worker."""
+    folder = made_once(
+        tmp_path_factory, "explored", lambda into: runs.record_run(into, "--explore", "--confidence", "0.99")
+    )
+    out, completed = runs.recorded(folder)
+    [run_dir] = [path for path in out.iterdir() if path.is_dir()]
+    return run_dir, completed
+
+
+def test_a_99_percent_explore_run_fails_unpatched_with_a_witness_and_clears_the_others_by_pcts_bound(
+    explored: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    run_dir, completed = explored
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    result = read_results(run_dir / "results.json")
+    searched = {e.variant: e for e in result.explore}
+    verdicts = {v.variant: v for v in result.verdicts}
+    assert {name: v.kind for name, v in verdicts.items()} == dict.fromkeys(
+        ("unpatched", "patched", "recommended"), "met"
+    )
+
+    unpatched = searched["unpatched"]
+    assert unpatched.failure == "OperationalError: Connection already opened."
+    assert unpatched.replayed is True and unpatched.schedule_file == "schedules/unpatched.json"
+    # Shrunk to what the bug needs: two requests, B's get_db handed the worker that holds A's connection.
+    assert len(unpatched.shrunk_requests) == 2
+    [failed] = [step for step in unpatched.steps if step.error]
+    assert failed.call == "dependency enter (get_db)" and failed.preempted
+    assert any(
+        s.call == "dependency enter (get_db)" and s.worker == failed.worker for s in unpatched.steps[: failed.index]
+    )
+    # The replay is the build's trial: its 5xx has the trace's cause.
+    [trial] = [t for t in result.trials if t.variant == "unpatched"]
+    assert [r.diagnosis.kind for r in trial.records if r.diagnosis] == ["leaked-connection"]
+
+    for clean in ("patched", "recommended"):
+        assert not searched[clean].failed and searched[clean].guarantee is not None
+        assert searched[clean].guarantee >= 0.99 and "decided at 99% confidence" in verdicts[clean].reason
+    assert "step 3: request B preempts A: dependency enter (get_db), on worker 1" in completed.stdout
+    assert f"harness replay {run_dir / 'schedules' / 'unpatched.json'}" in completed.stdout
+    report = (run_dir / "report.html").read_text()
+    assert 'id="explore"' in report and "OperationalError: Connection already opened." in report
+
+
+def test_a_saved_schedule_fails_again_in_a_fresh_server_every_time(
+    explored: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    run_dir, _ = explored
+    for _ in range(3):
+        replayed = runs.harness("replay", run_dir, "--out", tmp_path)
+        assert replayed.returncode == ExitCode.OK, replayed.stdout + replayed.stderr
+        assert "unpatched: reproduced: request B fails at step 3, dependency enter (get_db)" in replayed.stdout
+
+
+def test_a_schedule_that_no_longer_fails_is_exit_2_and_says_what_differed(
+    explored: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    run_dir, _ = explored
+    saved = json.loads((run_dir / "schedules" / "unpatched.json").read_text())
+    saved["choices"] = []  # anyio's own schedule: A runs to its end before B starts
+    edited = tmp_path / "schedules" / "unpatched.json"
+    edited.parent.mkdir()
+    edited.write_text(json.dumps(saved))
+    (tmp_path / "results.json").write_text((run_dir / "results.json").read_text())
+
+    replayed = runs.harness("replay", edited, "--out", tmp_path)
+
+    assert replayed.returncode == ExitCode.SILENT, replayed.stdout + replayed.stderr
+    assert "not reproduced: expected request B fails at step 3" in replayed.stdout
+    assert "this time no request failed" in replayed.stdout
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda saved: "{not json", "not a schedule file the harness can replay: not JSON"),
+        (lambda saved: json.dumps({**saved, "choices": [-1]}), "choices[0]: -1 is negative"),
+        (lambda saved: json.dumps({**saved, "variant": "nightly"}), "its build 'nightly' is not one"),
+        (lambda saved: json.dumps({**saved, "app": "elsewhere:app"}), "served elsewhere:app"),
+        (lambda saved: json.dumps({**saved, "scenario_digest": "0" * 12}), "which is now"),
+    ],
+    ids=["corrupt", "negative-choice", "unknown-build", "another-app", "another-scenario"],
+)
+def test_a_damaged_or_foreign_schedule_file_is_one_line_and_exit_4(
+    explored: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    damage: object,
+    message: str,
+) -> None:
+    run_dir, _ = explored
+    saved = json.loads((run_dir / "schedules" / "unpatched.json").read_text())
+    path = tmp_path / "schedules" / "unpatched.json"
+    path.parent.mkdir()
+    path.write_text(damage(saved))  # type: ignore[operator]
+    (tmp_path / "results.json").write_text((run_dir / "results.json").read_text())
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["replay", str(path), "--out", str(tmp_path)]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--explore", "--url", "http://127.0.0.1:9/"], "--explore and --url exclude each other"),
+        (["--explore-depth", "3"], "--explore-depth shapes an --explore run; give --explore too"),
+        (["--explore", "--trials", "3"], "--trials and --explore exclude each other"),
+        (["--explore", "--explore-depth", "0"], "argument --explore-depth: expected a whole number from 1 to 5"),
+        (["--explore", "--database", "postgres"], "explore mode runs the builds on SQLite"),
+    ],
+)
+def test_explore_options_that_cannot_work_are_one_line_and_exit_4(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *argv]) == ExitCode.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("harness: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "harness-out").exists()
+
+
+def test_the_bounded_search_exhausts_its_space_on_a_clean_build_and_finds_the_bug_in_the_broken_one(
+    tmp_path: Path,
+) -> None:
+    completed = runs.harness(
+        "run", "--explore", "--explore-strategy", "bounded", "--explore-bound", "1", "--out", tmp_path
+    )
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    [run_dir] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    searched = {e.variant: e for e in read_results(run_dir / "results.json").explore}
+    assert searched["unpatched"].failed
+    assert searched["patched"].exhausted and not searched["patched"].failed
+    assert f"no failure in all {searched['patched'].schedules} schedules with at most 1 deviation" in completed.stdout
