@@ -31,9 +31,7 @@ from harness.settings import resolve
 async def main(count: int, requests: int) -> None:
     config = builtin_config()
     with tempfile.TemporaryDirectory() as folder:
-        plan = build_plan(
-            config, resolve({"explore": True}, config), variants=["unpatched"], run_dir=Path(folder)
-        )
+        plan = build_plan(config, resolve({"explore": True}, config), variants=["unpatched"], run_dir=Path(folder))
         plan = replace(plan, scenario=replace(plan.scenario, explore=replace(plan.scenario.explore, requests=requests)))
         variant = plan.variants[0]
         found: list[tuple[Schedule, str]] = []
@@ -55,7 +53,9 @@ async def main(count: int, requests: int) -> None:
         reproduced, seconds = 0, []
         for number, (schedule, failure) in enumerate(found, 1):
             started = time.perf_counter()
-            replay = await replay_in_fresh_server(plan, variant, replace(schedule, chooser=replay_chooser(schedule.choices)), trial=number)
+            replay = await replay_in_fresh_server(
+                plan, variant, replace(schedule, chooser=replay_chooser(schedule.choices)), trial=number
+            )
             seconds.append(time.perf_counter() - started)
             reproduced += replay.record is not None and repr(replay.record.failure) == failure
         print(
