@@ -86,18 +86,28 @@ def execute_explore(plan: RunPlan) -> RunResult:
     write_summary(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))
     servers: dict[str, Server] = {}
+    order = {variant.name: position for position, variant in enumerate(plan.variants)}
+
+    def keep(result: ExploreResult, trial: TrialResult | None) -> None:
+        searched.append(result)
+        searched.sort(key=lambda each: order[each.variant])
+        if trial is not None:
+            trial_log.append(trial)
+            trials.append(trial)
+        with held():
+            write_summary(snapshot(complete=False), plan.results_path)
+
+    async def explore_all() -> None:
+        # Side by side: a schedule waits on its requests' round trips as much as it computes.
+        async with anyio.create_task_group() as group:
+            for variant in plan.variants:
+                group.start_soon(_explore_and_keep, plan, variant, servers[variant.name], keep)
+
     complete = False
     try:
-        for variant in plan.variants:  # every build's server starts at once; each is searched in turn
-            servers[variant.name] = launch(plan, variant, "explore")
         for variant in plan.variants:
-            result, trial = anyio.run(_explore_build, plan, variant, servers[variant.name])
-            searched.append(result)
-            if trial is not None:
-                trial_log.append(trial)
-                trials.append(trial)
-            with held():
-                write_summary(snapshot(complete=False), plan.results_path)
+            servers[variant.name] = launch(plan, variant, "explore")
+        anyio.run(explore_all)
         complete = True
     finally:
         with held():
@@ -106,6 +116,12 @@ def execute_explore(plan: RunPlan) -> RunResult:
             judged = snapshot(complete=complete)
             write_summary(judged, plan.results_path)
     return judged
+
+
+async def _explore_and_keep(
+    plan: RunPlan, variant: Variant, server: Server, keep: Callable[[ExploreResult, TrialResult | None], None]
+) -> None:
+    keep(*await _explore_build(plan, variant, server))
 
 
 def launch(plan: RunPlan, variant: Variant, name: str) -> Server:
@@ -140,9 +156,17 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
     )
     try:
         async with Session(plan.scenario, server, start_timeout=plan.start_timeout) as session:
-            exploration = await anyio.to_thread.run_sync(_search, session.blocking_run, plan, requests)
+            # The search runs in a thread of its own and calls back into the event loop for each schedule; a
+            # cancelled run (Ctrl-C) leaves it, and its next call back ends it.
+            exploration = await anyio.to_thread.run_sync(
+                _search, session.blocking_run, plan, requests, abandon_on_cancel=True
+            )
             found = exploration.found
-            shrunk = await anyio.to_thread.run_sync(shrink, session.blocking_run, found) if found else None
+            shrunk = (
+                await anyio.to_thread.run_sync(shrink, session.blocking_run, found, abandon_on_cancel=True)
+                if found
+                else None
+            )
             most_steps = session.most_steps
     except HarnessError as exc:
         return _seconds(replace(searched, error=exc.message), started), None

@@ -28,7 +28,7 @@ def explored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     return run_dir, completed
 
 
-def test_a_99_percent_explore_run_fails_unpatched_with_a_witness_and_clears_the_others_by_pcts_bound(
+def test_a_99_percent_explore_run_fails_unpatched_with_a_witness_and_clears_the_others_within_the_bound(
     explored: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     run_dir, completed = explored
@@ -54,10 +54,15 @@ def test_a_99_percent_explore_run_fails_unpatched_with_a_witness_and_clears_the_
     [trial] = [t for t in result.trials if t.variant == "unpatched"]
     assert [r.diagnosis.kind for r in trial.records if r.diagnosis] == ["leaked-connection"]
 
+    # burst's [explore] is the bounded search: a clean build is decided once its space is exhausted.
     for clean in ("patched", "recommended"):
-        assert not searched[clean].failed and searched[clean].guarantee is not None
-        assert searched[clean].guarantee >= 0.99 and "decided at 99% confidence" in verdicts[clean].reason
-    assert "step 3: request B preempts A: dependency enter (get_db), on worker 1" in completed.stdout
+        assert not searched[clean].failed and searched[clean].exhausted
+        assert "with at most 2 deviations" in verdicts[clean].reason
+        assert "decided at 99% confidence" in verdicts[clean].reason
+    assert (
+        f"step {failed.index}: request B preempts A: dependency enter (get_db), on worker {failed.worker} -> "
+        "OperationalError: Connection already opened." in completed.stdout
+    )
     assert f"harness replay {run_dir / 'schedules' / 'unpatched.json'}" in completed.stdout
     report = (run_dir / "report.html").read_text()
     assert 'id="explore"' in report and "OperationalError: Connection already opened." in report
@@ -70,7 +75,8 @@ def test_a_saved_schedule_fails_again_in_a_fresh_server_every_time(
     for _ in range(3):
         replayed = runs.harness("replay", run_dir, "--out", tmp_path)
         assert replayed.returncode == ExitCode.OK, replayed.stdout + replayed.stderr
-        assert "unpatched: reproduced: request B fails at step 3, dependency enter (get_db)" in replayed.stdout
+        assert "unpatched: reproduced: request B fails at step " in replayed.stdout
+        assert ", dependency enter (get_db): OperationalError: Connection already opened." in replayed.stdout
 
 
 def test_a_schedule_that_no_longer_fails_is_exit_2_and_says_what_differed(
@@ -87,7 +93,7 @@ def test_a_schedule_that_no_longer_fails_is_exit_2_and_says_what_differed(
     replayed = runs.harness("replay", edited, "--out", tmp_path)
 
     assert replayed.returncode == ExitCode.SILENT, replayed.stdout + replayed.stderr
-    assert "not reproduced: expected request B fails at step 3" in replayed.stdout
+    assert "not reproduced: expected request B fails at step " in replayed.stdout
     assert "this time no request failed" in replayed.stdout
 
 
@@ -143,15 +149,15 @@ def test_explore_options_that_cannot_work_are_one_line_and_exit_4(
     assert not (tmp_path / "harness-out").exists()
 
 
-def test_the_bounded_search_exhausts_its_space_on_a_clean_build_and_finds_the_bug_in_the_broken_one(
-    tmp_path: Path,
-) -> None:
+def test_pct_finds_the_bug_by_seeded_priorities_and_states_its_bound_for_a_clean_build(tmp_path: Path) -> None:
     completed = runs.harness(
-        "run", "--explore", "--explore-strategy", "bounded", "--explore-bound", "1", "--out", tmp_path
+        "run", "--explore", "--explore-strategy", "pct", "--explore-schedules", "30", "--out", tmp_path
     )
     assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
     [run_dir] = [path for path in tmp_path.iterdir() if path.is_dir()]
     searched = {e.variant: e for e in read_results(run_dir / "results.json").explore}
-    assert searched["unpatched"].failed
-    assert searched["patched"].exhausted and not searched["patched"].failed
-    assert f"no failure in all {searched['patched'].schedules} schedules with at most 1 deviation" in completed.stdout
+    assert searched["unpatched"].failed and searched["unpatched"].seed == searched["unpatched"].failed_schedule
+    assert not searched["patched"].failed and searched["patched"].guarantee is not None
+    assert "no failure in 30 schedules (PCT, depth 2, seeds 1-30): a bug of depth 2 would have been found" in (
+        completed.stdout
+    )
