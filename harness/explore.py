@@ -30,9 +30,10 @@ import httpx
 
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
-from harness.errors import HarnessError, TrialError
+from harness.errors import TrialError
 from harness.interrupts import held
 from harness.launcher import Server, stop_all
+from harness.pipeline import the_reason
 from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, seed_scenario, send
@@ -107,7 +108,13 @@ def execute_explore(plan: RunPlan) -> RunResult:
     try:
         for variant in plan.variants:
             servers[variant.name] = launch(plan, variant, "explore")
-        anyio.run(explore_all)
+        try:
+            anyio.run(explore_all)
+        except BaseException as exc:  # out of the task group: a Ctrl-C, a build that cannot be served
+            stop = the_reason(exc)
+            if stop is exc:
+                raise
+            raise stop from None
         complete = True
     finally:
         with held():
@@ -168,7 +175,7 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
                 else None
             )
             most_steps = session.most_steps
-    except HarnessError as exc:
+    except TrialError as exc:  # a build that cannot be served (AppError) stops the run, as it does a trial's
         return _seconds(replace(searched, error=exc.message), started), None
     finally:
         server.stop()
@@ -325,7 +332,7 @@ async def replay_in_fresh_server(plan: RunPlan, variant: Variant, schedule: Sche
         async with session:
             session.ran = trial - 1  # its requests are numbered as the schedule that failed
             record = await session.run(schedule.requests, replay_chooser(schedule.choices))
-    except HarnessError as exc:
+    except TrialError as exc:
         error = exc.message
     finally:
         server.stop()

@@ -174,7 +174,7 @@ def _round(
     try:
         anyio.run(_run_side_by_side, plan, numbers, recorders, servers, finished, ahead, postgres)
     except BaseException as exc:
-        stop = _the_reason(exc)
+        stop = the_reason(exc)
         with held():
             stop_all(servers.values())
             reason = (
@@ -360,7 +360,7 @@ def _external_result(plan: RunPlan, trial: int, recorder: Recorder, started_at: 
     )
 
 
-def _the_reason(exc: BaseException) -> BaseException:
+def the_reason(exc: BaseException) -> BaseException:
     """What stopped a round (a Ctrl-C, a build that cannot be served, a failed write), out of its task group.
 
     A cancellation by a stop signal (SIGTERM to a background job: :mod:`harness.interrupts`) is a Ctrl-C.
@@ -371,7 +371,7 @@ def _the_reason(exc: BaseException) -> BaseException:
         for kind in (KeyboardInterrupt, HarnessError):
             found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once
             if found is not None:
-                return _the_reason(found.exceptions[0])
+                return the_reason(found.exceptions[0])
     return exc
 
 
