@@ -33,7 +33,7 @@ from harness.environment import describe_environment
 from harness.errors import TrialError
 from harness.interrupts import held
 from harness.launcher import Server, stop_all
-from harness.pipeline import the_reason
+from harness.pipeline import assemble, the_reason
 from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, seed_scenario, send
@@ -54,7 +54,6 @@ from harness.search import (
 from harness.server.explorer import BEGIN_PATH, END_PATH
 from harness.trace import read_trace, uses_peewee
 from harness.variant import Variant
-from harness.verdict import judged_run
 
 SCHEDULES_FOLDER = "schedules"
 MAX_CONFIDENT_SCHEDULES = 20_000  # a --confidence search that would need more is undecided
@@ -70,19 +69,7 @@ def execute_explore(plan: RunPlan) -> RunResult:
     trials: list[TrialResult] = []
 
     def snapshot(*, complete: bool) -> RunResult:
-        return judged_run(
-            plan.scenario,
-            {v.name: plan.scenario.expectation(v) for v in plan.variants},
-            trials,
-            confidence=plan.confidence,
-            started_at=started_at,
-            duration=round(time.monotonic() - started, 3),
-            complete=complete,
-            environment=environment,
-            trace=plan.trace,
-            databases={v.name: plan.database_of(v) for v in plan.variants},
-            explore=searched,
-        )
+        return assemble(plan, trials, environment, started_at, started, complete=complete, explore=searched)
 
     write_summary(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))

@@ -42,6 +42,7 @@ from harness.results import (
     DEFAULT_LEAK_WAIT,
     TRIALS_FILE,
     ConnectionSample,
+    ExploreResult,
     RunResult,
     TraceEvent,
     TrialLog,
@@ -80,7 +81,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
 
     def snapshot(*, complete: bool) -> RunResult:
         server = postgres.display_url if postgres else None
-        return _assemble(plan, trials, environment, started_at, started, complete=complete, database_server=server)
+        return assemble(plan, trials, environment, started_at, started, complete=complete, database_server=server)
 
     complete = False
     so_far = snapshot(complete=False)
@@ -430,7 +431,7 @@ def _drop_server_files(trial: TrialResult) -> None:
             (Path(trial.server_dir) / name).unlink(missing_ok=True)
 
 
-def _assemble(
+def assemble(
     plan: RunPlan,
     trials: list[TrialResult],
     environment: dict[str, str],
@@ -438,8 +439,10 @@ def _assemble(
     started: float,
     *,
     complete: bool,
-    database_server: str | None,
+    database_server: str | None = None,
+    explore: Sequence[ExploreResult] = (),
 ) -> RunResult:
+    """The plan's record so far, judged: its trials, and in explore mode its builds' searches."""
     return judged_run(
         plan.scenario,
         {v.name: plan.scenario.expectation(v) for v in plan.variants},
@@ -454,6 +457,7 @@ def _assemble(
         url=display_url(plan.url) if plan.url else None,  # the run uses plan.url; its record never the password
         databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
         database_server=database_server,
+        explore=explore,
     )
 
 

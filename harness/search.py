@@ -286,15 +286,8 @@ def explore_pct(
         most_steps = max(most_steps, len(record.steps))
         incomplete += not record.complete
         if record.failure is not None:
-            schedule = Schedule(requests=tuple(requests), choices=record.chosen, chooser=chooser)
-            return Exploration(
-                runs=number,
-                found=Found(schedule=schedule, record=record),
-                exhausted=False,
-                guarantee=None,
-                incomplete=incomplete,
-                verdict=f"failed in schedule {number:,} of {len(seeds):,} (PCT, depth {depth}, seed {seed})",
-            )
+            said = f"failed in schedule {number:,} of {len(seeds):,} (PCT, depth {depth}, seed {seed})"
+            return _failed(requests, chooser, record, runs=number, incomplete=incomplete, verdict=said)
         missed = math.prod(
             (1 - pct_bound(len(requests), k, depth)) ** count for k, count in horizons.items() if k >= most_steps
         )
@@ -314,6 +307,27 @@ def explore_pct(
         guarantee=guarantee,
         incomplete=incomplete,
         verdict=said + _unfinished(incomplete),
+    )
+
+
+def _failed(
+    requests: Sequence[int],
+    chooser: dict[str, Any],
+    record: ScheduleRecord,
+    *,
+    runs: int,
+    incomplete: int,
+    verdict: str,
+) -> Exploration:
+    """A search that stopped at its first failing schedule, found as the record shows its choices."""
+    schedule = Schedule(requests=tuple(requests), choices=record.chosen, chooser=chooser)
+    return Exploration(
+        runs=runs,
+        found=Found(schedule=schedule, record=record),
+        exhausted=False,
+        guarantee=None,
+        incomplete=incomplete,
+        verdict=verdict,
     )
 
 
@@ -370,15 +384,8 @@ def explore_bounded(run: Run, *, requests: Sequence[int], bound: int, limit: int
         runs += 1
         incomplete += not record.complete
         if record.failure is not None:
-            schedule = Schedule(requests=tuple(requests), choices=record.chosen, chooser=chooser)
-            return Exploration(
-                runs=runs,
-                found=Found(schedule=schedule, record=record),
-                exhausted=False,
-                guarantee=None,
-                incomplete=incomplete,
-                verdict=f"failed in schedule {runs:,} of the search with at most {bound} deviation{_s(bound)}",
-            )
+            said = f"failed in schedule {runs:,} of the search with at most {bound} deviation{_s(bound)}"
+            return _failed(requests, chooser, record, runs=runs, incomplete=incomplete, verdict=said)
         if sum(1 for choice in prefix if choice) < bound:
             children = [
                 prefix + (0,) * (point - len(prefix)) + (alternative,)
