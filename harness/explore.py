@@ -17,14 +17,16 @@ thread it made, so no ``threading.local`` survives from one schedule to the next
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import httpx
 
@@ -54,6 +56,8 @@ from harness.search import (
 from harness.server.explorer import BEGIN_PATH, END_PATH
 from harness.trace import read_trace, uses_peewee
 from harness.variant import Variant
+
+_T = TypeVar("_T")
 
 SCHEDULES_FOLDER = "schedules"
 MAX_CONFIDENT_SCHEDULES = 20_000  # a --confidence search that would need more is undecided
@@ -150,17 +154,9 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
     )
     try:
         async with Session(plan.scenario, server, start_timeout=plan.start_timeout) as session:
-            # The search runs in a thread of its own and calls back into the event loop for each schedule; a
-            # cancelled run (Ctrl-C) leaves it, and its next call back ends it.
-            exploration = await anyio.to_thread.run_sync(
-                _search, session.blocking_run, plan, requests, abandon_on_cancel=True
-            )
+            exploration = await session.in_thread(_search, session.blocking_run, plan, requests)
             found = exploration.found
-            shrunk = (
-                await anyio.to_thread.run_sync(shrink, session.blocking_run, found, abandon_on_cancel=True)
-                if found
-                else None
-            )
+            shrunk = await session.in_thread(shrink, session.blocking_run, found) if found else None
             most_steps = session.most_steps
     except TrialError as exc:  # a build that cannot be served (AppError) stops the run, as it does a trial's
         return _seconds(replace(searched, error=exc.message), started), None
@@ -237,6 +233,7 @@ class Session:
         self.start_timeout = start_timeout
         self.ran = 0
         self.most_steps = 0
+        self._stopping = threading.Event()
         self._client: httpx.AsyncClient | None = None
         self.last: Recorder | None = None
 
@@ -252,8 +249,28 @@ class Session:
         await self._client.aclose()
 
     def blocking_run(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
-        """:meth:`run` from the search's worker thread."""
+        """:meth:`run` from the search's worker thread; once the run is being stopped, the search ends here."""
+        if self._stopping.is_set():
+            raise _Stopped
         return anyio.from_thread.run(self.run, requests, chooser)
+
+    async def in_thread(self, search: Callable[..., _T], *args: Any) -> _T:
+        """``search(*args)`` in a worker thread, each of its schedules run back on the event loop.
+
+        A stop (Ctrl-C, SIGTERM) cancels this task, not the thread: the thread is told, ends at
+        its next schedule, and is waited for, so none is left behind for Python to wait on at exit.
+        """
+        self._stopping.clear()  # set by the last search's own end
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(_set_when_cancelled, self._stopping)
+            try:
+                found = await anyio.to_thread.run_sync(search, *args)
+            except _Stopped:
+                await anyio.lowlevel.checkpoint()  # the cancellation that stopped it goes on from here
+                raise
+            finally:
+                watch.cancel_scope.cancel()
+        return found
 
     async def run(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         """One schedule of the scenario's requests numbered ``requests``: armed, sent at once, its record read."""
@@ -299,6 +316,17 @@ class Session:
             )
         record: dict[str, Any] = answer.json()
         return record
+
+
+class _Stopped(Exception):
+    """The run is being stopped: the search in its thread ends at its next schedule."""
+
+
+async def _set_when_cancelled(event: threading.Event) -> None:
+    try:
+        await anyio.sleep_forever()
+    finally:
+        event.set()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -161,3 +162,34 @@ def test_pct_finds_the_bug_by_seeded_priorities_and_states_its_bound_for_a_clean
     assert "no failure in 30 schedules (PCT, depth 2, seeds 1-30): a bug of depth 2 would have been found" in (
         completed.stdout
     )
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"), [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)]
+)
+def test_a_stop_signal_ends_a_search_at_once_keeps_what_was_searched_and_leaves_no_server(
+    tmp_path: Path, stop: signal.Signals, code: ExitCode
+) -> None:
+    process = runs.start(
+        tmp_path, "--explore", "--explore-strategy", "pct", "--explore-schedules", "5000", "--scenario", "tutorial-tabs"
+    )
+    try:
+        # unpatched fails in its first schedules; patched and recommended are then searching their 5,000.
+        runs.wait_until(lambda: len(runs.serving(tmp_path)) >= 3 and _explored(tmp_path), 120, "no build searched")
+        servers = [runs.server_pid(folder) for folder in runs.serving(tmp_path)]
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == code, err
+    assert "stopped: what was measured is in " in err and "Traceback" not in err
+    [run_dir] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    result = read_results(run_dir / "results.json")
+    assert not result.complete and "unpatched" in {e.variant for e in result.explore}
+    assert (run_dir / "report.html").exists()
+    runs.wait_gone(servers, 10)
+
+
+def _explored(out: Path) -> bool:
+    found = list(out.glob("*/results.json"))
+    return bool(found) and bool(read_results(found[0]).explore)
