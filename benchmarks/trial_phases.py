@@ -57,6 +57,7 @@ from harness.results import TRIALS_FILE, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, make_client, run_trial
 from harness.summary import format_summary
 from harness.variant import Variant
+from harness.verdict import judged_plan
 
 PHASES = (
     "interpreter + imports",
@@ -87,7 +88,7 @@ def one_run(out: Path) -> dict[str, float]:
     started_at, started = pipeline._now(), time.monotonic()
     warm_up()
     environment = describe_environment()
-    write_summary(pipeline._assemble(plan, [], environment, started_at, started, complete=False), plan.results_path)
+    write_summary(judged_plan(plan, [], environment, started_at, started, complete=False), plan.results_path)
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))
     journal = Journal(plan.journal_path)
     times["run set-up"] = time.perf_counter() - mark
@@ -101,7 +102,7 @@ def one_run(out: Path) -> dict[str, float]:
         if complete:
             trial_log.close()
             journal.close()
-        result = pipeline._assemble(plan, [trial], environment, started_at, started, complete=complete)
+        result = judged_plan(plan, [trial], environment, started_at, started, complete=complete)
         write_summary(result, plan.results_path)
     times["write results"] = time.perf_counter() - mark
 

@@ -33,9 +33,8 @@ import httpx
 from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import TrialError
-from harness.interrupts import held
+from harness.interrupts import held, the_reason
 from harness.launcher import Server, stop_all
-from harness.pipeline import assemble, the_reason
 from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, seed_scenario, send
@@ -56,6 +55,7 @@ from harness.search import (
 from harness.server.explorer import BEGIN_PATH, END_PATH
 from harness.trace import read_trace, uses_peewee
 from harness.variant import Variant
+from harness.verdict import judged_plan
 
 _T = TypeVar("_T")
 
@@ -73,7 +73,7 @@ def execute_explore(plan: RunPlan) -> RunResult:
     trials: list[TrialResult] = []
 
     def snapshot(*, complete: bool) -> RunResult:
-        return assemble(plan, trials, environment, started_at, started, complete=complete, explore=searched)
+        return judged_plan(plan, trials, environment, started_at, started, complete=complete, explore=searched)
 
     write_summary(snapshot(complete=False), plan.results_path)  # a run killed outright still leaves its record
     trial_log = TrialLog(plan.results_path.with_name(TRIALS_FILE))

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TypeVar
 
-from harness.errors import ExitCode
+from harness.errors import ExitCode, HarnessError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -278,3 +278,18 @@ def _deliver(handler: signal._HANDLER, signum: int, frame: FrameType | None) -> 
         handler(signum, frame)
     elif handler != signal.SIG_IGN:
         raise KeyboardInterrupt
+
+
+def the_reason(exc: BaseException) -> BaseException:
+    """What stopped a round (a Ctrl-C, a build that cannot be served, a failed write), out of its task group.
+
+    A cancellation by a stop signal (SIGTERM to a background job: :mod:`harness.interrupts`) is a Ctrl-C.
+    """
+    if isinstance(exc, asyncio.CancelledError) and was_stopped():
+        return KeyboardInterrupt()
+    if isinstance(exc, BaseExceptionGroup):
+        for kind in (KeyboardInterrupt, HarnessError):
+            found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once
+            if found is not None:
+                return the_reason(found.exceptions[0])
+    return exc

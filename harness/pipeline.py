@@ -19,7 +19,6 @@ swallowed stops the run before its next round (:func:`harness.interrupts.raise_i
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +32,7 @@ from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError
 from harness.forkserver import warm_up
-from harness.interrupts import first_stop_only, held, raise_if_stopped, was_stopped
+from harness.interrupts import first_stop_only, held, raise_if_stopped, the_reason
 from harness.journal import Journal
 from harness.launcher import EVENTS_FILE, Server, stop_all
 from harness.plan import RunPlan
@@ -42,7 +41,6 @@ from harness.results import (
     DEFAULT_LEAK_WAIT,
     TRIALS_FILE,
     ConnectionSample,
-    ExploreResult,
     RunResult,
     TraceEvent,
     TrialLog,
@@ -52,9 +50,8 @@ from harness.results import (
 )
 from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
 from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
-from harness.urls import display_url
 from harness.variant import Variant
-from harness.verdict import judged_run
+from harness.verdict import judged_plan
 
 _DIED_WAIT = 1.0  # seconds to wait for the exit code of a server that dropped requests
 _STOP_POLL = 0.02  # seconds between looks at a server asked to stop
@@ -81,7 +78,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
 
     def snapshot(*, complete: bool) -> RunResult:
         server = postgres.display_url if postgres else None
-        return assemble(plan, trials, environment, started_at, started, complete=complete, database_server=server)
+        return judged_plan(plan, trials, environment, started_at, started, complete=complete, database_server=server)
 
     complete = False
     so_far = snapshot(complete=False)
@@ -361,21 +358,6 @@ def _external_result(plan: RunPlan, trial: int, recorder: Recorder, started_at: 
     )
 
 
-def the_reason(exc: BaseException) -> BaseException:
-    """What stopped a round (a Ctrl-C, a build that cannot be served, a failed write), out of its task group.
-
-    A cancellation by a stop signal (SIGTERM to a background job: :mod:`harness.interrupts`) is a Ctrl-C.
-    """
-    if isinstance(exc, asyncio.CancelledError) and was_stopped():
-        return KeyboardInterrupt()
-    if isinstance(exc, BaseExceptionGroup):
-        for kind in (KeyboardInterrupt, HarnessError):
-            found = exc.subgroup(lambda e: isinstance(e, kind))  # noqa: B023 - used at once
-            if found is not None:
-                return the_reason(found.exceptions[0])
-    return exc
-
-
 async def _exit_code_if_died(server: Server, recorder: Recorder) -> int | None:
     """The server's exit code if it died under the schedule (a crash, a SIGKILL), else None.
 
@@ -429,36 +411,6 @@ def _drop_server_files(trial: TrialResult) -> None:
     if trial.server_dir:
         for name in (EVENTS_FILE, TRACE_FILE):
             (Path(trial.server_dir) / name).unlink(missing_ok=True)
-
-
-def assemble(
-    plan: RunPlan,
-    trials: list[TrialResult],
-    environment: dict[str, str],
-    started_at: str,
-    started: float,
-    *,
-    complete: bool,
-    database_server: str | None = None,
-    explore: Sequence[ExploreResult] = (),
-) -> RunResult:
-    """The plan's record so far, judged: its trials, and in explore mode its builds' searches."""
-    return judged_run(
-        plan.scenario,
-        {v.name: plan.scenario.expectation(v) for v in plan.variants},
-        trials,
-        confidence=plan.confidence,
-        started_at=started_at,
-        duration=round(time.monotonic() - started, 3),
-        complete=complete,
-        environment=environment,
-        jobs=plan.jobs,
-        trace=plan.trace and plan.url is None,
-        url=display_url(plan.url) if plan.url else None,  # the run uses plan.url; its record never the password
-        databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
-        database_server=database_server,
-        explore=explore,
-    )
 
 
 def _now() -> str:

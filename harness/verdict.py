@@ -23,15 +23,18 @@ fails in one fails; a clean result is stated as what was searched and what that
 guarantees (PCT's bound per schedule, or every schedule within a deviation bound).
 
 A run's record is judged in one place, :func:`judged_run`, wherever its trials come from:
-the pipeline after each round, ``harness recover``, the pytest plugin's merge of its items.
+the pipeline after each round and explore mode after each build (both through
+:func:`judged_plan`), ``harness recover``, the pytest plugin's merge of its items.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from harness.diagnosis import count_causes
 from harness.errors import ExitCode
@@ -51,6 +54,9 @@ from harness.results import (
 )
 from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
 from harness.search import counted
+
+if TYPE_CHECKING:
+    from harness.plan import RunPlan
 from harness.stats import (
     clean_is_decided,
     detection_power,
@@ -59,6 +65,7 @@ from harness.stats import (
     pairs_needed,
     wilson_interval,
 )
+from harness.urls import display_url
 from harness.variant import Database, Expectation
 
 # A run's exit code from its verdicts' kinds: the first kind present, in this order, wins.
@@ -471,3 +478,33 @@ def _failing(fail_on: Collection[FailureKind]) -> str:
 
 def _short_type(qualified: str) -> str:
     return qualified.rsplit(".", 1)[-1]
+
+
+def judged_plan(
+    plan: RunPlan,
+    trials: list[TrialResult],
+    environment: dict[str, str],
+    started_at: str,
+    started: float,
+    *,
+    complete: bool,
+    database_server: str | None = None,
+    explore: Sequence[ExploreResult] = (),
+) -> RunResult:
+    """The plan's record so far, judged: its trials, and in explore mode its builds' searches."""
+    return judged_run(
+        plan.scenario,
+        {v.name: plan.scenario.expectation(v) for v in plan.variants},
+        trials,
+        confidence=plan.confidence,
+        started_at=started_at,
+        duration=round(time.monotonic() - started, 3),
+        complete=complete,
+        environment=environment,
+        jobs=plan.jobs,
+        trace=plan.trace and plan.url is None,
+        url=display_url(plan.url) if plan.url else None,  # the run uses plan.url; its record never the password
+        databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
+        database_server=database_server,
+        explore=explore,
+    )

@@ -7,13 +7,12 @@ import pytest
 
 from harness.errors import ExitCode
 from harness.journal import recover
-from harness.pipeline import _assemble
 from harness.plan import RunPlan
 from harness.plugin import merge_results
 from harness.results import RESULTS_FILE, RunResult, TrialResult, Verdict, write_results
 from harness.scenario import load_scenario
 from harness.variant import Expectation, Variant
-from harness.verdict import decide, exit_code, judge, summarise, trial_outcomes
+from harness.verdict import decide, exit_code, judge, judged_plan, summarise, trial_outcomes
 from tests.harness.factories import record, trial
 
 
@@ -215,7 +214,7 @@ def test_the_pipeline_recover_and_the_plugins_merge_judge_equal_trials_alike(
     def run(*variants: Variant) -> RunResult:
         plan = RunPlan(scenario=scenario, variants=variants, run_dir=tmp_path, confidence=confidence)
         own = [t for t in trials if t.variant in {v.name for v in variants}]
-        return _assemble(plan, own, {}, "2026-11-22T00:00:00.000+00:00", 0.0, complete=True, database_server=None)
+        return judged_plan(plan, own, {}, "2026-11-22T00:00:00.000+00:00", 0.0, complete=True, database_server=None)
 
     piped = run(*builds)
     write_results(piped, tmp_path / RESULTS_FILE)
