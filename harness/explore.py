@@ -44,6 +44,7 @@ from harness.search import (
     Schedule,
     ScheduleFile,
     ScheduleRecord,
+    counted,
     explore_bounded,
     explore_pct,
     pct_bound,
@@ -93,7 +94,7 @@ def execute_explore(plan: RunPlan) -> RunResult:
         # Side by side: a schedule waits on its requests' round trips as much as it computes.
         async with anyio.create_task_group() as group:
             for variant in plan.variants:
-                group.start_soon(_explore_and_keep, plan, variant, servers[variant.name], keep)
+                group.start_soon(_explore_build, plan, variant, servers[variant.name], keep)
 
     complete = False
     try:
@@ -116,12 +117,6 @@ def execute_explore(plan: RunPlan) -> RunResult:
     return judged
 
 
-async def _explore_and_keep(
-    plan: RunPlan, variant: Variant, server: Server, keep: Callable[[ExploreResult, TrialResult | None], None]
-) -> None:
-    keep(*await _explore_build(plan, variant, server))
-
-
 def launch(plan: RunPlan, variant: Variant, name: str) -> Server:
     """A server of the build with the explorer on, in a folder of the run's named ``name``."""
     return Server(
@@ -134,8 +129,14 @@ def launch(plan: RunPlan, variant: Variant, name: str) -> Server:
     )
 
 
-async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tuple[ExploreResult, TrialResult | None]:
-    """One build's search, the shrink of what failed, and its replay in a fresh server."""
+Keep = Callable[[ExploreResult, "TrialResult | None"], None]
+
+
+async def _explore_build(plan: RunPlan, variant: Variant, server: Server, keep: Keep) -> None:
+    """One build's search, the shrink of what failed, and its replay in a fresh server, given to ``keep``.
+
+    A search a stop cuts short is kept as far as it got: its schedules, and the first that failed.
+    """
     assert plan.explore is not None
     explore = plan.explore
     requests = explore.request_count(plan.scenario.schedule)
@@ -152,14 +153,20 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
         exhausted=False,
         seconds=0.0,
     )
+    session = Session(plan.scenario, server, start_timeout=plan.start_timeout)
     try:
-        async with Session(plan.scenario, server, start_timeout=plan.start_timeout) as session:
+        async with session:
             exploration = await session.in_thread(_search, session.blocking_run, plan, requests)
             found = exploration.found
             shrunk = await session.in_thread(shrink, session.blocking_run, found) if found else None
             most_steps = session.most_steps
     except TrialError as exc:  # a build that cannot be served (AppError) stops the run, as it does a trial's
-        return _seconds(replace(searched, error=exc.message), started), None
+        keep(_seconds(replace(searched, error=exc.message), started), None)
+        return
+    except BaseException:
+        if session.ran:  # a stop cut the search short: nothing it measured is lost
+            keep(_seconds(_cut_short(searched, session), started), None)
+        raise
     finally:
         server.stop()
     searched = replace(
@@ -172,7 +179,8 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
         incomplete=exploration.incomplete,
     )
     if found is None or shrunk is None or found.record.failure is None:
-        return _seconds(searched, started), None
+        keep(_seconds(searched, started), None)
+        return
     replay = await replay_in_fresh_server(plan, variant, shrunk.schedule, trial=exploration.runs)
     path = plan.run_dir / SCHEDULES_FOLDER / f"{variant.name}.json"
     path.parent.mkdir(exist_ok=True)
@@ -200,7 +208,24 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server) -> tup
         replayed=seen == expected,
         schedule_file=str(path.relative_to(plan.run_dir)),
     )
-    return _seconds(searched, started), replay.trial
+    keep(_seconds(searched, started), replay.trial)
+
+
+def _cut_short(searched: ExploreResult, session: Session) -> ExploreResult:
+    """What a search that was stopped had found: how many schedules ran, and the first that failed."""
+    said = f"stopped after {counted(session.ran, 'schedule')}"
+    cut = replace(searched, schedules=session.ran, most_steps=session.most_steps)
+    if session.first_failure is None:
+        return replace(cut, searched=f"{said}, none of which failed")
+    number, record = session.first_failure
+    assert record.failure is not None
+    return replace(
+        cut,
+        searched=f"{said}; schedule {number} failed",
+        failed_schedule=number,
+        failure=record.failure.signature,
+        choices=record.chosen,
+    )
 
 
 def _search(
@@ -233,6 +258,7 @@ class Session:
         self.start_timeout = start_timeout
         self.ran = 0
         self.most_steps = 0
+        self.first_failure: tuple[int, ScheduleRecord] | None = None  # the first schedule that failed, by number
         self._stopping = threading.Event()
         self._client: httpx.AsyncClient | None = None
         self.last: Recorder | None = None
@@ -294,6 +320,8 @@ class Session:
                 f"the explorer in the server of {self.server.variant.name!r} sent a bad record: {exc}"
             ) from None
         self.most_steps = max(self.most_steps, len(record.steps))
+        if record.failure is not None and self.first_failure is None:
+            self.first_failure = (self.ran, record)
         return record
 
     async def _send(
