@@ -19,7 +19,7 @@ module loaded late) is counted every time; then prints the median (min-max) of e
 - drain: from then until every answer is in and the client is closed (with
   ``pipeline._exit_code_if_died``);
 - stop: ``Server.stop`` (SIGTERM, wait), in a worker thread as the pipeline runs it;
-- trace + diagnosis: ``pipeline._trial_result`` (the probe's events, the trace, the diagnosis);
+- trace + diagnosis: ``runner.trial_result`` (the probe's events, the trace, the diagnosis);
 - run set-up: the warm parent started (``harness.forkserver.warm_up``, which does not wait for
   its imports), ``describe_environment``, the first (empty) results file, the journal opened;
 - write results: the results file written twice, after the round and at the end, as
@@ -54,7 +54,7 @@ from harness.journal import Journal
 from harness.launcher import Server
 from harness.reports import publish
 from harness.results import TRIALS_FILE, TrialLog, TrialResult, write_summary
-from harness.runner import Recorder, make_client, run_trial
+from harness.runner import Recorder, make_client, run_trial, trial_result
 from harness.summary import format_summary
 from harness.variant import Variant
 from harness.verdict import judged_plan
@@ -155,7 +155,7 @@ async def _trial(plan: pipeline.RunPlan, variant: Variant, recorder: Recorder, t
         times["stop"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    trial = pipeline._trial_result(server, 1, recorder, started_at, None, exit_code)
+    trial = trial_result(server, 1, recorder, started_at, None, exit_code)
     times["trace + diagnosis"] = time.perf_counter() - mark
     return trial
 

@@ -30,14 +30,13 @@ import anyio.lowlevel
 import anyio.to_thread
 import httpx
 
-from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import TrialError
 from harness.interrupts import held, the_reason
 from harness.launcher import Server, stop_all
 from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep, TrialLog, TrialResult, write_summary
-from harness.runner import Recorder, attach_exceptions, make_client, read_events, seed_scenario, send
+from harness.runner import Recorder, make_client, seed_scenario, send, trial_result
 from harness.scenario import Scenario
 from harness.search import (
     Exploration,
@@ -54,7 +53,6 @@ from harness.search import (
     write_schedule,
 )
 from harness.server.explorer import BEGIN_PATH, END_PATH
-from harness.trace import read_trace, uses_peewee
 from harness.variant import Variant
 from harness.verdict import judged_plan
 
@@ -379,29 +377,8 @@ async def replay_in_fresh_server(plan: RunPlan, variant: Variant, schedule: Sche
         error = exc.message
     finally:
         server.stop()
-    return Replay(record=record, trial=_trial(server, session.last, trial, started_at, error))
-
-
-def _trial(server: Server, recorder: Recorder | None, trial: int, started_at: str, error: str | None) -> TrialResult:
-    """The replayed schedule's requests with the server's exceptions and, if the app uses Peewee, their causes."""
-    records = recorder.records() if recorder else []
-    records, unmatched = attach_exceptions(records, read_events(server.events_path))
-    trace, truncated = read_trace(server.trace_path, recorder.origin) if server.trace_path and recorder else ([], False)
-    if uses_peewee(trace):
-        records = diagnose(records, trace)
-    return TrialResult(
-        variant=server.variant.name,
-        trial=trial,
-        started_at=started_at,
-        server_dir=str(server.directory),
-        pid=server.pid,
-        port=server.port,
-        records=tuple(records),
-        unmatched_exceptions=tuple(unmatched),
-        error=error,
-        trace=tuple(trace),
-        trace_truncated=truncated,
-    )
+    recorder = session.last or Recorder(variant=variant.name, trial=trial)  # none: it never got to its schedule
+    return Replay(record=record, trial=trial_result(server, trial, recorder, started_at, error))
 
 
 def _steps(record: ScheduleRecord) -> list[ScheduleStep]:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import anyio
 
-from harness.diagnosis import diagnose
 from harness.environment import describe_environment
 from harness.errors import HarnessError, LaunchError, TrialError
 from harness.forkserver import warm_up
@@ -42,14 +41,13 @@ from harness.results import (
     TRIALS_FILE,
     ConnectionSample,
     RunResult,
-    TraceEvent,
     TrialLog,
     TrialResult,
     microseconds,
     write_summary,
 )
-from harness.runner import Recorder, attach_exceptions, make_client, read_events, run_trial
-from harness.trace import TRACE_FILE, read_trace, unclosed_connections, uses_peewee
+from harness.runner import Recorder, make_client, run_trial, trial_result
+from harness.trace import TRACE_FILE
 from harness.variant import Variant
 from harness.verdict import judged_plan
 
@@ -184,7 +182,7 @@ def _round(
             )
             for key, recorder in recorders.items():
                 if key in servers:
-                    finished.setdefault(key, _trial_result(servers[key], key[0], recorder, started_at, reason))
+                    finished.setdefault(key, trial_result(servers[key], key[0], recorder, started_at, reason))
                 elif plan.url is not None and recorder.records():
                     finished.setdefault(key, _external_result(plan, key[0], recorder, started_at, reason))
             for key in recorders:
@@ -294,7 +292,7 @@ async def _run_one(
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(server)
-    result = _trial_result(server, trial, recorder, started_at, error, server_exit_code)
+    result = trial_result(server, trial, recorder, started_at, error, server_exit_code)
     if postgres is not None and database is not None:
         result = _with_connections(result, postgres.unwatch(database), recorder.origin, leaked)
         postgres.drop_database(database)
@@ -369,41 +367,6 @@ async def _exit_code_if_died(server: Server, recorder: Recorder) -> int | None:
             while server.process.poll() is None:
                 await anyio.sleep(0.01)
     return server.process.poll()
-
-
-def _trial_result(
-    server: Server,
-    trial: int,
-    recorder: Recorder,
-    started_at: str,
-    error: str | None,
-    server_exit_code: int | None = None,
-) -> TrialResult:
-    records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
-    trace: list[TraceEvent] = []
-    truncated = False
-    unclosed = None
-    if server.trace_path is not None:
-        trace, truncated = read_trace(server.trace_path, recorder.origin)
-        if uses_peewee(trace):  # else there is no connection to tell a cause by
-            records = diagnose(records, trace)
-            unclosed = unclosed_connections(trace)
-    return TrialResult(
-        variant=server.variant.name,
-        trial=trial,
-        started_at=started_at,
-        server_dir=str(server.directory),
-        pid=server.pid,
-        port=server.port,
-        records=tuple(records),
-        unmatched_exceptions=tuple(unmatched),
-        error=error,
-        server_exit_code=server_exit_code,
-        trace=tuple(trace),
-        trace_truncated=truncated,
-        database=server.database,
-        unclosed_connections=None if truncated else unclosed,
-    )
 
 
 def _drop_server_files(trial: TrialResult) -> None:

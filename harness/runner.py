@@ -16,16 +16,30 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 
+from harness.diagnosis import diagnose
 from harness.errors import SeedError
 from harness.files import read_json_lines
-from harness.results import Outcome, Phase, RequestRecord, ServerException, microseconds, rebuild
+from harness.results import (
+    Outcome,
+    Phase,
+    RequestRecord,
+    ServerException,
+    TraceEvent,
+    TrialResult,
+    microseconds,
+    rebuild,
+)
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
+from harness.trace import read_trace, unclosed_connections, uses_peewee
+
+if TYPE_CHECKING:
+    from harness.launcher import Server
 
 DEFAULT_SEED_ATTEMPTS = 5
 SEED_BODY_LIMIT = 2**20  # bytes of an answer the tutorial's seeding reads (a user, or the list of them)
@@ -328,3 +342,40 @@ def _describe(exc: Exception) -> str:
 
 def _minus(value: float | None, shift: float) -> float | None:
     return None if value is None else microseconds(value - shift)
+
+
+def trial_result(
+    server: Server,
+    trial: int,
+    recorder: Recorder,
+    started_at: str,
+    error: str | None,
+    server_exit_code: int | None = None,
+) -> TrialResult:
+    """What one server's trial recorded: its requests, the server's exceptions joined to them, the trace and the
+    cause of each 5xx it shows (when the app uses Peewee)."""
+    records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
+    trace: list[TraceEvent] = []
+    truncated = False
+    unclosed = None
+    if server.trace_path is not None:
+        trace, truncated = read_trace(server.trace_path, recorder.origin)
+        if uses_peewee(trace):  # else there is no connection to tell a cause by
+            records = diagnose(records, trace)
+            unclosed = unclosed_connections(trace)
+    return TrialResult(
+        variant=server.variant.name,
+        trial=trial,
+        started_at=started_at,
+        server_dir=str(server.directory),
+        pid=server.pid,
+        port=server.port,
+        records=tuple(records),
+        unmatched_exceptions=tuple(unmatched),
+        error=error,
+        server_exit_code=server_exit_code,
+        trace=tuple(trace),
+        trace_truncated=truncated,
+        database=server.database,
+        unclosed_connections=None if truncated else unclosed,
+    )
