@@ -42,6 +42,7 @@ from harness.stack import installed_stack, stacks
 from harness.summary import (
     DATABASE_NAMES,
     describe_cell,
+    describe_explore,
     describe_schedule,
     format_summary,
     format_sweep,
@@ -358,7 +359,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
     )
     scenario, url, variants = plan.scenario, plan.url, plan.variants
     if plan.explore is not None:
-        how_many = f"explore mode ({describe_explore_plan(plan)})"
+        explore = plan.explore
+        if plan.confidence is not None:
+            span = f"until decided at {plan.confidence:.0%} confidence"
+        elif explore.strategy == "pct":
+            span = f"seeds 1-{explore.schedules}"
+        else:
+            span = f"at most {explore.schedules} schedules"
+        how_many = f"explore mode ({describe_explore(explore, explore.request_count(scenario.schedule))}; {span})"
         of_trials = ""
     elif plan.confidence is None:
         how_many = f"{scenario.trials} trials"
@@ -402,22 +410,6 @@ def _run(args: argparse.Namespace) -> ExitCode:
     print(f"\nresults: {plan.results_path}\nreport:  {report}")
     print(f"exit code {result.exit_code.value}: {result.exit_code.meaning}")
     return result.exit_code
-
-
-def describe_explore_plan(plan: RunPlan) -> str:
-    """``PCT, depth 2, seeds 1-100, 2 requests a schedule``: what an explore-mode run will search."""
-    assert plan.explore is not None
-    explore = plan.explore
-    requests = f"{explore.request_count(plan.scenario.schedule)} requests a schedule"
-    if plan.confidence is not None:
-        how_many = f"until decided at {plan.confidence:.0%} confidence"
-    elif explore.strategy == "pct":
-        how_many = f"seeds 1-{explore.schedules}"
-    else:
-        how_many = f"at most {explore.schedules} schedules"
-    if explore.strategy == "pct":
-        return f"PCT, depth {explore.depth}, {how_many}, {requests}"
-    return f"every schedule with at most {explore.bound} deviations, {how_many}, {requests}"
 
 
 def _builds_on(plan: RunPlan) -> str:

@@ -35,7 +35,7 @@ from harness.errors import TrialError
 from harness.interrupts import held, the_reason
 from harness.launcher import Server, stop_all
 from harness.plan import RunPlan
-from harness.results import TRIALS_FILE, ExploreResult, RunResult, ScheduleStep, TrialLog, TrialResult, write_summary
+from harness.results import TRIALS_FILE, ExploreResult, RunResult, TrialLog, TrialResult, write_summary
 from harness.runner import Recorder, make_client, seed_scenario, send, trial_result
 from harness.scenario import Scenario
 from harness.search import (
@@ -202,7 +202,7 @@ async def _explore_build(plan: RunPlan, variant: Variant, server: Server, keep: 
         choices=tuple(found.schedule.choices),
         shrunk_requests=tuple(shrunk.schedule.requests),
         shrunk_choices=tuple(shrunk.schedule.choices),
-        steps=tuple(_steps(shrunk.record)),
+        steps=shrunk.record.steps,
         replayed=seen == expected,
         schedule_file=str(path.relative_to(plan.run_dir)),
     )
@@ -340,7 +340,12 @@ class Session:
             raise TrialError(
                 f"the explorer in the server of {self.server.variant.name!r} refused {path}: {answer.text[:200]}"
             )
-        record: dict[str, Any] = answer.json()
+        try:
+            record: dict[str, Any] = answer.json()
+        except ValueError:
+            raise TrialError(
+                f"the explorer in the server of {self.server.variant.name!r} answered {path} with no JSON"
+            ) from None
         return record
 
 
@@ -379,21 +384,6 @@ async def replay_in_fresh_server(plan: RunPlan, variant: Variant, schedule: Sche
         server.stop()
     recorder = session.last or Recorder(variant=variant.name, trial=trial)  # none: it never got to its schedule
     return Replay(record=record, trial=trial_result(server, trial, recorder, started_at, error))
-
-
-def _steps(record: ScheduleRecord) -> list[ScheduleStep]:
-    """A schedule record's steps, as the results keep them."""
-    return [
-        ScheduleStep(
-            index=step.index,
-            request=step.request,
-            call=step.call,
-            worker=step.worker,
-            preempted=step.preempted,
-            error=step.error,
-        )
-        for step in record.steps
-    ]
 
 
 def _seconds(result: ExploreResult, started: float) -> ExploreResult:

@@ -124,10 +124,10 @@ class ChoiceList(Reader):
         return _once(tuple(value))
 
     def parse(self, text: str) -> tuple[str, ...]:
-        try:
-            return self(text.split(","))
-        except ValueError as exc:
-            raise ValueError(str(exc).replace(repr(text.split(",")), repr(text))) from None
+        names = tuple(text.split(","))
+        if any(name not in self.choices for name in names):
+            raise self.reject(text)
+        return _once(names, shown=text)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ def _saved(path: Path) -> Sequence[tuple[Path, ScheduleFile, Scenario | None]]:
         raise UsageError(f"{path}: no such file or folder")
     files = sorted((path / SCHEDULES_FOLDER).glob("*.json"))
     if files:
-        return [(file, _read(file), _run_scenario(path)) for file in files]
+        scenario = _run_scenario(path)  # the run's, read once for all its schedules
+        return [(file, _read(file), scenario) for file in files]
     if (path / RESULTS_FILE).is_file():
         result = read_results(path / RESULTS_FILE)
         found = [(path / RESULTS_FILE, _recorded(result, e), result.scenario) for e in result.explore if e.steps]

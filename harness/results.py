@@ -290,7 +290,7 @@ class ScheduleStep:
     call: str  # what the call was, in FastAPI's words: "dependency enter (get_db)", "endpoint (read_users)", ...
     worker: int  # the worker thread it ran on, numbered from 1 in the order the schedule made them
     preempted: bool  # the request that ran the step before could have gone on, and another was chosen
-    error: str | None = None  # what the call raised: "OperationalError: Connection already opened."
+    error: str | None  # what the call raised: "OperationalError: Connection already opened."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,6 +324,11 @@ class ExploreResult:
     @property
     def failed(self) -> bool:
         return self.failed_schedule is not None
+
+    @property
+    def shrunk_deviations(self) -> int:
+        """The shrunk schedule's choices that are not anyio's own."""
+        return sum(1 for choice in self.shrunk_choices if choice)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,10 +26,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from harness.files import atomic_writer
-from harness.results import rebuild
+from harness.results import ScheduleStep, rebuild
 
 SCHEDULE_FILE_VERSION = 1
 MAX_WORKERS = 8  # the explorer's: at most this many worker threads in a schedule
@@ -44,18 +44,6 @@ class Decision:
     chosen: int
     options: int
     labels: tuple[str, ...] = ()  # "request 1", "worker 2", "new worker": for a reader, not for the search
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    """One thread-pool call run to completion: whose (request's index in the schedule), what, on which worker."""
-
-    index: int
-    request: int
-    call: str
-    worker: int
-    preempted: bool
-    error: str | None  # "OperationalError: Connection already opened." if the call raised
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +77,7 @@ class ScheduleRecord:
     """What a server reports of one schedule it ran (the other side of ``harness.server``'s explorer)."""
 
     choices: tuple[Decision, ...]
-    steps: tuple[Step, ...]
+    steps: tuple[ScheduleStep, ...]
     requests: tuple[RequestEnd, ...]
     workers: int
     virtual_seconds: float
@@ -137,7 +125,7 @@ class ScheduleRecord:
         return Failure(request=step.request, step=step.index, call=step.call, error=step.error)
 
 
-def _check_steps(steps: Sequence[Step], requests: int) -> None:
+def _check_steps(steps: Sequence[ScheduleStep], requests: int) -> None:
     """Steps in order, each of a request of the schedule."""
     for i, step in enumerate(steps):
         if not 0 <= step.request < requests:
@@ -522,24 +510,7 @@ def request_name(index: int) -> str:
     return name
 
 
-class StepLike(Protocol):
-    """A step as the server's record (:class:`Step`) or the results (``harness.results.ScheduleStep``) keep it."""
-
-    @property
-    def index(self) -> int: ...
-    @property
-    def request(self) -> int: ...
-    @property
-    def call(self) -> str: ...
-    @property
-    def worker(self) -> int: ...
-    @property
-    def preempted(self) -> bool: ...
-    @property
-    def error(self) -> str | None: ...
-
-
-def describe_steps(steps: Sequence[StepLike]) -> list[str]:
+def describe_steps(steps: Sequence[ScheduleStep]) -> list[str]:
     """A schedule step by step in words, one line a step, preemptions and failures said where they happen."""
     lines = []
     seen_workers: set[int] = set()
@@ -570,7 +541,7 @@ class ScheduleFile:
     requests: tuple[int, ...]
     choices: tuple[int, ...]
     failure: Failure | None
-    steps: tuple[Step, ...]
+    steps: tuple[ScheduleStep, ...]
 
     @property
     def schedule(self) -> Schedule:

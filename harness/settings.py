@@ -324,22 +324,17 @@ def variable(name: str) -> str:
 def option(name: str) -> str:
     """The command line's option for a setting: ``--time-scale``; ``--no-trace`` for one on by default."""
     flag = name.replace("_", "-")
-    return f"--no-{flag}" if _negated(name) else f"--{flag}"
+    return f"--no-{flag}" if _flag_default(name) is True else f"--{flag}"
 
 
 def plugin_option(name: str) -> str:
     return option(name).replace("--", "--harness-", 1)
 
 
-def _negated(name: str) -> bool:
+def _flag_default(name: str) -> bool | None:
+    """A flag run setting's default (on: ``--no-trace`` turns it off; off: ``--explore`` on); None: not a flag."""
     spec = specs().get(name)
-    return spec is not None and isinstance(spec.read, Flag) and defaults()[name] is True
-
-
-def _switch(name: str) -> bool:
-    """A flag that is off by default: given as ``--explore``, no value."""
-    spec = specs().get(name)
-    return spec is not None and isinstance(spec.read, Flag) and defaults()[name] is False
+    return defaults()[name] if spec is not None and isinstance(spec.read, Flag) else None
 
 
 def describe_default(name: str, kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> str:
@@ -376,15 +371,9 @@ def add_options(
         flag = plugin_option(name) if plugin else spec.flag or option(name)
         accepts = "" if isinstance(spec.read, Text | Choice | Flag) else f"; {spec.read.accepts}"
         words = f"{spec.help} (default: {describe_default(name, kind)}{accepts})"
-        if _negated(name) or _switch(name):
-            add(
-                flag,
-                dest=_dest(name, plugin),
-                action="store_const",
-                const=not _negated(name),
-                default=None,
-                help=spec.help,
-            )
+        on = _flag_default(name) if kind is RunSettings else None
+        if on is not None:  # given with no value: it sets the opposite of the default
+            add(flag, dest=_dest(name, plugin), action="store_const", const=not on, default=None, help=spec.help)
             continue
         if isinstance(spec.read, Choice):
             add(flag, dest=_dest(name, plugin), choices=spec.read.choices, default=None, help=words)

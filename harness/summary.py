@@ -15,7 +15,7 @@ from harness.results import (
     SweepResult,
     VariantSummary,
 )
-from harness.scenario import HttpRequest, Scenario, Seed
+from harness.scenario import Explore, HttpRequest, Scenario, Seed
 from harness.search import counted, describe_steps
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.terminal import printable
@@ -109,7 +109,7 @@ def format_summary(result: RunResult) -> str:
         ]
     lines = [f"scenario {result.scenario.name}: {describe_schedule(result.scenario)}"]
     if result.explore:
-        lines.append(f"explore mode: {describe_explore(result.explore[0])}")
+        lines.append(f"explore mode: {describe_explore(result.explore[0], result.explore[0].requests)}")
     if result.database_server:
         lines.append(f"PostgreSQL: {result.database_server}; a fresh database for each build in each trial")
     if not result.complete:
@@ -211,13 +211,12 @@ _EXPLORE_COLUMNS = ("variant", "expected", "schedules", "failed in", "shrunk to"
 
 
 def _explore_row(searched: ExploreResult, expected: str, kind: str) -> tuple[str, ...]:
-    deviations = sum(1 for choice in searched.shrunk_choices if choice)
     return (
         searched.variant,
         expected,
         f"{searched.schedules:,}" + (" (all)" if searched.exhausted else ""),
         "-" if searched.failed_schedule is None else f"schedule {searched.failed_schedule}",
-        f"{counted(len(searched.shrunk_requests), 'request')}, {counted(deviations, 'deviation')}"
+        f"{counted(len(searched.shrunk_requests), 'request')}, {counted(searched.shrunk_deviations, 'deviation')}"
         if searched.steps
         else "-",
         {True: "yes", False: "NO", None: "-"}[searched.replayed],
@@ -225,11 +224,11 @@ def _explore_row(searched: ExploreResult, expected: str, kind: str) -> tuple[str
     )
 
 
-def describe_explore(searched: ExploreResult) -> str:
-    """``PCT, depth 2, 2 requests a schedule``: how explore mode searched."""
+def describe_explore(searched: ExploreResult | Explore, requests: int) -> str:
+    """``PCT, depth 2, 2 requests a schedule``: how explore mode searches, or searched."""
     if searched.strategy == "pct":
-        return f"PCT, depth {searched.depth}, {searched.requests} requests a schedule"
-    return f"every schedule with at most {searched.bound} deviations, {searched.requests} requests a schedule"
+        return f"PCT, depth {searched.depth}, {requests} requests a schedule"
+    return f"every schedule with at most {searched.bound} deviations, {requests} requests a schedule"
 
 
 def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:

@@ -220,10 +220,8 @@ def decide_explore(result: ExploreResult, expected: Expectation, *, confidence: 
     if result.failed:
         found = f"{result.searched}: {result.failure}"
         if result.shrunk_requests:
-            deviations = sum(1 for choice in result.shrunk_choices if choice)
-            found += (
-                f"; shrunk to {counted(len(result.shrunk_requests), 'request')} and {counted(deviations, 'deviation')}"
-            )
+            shrunk = counted(len(result.shrunk_requests), "request")
+            found += f"; shrunk to {shrunk} and {counted(result.shrunk_deviations, 'deviation')}"
         found += {
             True: ", which failed the same way again in a fresh server",
             False: ", which did not fail the same way again in a fresh server (it may depend on what earlier "

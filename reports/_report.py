@@ -118,7 +118,7 @@ def _context(result: RunResult) -> dict[str, Any]:
         chart_trials=CHART_TRIALS,
         leak_words=LEAK_WORDS,
         unclosed_words=UNCLOSED_WORDS,
-        explore_how=describe_explore(result.explore[0]) if result.explore else "",
+        explore_how=describe_explore(result.explore[0], result.explore[0].requests) if result.explore else "",
         explored={searched.variant: searched for searched in result.explore},
         workers_of=lambda steps: sorted({step.worker for step in steps}),
         request_name=request_name,
