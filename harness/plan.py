@@ -94,6 +94,7 @@ def build_plan(
         time_scale=settings.time_scale or scenario.time_scale,
         request_timeout=settings.request_timeout or scenario.request_timeout,
     )
+    _check_leak(scenario, resolved, url)
     chosen: tuple[Variant, ...]
     if url is not None:
         url = check_url(url, allow_remote=allow_remote)
@@ -125,6 +126,23 @@ def build_plan(
         database_url=settings.database_url,
         explore=_explore(scenario.explore, settings) if settings.explore else None,
     )
+
+
+def _check_leak(scenario: Scenario, resolved: Mapping[str, Resolved], url: str | None) -> None:
+    """A leak is seen only in the server-side trace: a run that cannot have one cannot fail on it, so it stops here
+    rather than call every build clean of leaks."""
+    if "leak" not in scenario.fail_on:
+        return
+    if url is not None:
+        raise UsageError(
+            f"scenario {scenario.name}: fail_on has 'leak', which only the trace of a server the harness starts "
+            "can show, and --url names a server of yours: leave 'leak' out of fail_on for this run"
+        )
+    if not resolved["trace"].value:
+        raise UsageError(
+            f"scenario {scenario.name}: fail_on has 'leak', which only the server-side trace can show, and "
+            f"{resolved['trace'].given_as('trace')} turns it off: leave one of them out"
+        )
 
 
 _EXPLORE_OPTIONS = ("explore_strategy", "explore_schedules", "explore_depth", "explore_bound", "explore_requests")

@@ -255,6 +255,9 @@ class VariantSummary:
     leaked_connections: int | None = None
     leaking_trials: int = 0
     unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of Peewee
+    # With fail_on "leak": the trials that failed on one, their trace showing more connections never closed than
+    # the scenario's leak_threshold (counted in failed_trials too; a trial may also have failed on a request).
+    leak_trials: int = 0
 
     @property
     def leaks(self) -> bool:

@@ -58,14 +58,18 @@ ScheduleKind = Literal["staggered", "burst", "waves"]
 # How explore mode searches the schedules of the thread pool (docs/explore.md): PCT's random
 # priorities, or every schedule with at most ``bound`` deviations from what anyio would do.
 Strategy = Literal["pct", "bounded"]
-# What makes a trial fail: a 5xx answer, no answer (a reset connection), or no answer in time.
-FailureKind = Literal["5xx", "transport-error", "timeout"]
+# What makes a trial fail: a 5xx answer, no answer (a reset connection), or no answer in time; or, for
+# the trial as a whole, connections its app's trace shows never closed or given back to their pool.
+FailureKind = Literal["5xx", "transport-error", "timeout", "leak"]
 
 DEFAULT_TRIALS = 5
 DEFAULT_TIME_SCALE = 1.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_PATH = "/slowusers/"
 DEFAULT_FAIL_ON: tuple[FailureKind, ...] = ("5xx",)
+# With fail_on "leak", a trial fails when more connections than this are never closed: 0, any leak. An app
+# may hold a few on purpose (one opened at startup and kept), and a leak that grows with the load still shows.
+DEFAULT_LEAK_THRESHOLD = 0
 # Ceilings of what a scenario may ask for, each reported with its key and line when exceeded.
 # A request in flight costs the harness about 41 KiB (benchmarks/memory_2000.py: 52.8 MiB at
 # 200 requests per build, 197.5 MiB at 2,000, two builds), and every trial starts all its
@@ -78,6 +82,7 @@ MAX_SEED_USERS = 1_000  # [seed] users, each 1 + items_per_user requests in turn
 MAX_ITEMS_PER_USER = 100
 MAX_TIME_SCALE = 100.0  # a tutorial-second a hundred seconds long
 MAX_SECONDS = 3_600.0  # interval and request_timeout, in (scaled) seconds: an hour
+MAX_LEAK_THRESHOLD = 100_000  # above what a trial opens: 20 connections for each of MAX_REQUESTS
 # Explore mode (docs/explore.md). A schedule's steps grow with its requests, and PCT's bound
 # falls with the steps: a few requests are what a bug of this family needs.
 DEFAULT_DEPTH = 2
@@ -163,6 +168,7 @@ class Scenario:
     time_scale: float = DEFAULT_TIME_SCALE
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     fail_on: tuple[FailureKind, ...] = DEFAULT_FAIL_ON
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD  # with fail_on "leak": the most unclosed connections a trial may leave
     expect: dict[str, Expectation] = field(default_factory=dict)
     explore: Explore = field(default_factory=Explore)
 
@@ -181,6 +187,8 @@ class Scenario:
             "time_scale": self.time_scale,
             "request_timeout": self.request_timeout,
             "fail_on": list(self.fail_on),
+            # Only when set: a scenario that does not set it keeps the digest it had before the key existed.
+            **({"leak_threshold": self.leak_threshold} if self.leak_threshold != DEFAULT_LEAK_THRESHOLD else {}),
             "seed": seed,
             "schedule": {**asdict(self.schedule), "request": request},
             "expect": dict(self.expect),
@@ -304,6 +312,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             "time_scale",
             "request_timeout",
             "fail_on",
+            "leak_threshold",
             "seed",
             "schedule",
             "expect",
@@ -326,6 +335,8 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
     for kind_name in fail_on:
         if kind_name not in get_args(FailureKind):
             top.fail("fail_on", f"expected a list of {', '.join(map(repr, get_args(FailureKind)))}, got {kind_name!r}")
+    if "leak_threshold" in top.data and "leak" not in fail_on:
+        top.fail("leak_threshold", "counts only when fail_on has 'leak'")
     name = top.text("name", default_name)
     if not folder_safe(name):
         top.fail("name", f"names the run's folder: ASCII letters, digits, '.', '_', '-' and spaces only, got {name!r}")
@@ -344,6 +355,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
         time_scale=top.number("time_scale", DEFAULT_TIME_SCALE, most=MAX_TIME_SCALE),
         request_timeout=top.number("request_timeout", DEFAULT_REQUEST_TIMEOUT, most=MAX_SECONDS),
         fail_on=tuple(dict.fromkeys(cast(tuple[FailureKind, ...], fail_on))),
+        leak_threshold=top.count("leak_threshold", DEFAULT_LEAK_THRESHOLD, most=MAX_LEAK_THRESHOLD, allow_zero=True),
         expect=dict(expect.data),
         explore=_explore(top.table("explore")),
     )

@@ -13,6 +13,7 @@ from harness.results import (
     RunResult,
     SweepCell,
     SweepResult,
+    TrialResult,
     VariantSummary,
 )
 from harness.scenario import Explore, HttpRequest, Scenario, Seed
@@ -83,16 +84,26 @@ def missing_evidence(result: RunResult) -> list[str]:
         ]
     if not result.trace:
         return ["The thread and connection trace (--no-trace): no 5xx has a diagnosed cause."]
-    untraced = sorted(
-        {t.variant for t in result.trials if t.error is None and t.pid is not None and not uses_peewee(t.trace)},
-        key=result.variants.index,
-    )
+    ran = [t for t in result.trials if t.error is None and t.pid is not None]
+    untraced = _variants_of(result, [t for t in ran if not uses_peewee(t.trace)])
+    missing = []
     if untraced:
-        return [
+        missing.append(
             f"The Peewee connection trace for {', '.join(untraced)}: the app made no Peewee database, so its 5xx are "
             "grouped by their server-side exception, with no diagnosed cause."
-        ]
-    return []
+        )
+    unseen = [t for t in ran if t.unclosed_connections is None]
+    if "leak" in result.scenario.fail_on and unseen:
+        trials = ", ".join(f"{v} {sum(1 for t in unseen if t.variant == v)}" for v in _variants_of(result, unseen))
+        missing.append(
+            f"Leaks (fail_on 'leak') in the trials whose trace shows no connections, or was cut at its limit "
+            f"({trials}): those trials could not fail on a leak."
+        )
+    return missing
+
+
+def _variants_of(result: RunResult, trials: Sequence[TrialResult]) -> list[str]:
+    return sorted({t.variant for t in trials}, key=result.variants.index)
 
 
 def format_summary(result: RunResult) -> str:
@@ -235,7 +246,7 @@ def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
     return (
         summary.variant,
         expected,
-        f"{summary.failed_trials}/{summary.trials}",
+        f"{summary.failed_trials}/{summary.trials}{describe_leak_trials(summary)}",
         format_rate(summary.trial_failure_rate),
         str(summary.requests),
         str(summary.ok),
@@ -246,6 +257,11 @@ def _row(summary: VariantSummary, expected: str, kind: str) -> tuple[str, ...]:
         str(summary.timeouts),
         kind,
     )
+
+
+def describe_leak_trials(summary: VariantSummary) -> str:
+    """`` (3 on a leak)`` after a build's failed trials when some failed on a leak (fail_on "leak"), else nothing."""
+    return f" ({summary.leak_trials} on a leak)" if summary.leak_trials else ""
 
 
 def format_table(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -3,7 +3,9 @@
 A trial *fails* when a request of its schedule failed in a way the scenario's ``fail_on``
 counts: a 5xx (the default, the tutorial's signature), a transport error (a connection
 reset by a crashing worker), a timeout (a hang: a thread pool or a database pool ran
-dry). Each kind is counted apart. A variant with uncounted unanswered requests (transport
+dry); or, with ``leak``, when its app's trace shows more connections never closed (or
+never given back to their pool) than the scenario's ``leak_threshold``. Each kind is
+counted apart. A variant with uncounted unanswered requests (transport
 errors, timeouts) and no counted failure is *degraded*, which does not count as the
 reproducer reproducing, and does not count as clean either. Seed requests are set-up,
 not the experiment: the harness retries them and counts them apart. A variant *errors*
@@ -52,7 +54,7 @@ from harness.results import (
     Verdict,
     VerdictKind,
 )
-from harness.scenario import DEFAULT_FAIL_ON, FailureKind, Scenario
+from harness.scenario import DEFAULT_FAIL_ON, DEFAULT_LEAK_THRESHOLD, FailureKind, Scenario
 from harness.search import counted
 
 if TYPE_CHECKING:
@@ -79,13 +81,16 @@ _NO_TRIALS: Mapping[int, bool] = MappingProxyType({})
 
 
 def summarise(
-    variant: str, trials: Iterable[TrialResult], fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON
+    variant: str,
+    trials: Iterable[TrialResult],
+    fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD,
 ) -> VariantSummary:
     own = [trial for trial in trials if trial.variant == variant]
     schedule = [r for trial in own for r in trial.records if r.phase == "schedule"]
     seed = [r for trial in own for r in trial.records if r.phase == "seed"]
-    counted = {_OUTCOMES[kind] for kind in fail_on}
-    outcomes = trial_outcomes(variant, own, fail_on)
+    counted = _counted(fail_on)
+    outcomes = trial_outcomes(variant, own, fail_on, leak_threshold)
     failed = [number for number, failure in outcomes.items() if failure]
 
     def count(outcome: str) -> int:
@@ -118,16 +123,24 @@ def summarise(
         leaked_connections=max(leaks, default=None),
         leaking_trials=sum(1 for leaked in leaks if leaked),
         unclosed_connections=max(unclosed, default=None),
+        leak_trials=sum(1 for trial in own if trial.error is None and _leaked(trial, leak_threshold))
+        if "leak" in fail_on
+        else 0,
     )
 
 
 def trial_outcomes(
-    variant: str, trials: Iterable[TrialResult], fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON
+    variant: str,
+    trials: Iterable[TrialResult],
+    fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD,
 ) -> dict[int, bool]:
     """The variant's trials by number, True for one that failed; a trial with an error is no outcome and left out."""
-    counted = {_OUTCOMES[kind] for kind in fail_on}
+    counted = _counted(fail_on)
     return {
-        trial.trial: _failed(trial, counted) for trial in trials if trial.variant == variant and trial.error is None
+        trial.trial: _failed(trial, counted) or ("leak" in fail_on and _leaked(trial, leak_threshold))
+        for trial in trials
+        if trial.variant == variant and trial.error is None
     }
 
 
@@ -170,7 +183,13 @@ def judged_run(
     """
     order = {variant: position for position, variant in enumerate(expectations)}
     ordered = tuple(sorted(trials, key=lambda t: (t.trial, order[t.variant])))
-    summaries, verdicts, code = judge(expectations, ordered, confidence=confidence, fail_on=scenario.fail_on)
+    summaries, verdicts, code = judge(
+        expectations,
+        ordered,
+        confidence=confidence,
+        fail_on=scenario.fail_on,
+        leak_threshold=scenario.leak_threshold,
+    )
     if explore:
         searched = {result.variant: result for result in explore}
         verdicts = tuple(
@@ -250,14 +269,15 @@ def judge(
     *,
     confidence: float | None = None,
     fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD,
 ) -> tuple[tuple[VariantSummary, ...], tuple[Verdict, ...], ExitCode]:
     """Summaries and verdicts of every variant (in the mapping's order), and the run's exit code.
 
     The reference a clean variant is measured against is every variant expected to fail: pooled for
     its power, each one apart for the pairs of trials that decide it.
     """
-    summaries = tuple(summarise(variant, trials, fail_on) for variant in expectations)
-    outcomes = {variant: trial_outcomes(variant, trials, fail_on) for variant in expectations}
+    summaries = tuple(summarise(variant, trials, fail_on, leak_threshold) for variant in expectations)
+    outcomes = {variant: trial_outcomes(variant, trials, fail_on, leak_threshold) for variant in expectations}
     broken = [s for s in summaries if expectations[s.variant] == "fails"]
     reference = (
         Reference(
@@ -276,6 +296,7 @@ def judge(
             outcomes=outcomes[s.variant],
             confidence=confidence,
             fail_on=fail_on,
+            leak_threshold=leak_threshold,
         )
         for s in summaries
     )
@@ -307,6 +328,7 @@ def decide(
     outcomes: Mapping[int, bool] = _NO_TRIALS,
     confidence: float | None = None,
     fail_on: Collection[FailureKind] = DEFAULT_FAIL_ON,
+    leak_threshold: int = DEFAULT_LEAK_THRESHOLD,
 ) -> Verdict:
     """Hold one variant's summary to what the scenario expects of it.
 
@@ -334,7 +356,14 @@ def decide(
         0 if "timeout" in fail_on else summary.timeouts
     )
     observed: Observed = "fails" if failed else "degraded" if unanswered else "clean"
-    failures = f"{_failed_requests(summary, fail_on)}, in {failed} of {trials} trials ({failed / trials:.0%})"
+    kinds = _request_kinds(fail_on)
+    failures = " and ".join(
+        [
+            *([_failed_requests(summary, kinds)] if kinds else []),
+            *([_leaking_trials(summary, leak_threshold)] if "leak" in fail_on else []),
+        ]
+    )
+    failures += f", in {failed} of {trials} trials ({failed / trials:.0%})"
     if summary.exceptions:
         top = summary.exceptions[0]
         failures += f"; most common: {_short_type(top.type)}: {top.message} ({top.count}x)"
@@ -347,7 +376,7 @@ def decide(
         reason += f"; first failure in trial {summary.first_failed_trial}; {_rates(summary)}"
     elif expected == "fails":
         reason = (
-            f"{name} was expected to fail but no request of its {trials} trials {_failing(fail_on)} "
+            f"{name} was expected to fail but {_none_failed(trials, fail_on, leak_threshold)} "
             f"(its per-trial failure rate is at most {summary.trial_failure_rate.high:.0%}, 95%)"
         )
         if confidence is None:
@@ -365,15 +394,22 @@ def decide(
     else:
         kind, reason = (
             "met",
-            f"{name} was clean as expected: {summary.requests} requests in {trials} trials, none {_failing(fail_on)}",
+            f"{name} was clean as expected: {summary.requests} requests in {trials} trials"
+            + (f", none {_failing(kinds)}" if kinds else "")
+            + (f"; no trial left {_leak_words(leak_threshold)}" if "leak" in fail_on else ""),
         )
         reason += f"; {_describe_power(power)}"
         if confidence is not None:
             decided = reference is not None and clean_is_decided(outcomes, reference.outcomes, confidence)
             kind = "met" if decided else "undecided"
             reason += f"; {_describe_decision(power, confidence, decided=decided)}"
-    if summary.transport_errors + summary.timeouts and set(fail_on) == {"5xx"}:
+    if summary.transport_errors + summary.timeouts and set(kinds) == {"5xx"}:
         reason += f" ({summary.transport_errors} transport errors and {summary.timeouts} timeouts, counted apart)"
+    if "leak" in fail_on and summary.unclosed_connections is None:
+        reason += (
+            "; its trace showed none of its connections (no database the tracer follows, or the trace was cut at "
+            "its limit), so no trial could fail on a leak"
+        )
     return Verdict(
         variant=name,
         expected=expected,
@@ -447,6 +483,7 @@ def _floor_percent(value: float) -> str:
     return f"{math.floor(value * 1000) / 10:.1f}%"
 
 
+# The kinds of failure a request shows by its outcome; "leak" is the whole trial's (:func:`_leaked`).
 _OUTCOMES: dict[FailureKind, Outcome] = {
     "5xx": "server-error",
     "transport-error": "transport-error",
@@ -454,8 +491,41 @@ _OUTCOMES: dict[FailureKind, Outcome] = {
 }
 
 
+def _request_kinds(fail_on: Collection[FailureKind]) -> list[FailureKind]:
+    return [kind for kind in fail_on if kind in _OUTCOMES]
+
+
+def _counted(fail_on: Collection[FailureKind]) -> set[Outcome]:
+    return {_OUTCOMES[kind] for kind in _request_kinds(fail_on)}
+
+
 def _failed(trial: TrialResult, counted: Collection[Outcome]) -> bool:
     return any(r.phase == "schedule" and r.outcome in counted for r in trial.records)
+
+
+def _leaked(trial: TrialResult, threshold: int) -> bool:
+    """Whether the trial's trace shows more connections never closed than ``threshold`` (unknown: no)."""
+    return trial.unclosed_connections is not None and trial.unclosed_connections > threshold
+
+
+def _leak_words(threshold: int) -> str:
+    """What a trial that fails on a leak left: ``connections never closed or given back``."""
+    return f"{'more than ' + str(threshold) + ' ' if threshold else ''}connections never closed or given back"
+
+
+def _leaking_trials(summary: VariantSummary, threshold: int) -> str:
+    """``5 trials left connections never closed or given back (at most 6 in one)``."""
+    most = f" (at most {summary.unclosed_connections} in one)" if summary.unclosed_connections else ""
+    return f"{counted(summary.leak_trials, 'trial')} left {_leak_words(threshold)}{most}"
+
+
+def _none_failed(trials: int, fail_on: Collection[FailureKind], threshold: int) -> str:
+    """``no request of its 5 trials returned a 5xx and no trial left connections never closed ...``."""
+    kinds = _request_kinds(fail_on)
+    clauses = [f"no request of its {trials} trials {_failing(kinds)}"] if kinds else []
+    if "leak" in fail_on:
+        clauses.append(f"no trial{'' if kinds else f' of its {trials}'} left {_leak_words(threshold)}")
+    return " and ".join(clauses)
 
 
 def _failed_requests(summary: VariantSummary, fail_on: Collection[FailureKind]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -429,6 +430,18 @@ def test_a_scenario_without_fail_on_fails_on_5xx_only_and_repeated_kinds_count_o
     assert load_scenario(str(write_scenario(tmp_path, text))).fail_on == ("timeout", "5xx", "transport-error")
 
 
+def test_a_leak_threshold_is_kept_through_the_scenarios_file_and_left_out_of_it_at_its_default(
+    tmp_path: Path,
+) -> None:
+    text = 'fail_on = ["leak"]\nleak_threshold = 3\n[schedule]\nkind = "burst"\nrequests = 2\n'
+    scenario = load_scenario(str(write_scenario(tmp_path, text)))
+    assert (scenario.fail_on, scenario.leak_threshold) == (("leak",), 3)
+    assert load_scenario(str(write_scenario(tmp_path, scenario_toml(scenario)))) == scenario
+    plain = replace(scenario, leak_threshold=0)
+    assert "leak_threshold" not in scenario_toml(plain)  # so the digest of a scenario without it stays as it was
+    assert plain.digest() != scenario.digest()
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -446,9 +459,17 @@ def test_a_scenario_without_fail_on_fails_on_5xx_only_and_repeated_kinds_count_o
         ),
         (
             'fail_on = ["5xx", "crash"]\n[schedule]\nkind = "burst"\nrequests = 2\n',
-            ":1: fail_on: expected a list of '5xx', 'transport-error', 'timeout', got 'crash'",
+            ":1: fail_on: expected a list of '5xx', 'transport-error', 'timeout', 'leak', got 'crash'",
         ),
         ('fail_on = "5xx"\n[schedule]\nkind = "burst"\nrequests = 2\n', ":1: fail_on: expected a list of strings"),
+        (
+            'leak_threshold = 2\n[schedule]\nkind = "burst"\nrequests = 2\n',
+            ":1: leak_threshold: counts only when fail_on has 'leak'",
+        ),
+        (
+            'fail_on = ["leak"]\nleak_threshold = -1\n[schedule]\nkind = "burst"\nrequests = 2\n',
+            ":2: leak_threshold: expected a whole number from 0 to 100,000, got -1",
+        ),
         (
             '[schedule]\nkind = "burst"\nrequests = 2\n[schedule.request]\npath = "/a"\nrepeat = 2\n',
             ":6: [schedule.request] repeat: unknown key",

@@ -9,10 +9,10 @@ from harness.errors import ExitCode
 from harness.journal import recover
 from harness.plan import RunPlan
 from harness.plugin import merge_results
-from harness.results import RESULTS_FILE, RunResult, TrialResult, Verdict, write_results
+from harness.results import RESULTS_FILE, Outcome, RunResult, TrialResult, Verdict, write_results
 from harness.scenario import load_scenario
 from harness.variant import Expectation, Variant
-from harness.verdict import decide, exit_code, judge, judged_plan, summarise, trial_outcomes
+from harness.verdict import decide, exit_code, judge, judged_plan, judged_run, summarise, trial_outcomes
 from tests.harness.factories import record, trial
 
 
@@ -224,3 +224,76 @@ def test_the_pipeline_recover_and_the_plugins_merge_judge_equal_trials_alike(
     assert piped.verdicts == recovered.verdicts == merged.verdicts
     assert piped.confidence == recovered.confidence == merged.confidence == confidence
     assert [v.kind for v in piped.verdicts] == ["met", "met" if confidence is None else "undecided"]
+
+
+def leaky(variant: str, number: int, unclosed: int | None, outcomes: list[Outcome] | None = None) -> TrialResult:
+    """A trial whose trace left ``unclosed`` connections never closed (None: its trace could not tell)."""
+    return replace(trial(variant, number, outcomes or ["ok", "ok"]), unclosed_connections=unclosed)
+
+
+def test_a_trial_fails_on_a_leak_only_with_leak_in_fail_on_and_above_the_threshold() -> None:
+    trials = [leaky("recommended", 1, 3), leaky("recommended", 2, 1), leaky("recommended", 3, 0)]
+
+    assert trial_outcomes("recommended", trials) == {1: False, 2: False, 3: False}
+    assert trial_outcomes("recommended", trials, ["leak"]) == {1: True, 2: True, 3: False}
+    assert trial_outcomes("recommended", trials, ["leak"], leak_threshold=1) == {1: True, 2: False, 3: False}
+    summary = summarise("recommended", trials, ["5xx", "leak"], leak_threshold=1)
+    assert (summary.failed_trials, summary.leak_trials, summary.first_failed_trial) == (1, 1, 1)
+    assert summarise("recommended", trials).leak_trials == 0  # not judged: fail_on has no "leak"
+
+
+def test_a_build_expected_clean_that_leaks_is_a_regression_that_says_it_failed_on_a_leak() -> None:
+    trials = [leaky("recommended", 1, 4), leaky("recommended", 2, 0)]
+    summary = summarise("recommended", trials, ["5xx", "leak"])
+
+    verdict = decide(summary, "clean", fail_on=["5xx", "leak"])
+
+    assert (verdict.observed, verdict.kind) == ("fails", "regression")
+    assert (
+        "0 of 4 requests returned 5xx and 1 trial left connections never closed or given back (at most 4 in one), "
+        "in 1 of 2 trials (50%)" in verdict.reason
+    )
+
+
+def test_a_clean_verdict_and_a_silent_one_say_no_trial_leaked() -> None:
+    trials = [leaky("patched", 1, 2)]
+    clean = decide(summarise("patched", trials, ["leak"], 2), "clean", fail_on=["leak"], leak_threshold=2)
+    assert clean.kind == "met"
+    assert "2 requests in 1 trials; no trial left more than 2 connections never closed or given back" in clean.reason
+    silent = decide(
+        summarise("patched", trials, ["5xx", "leak"], 2), "fails", fail_on=["5xx", "leak"], leak_threshold=2
+    )
+    assert silent.kind == "silent"
+    assert (
+        "no request of its 1 trials returned a 5xx and no trial left more than 2 connections never closed"
+        in silent.reason
+    )
+
+
+def test_a_build_whose_trace_shows_no_connections_cannot_fail_on_a_leak_and_its_verdict_says_so() -> None:
+    verdict = decide(summarise("mine", [leaky("mine", 1, None)], ["leak"]), "clean", fail_on=["leak"])
+    assert verdict.kind == "met"
+    assert "its trace showed none of its connections" in verdict.reason
+    assert "so no trial could fail on a leak" in verdict.reason
+    seen = decide(summarise("mine", [leaky("mine", 1, 0)], ["leak"]), "clean", fail_on=["leak"])
+    assert "could fail on a leak" not in seen.reason
+
+
+def test_a_run_judged_from_its_scenario_fails_its_leaking_build(tmp_path: Path) -> None:
+    scenario = replace(load_scenario("burst"), fail_on=("5xx", "leak"), leak_threshold=1)
+    trials = [leaky("unpatched", 1, 0, ["server-error"]), leaky("recommended", 1, 2)]
+
+    result = judged_run(
+        scenario,
+        {"unpatched": "fails", "recommended": "clean"},
+        trials,
+        started_at="2026-11-21T00:00:00.000+00:00",
+        duration=1.0,
+        complete=True,
+        environment={},
+        confidence=None,
+    )
+
+    assert [v.kind for v in result.verdicts] == ["met", "regression"]
+    assert [s.leak_trials for s in result.summaries] == [0, 1]
+    assert result.exit_code == ExitCode.REGRESSION
