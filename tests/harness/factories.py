@@ -20,7 +20,7 @@ from harness.results import (
     SweepSettings,
     TrialResult,
 )
-from harness.scenario import load_scenario
+from harness.scenario import DEFAULT_FAIL_ON, FailureKind, load_scenario
 from harness.settings import (
     DEFAULT_CONFIRM_TRIALS,
     DEFAULT_SWEEP_TIME_SCALE,
@@ -28,6 +28,7 @@ from harness.settings import (
     DEFAULT_TARGET,
     DEFAULT_WAVES,
 )
+from harness.variant import Expectation
 from harness.verdict import judge, summarise
 
 CONNECTION_OPENED = ServerException(
@@ -95,13 +96,15 @@ def make_result(
     complete: bool = False,
     scenario: str = "burst",
     confidence: float | None = None,
+    fail_on: tuple[FailureKind, ...] = DEFAULT_FAIL_ON,
 ) -> RunResult:
     """A result judged as the pipeline judges it; by default one cut-short trial of each variant."""
     if trials is None:
         trials = (trial("unpatched", 1, ["ok", "server-error", "interrupted"]), trial("patched", 1, ["ok", "ok"]))
-    summaries, verdicts, code = judge({"unpatched": "fails", "patched": "clean"}, trials, confidence=confidence)
+    expectations: dict[str, Expectation] = {"unpatched": "fails", "patched": "clean"}
+    summaries, verdicts, code = judge(expectations, trials, confidence=confidence, fail_on=fail_on)
     return RunResult(
-        scenario=load_scenario(scenario),
+        scenario=replace(load_scenario(scenario), fail_on=fail_on),
         variants=("unpatched", "patched"),
         started_at="2026-11-21T00:00:00.000+00:00",
         duration=1.5,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.summary import format_summary
+from harness.summary import format_summary, missing_evidence
 from tests.harness.factories import make_result, on_postgres, trial
 
 
@@ -49,3 +49,37 @@ def test_on_sqlite_only_the_builds_that_never_closed_a_connection_are_listed() -
         "  (never closed: opened and never closed or given back to its pool, by the app's own trace)",
     ]
     assert "left open" not in "\n".join(lines)
+
+
+def test_a_builds_line_counts_its_trials_that_failed_on_a_leak() -> None:
+    trials = (
+        replace(trial("unpatched", 1, ["server-error"]), unclosed_connections=0),
+        replace(trial("unpatched", 2, ["ok"]), unclosed_connections=3),
+        replace(trial("patched", 1, ["ok"]), unclosed_connections=0),
+        replace(trial("patched", 2, ["ok"]), unclosed_connections=0),
+    )
+    result = make_result(
+        trials,
+        complete=True,
+        fail_on=("5xx", "leak"),
+    )
+
+    rows = {line.split()[0]: line.split() for line in format_summary(result).splitlines()[1:4]}
+
+    assert rows["unpatched"][2:6] == ["2/2", "(1", "on", "a"]
+    assert rows["patched"][2:4] == ["0/2", "0%"]
+    assert "could not fail on a leak" not in format_summary(result)  # every trial's trace counted its connections
+
+
+def test_trials_that_could_not_show_a_leak_are_listed_as_missing_evidence() -> None:
+    unseen = (trial("unpatched", 1, ["server-error"]), trial("patched", 1, ["ok"]))  # unclosed_connections None
+    result = make_result(
+        unseen,
+        complete=True,
+        fail_on=("5xx", "leak"),
+    )
+
+    assert missing_evidence(result)[-1] == (
+        "Leaks (fail_on 'leak') in the trials whose trace shows no connections, or was cut at its limit "
+        "(unpatched 1, patched 1): those trials could not fail on a leak."
+    )

@@ -9,10 +9,11 @@ from harness.errors import ExitCode
 from harness.journal import recover
 from harness.plan import RunPlan
 from harness.plugin import merge_results
-from harness.results import RESULTS_FILE, Outcome, RunResult, TrialResult, Verdict, write_results
+from harness.results import RESULTS_FILE, Outcome, RunResult, TrialResult, Verdict, read_results, write_results
 from harness.scenario import load_scenario
 from harness.variant import Expectation, Variant
 from harness.verdict import decide, exit_code, judge, judged_plan, judged_run, summarise, trial_outcomes
+from tests.harness import runs
 from tests.harness.factories import record, trial
 
 
@@ -297,3 +298,43 @@ def test_a_run_judged_from_its_scenario_fails_its_leaking_build(tmp_path: Path) 
     assert [v.kind for v in result.verdicts] == ["met", "regression"]
     assert [s.leak_trials for s in result.summaries] == [0, 1]
     assert result.exit_code == ExitCode.REGRESSION
+
+
+LEAKS = """\
+description = "30 requests at once on /slowusers/; a trial fails on a connection never closed"
+trials = 2
+time_scale = 0.05
+fail_on = ["leak"]
+
+[seed]
+users = 2
+items_per_user = 2
+
+[schedule]
+kind = "burst"
+requests = 30
+"""
+
+
+@pytest.mark.e2e
+def test_fail_on_leak_fails_the_tutorials_recommended_build_and_leaves_patched_clean(tmp_path: Path) -> None:
+    # recommended's response validation queries user.items lazily on a worker thread and leaves that connection
+    # open, in every trial that answers a request. unpatched leaves connections on the threads that opened them:
+    # 50 of 50 trials of this burst left some (at most 14), 2 cores under load.
+    (tmp_path / "leaks.toml").write_text(LEAKS)
+
+    completed = runs.harness("run", "--scenario", tmp_path / "leaks.toml", "--out", tmp_path / "out")
+
+    assert completed.returncode == ExitCode.REGRESSION, completed.stdout + completed.stderr
+    assert "recommended was expected to be clean but 2 trials left connections never closed" in completed.stdout
+    assert "recommended  clean     2/2 (2 on a leak)" in completed.stdout
+    [path] = (tmp_path / "out").glob(f"*-leaks/{RESULTS_FILE}")
+    result = read_results(path)
+    kinds = {v.variant: (v.observed, v.kind) for v in result.verdicts}
+    assert kinds == {
+        "unpatched": ("fails", "met"),
+        "patched": ("clean", "met"),
+        "recommended": ("fails", "regression"),
+    }
+    leak_trials = {s.variant: s.leak_trials for s in result.summaries}
+    assert leak_trials == {"unpatched": 2, "patched": 0, "recommended": 2}

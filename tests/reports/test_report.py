@@ -176,3 +176,14 @@ def test_a_cause_the_database_server_gave_is_told_in_words(kind: CauseKind, text
     html = render_report(make_result((replace(failing, records=records), trial("patched", 1, CLEAN)), complete=True))
     causes = html.split('id="causes"', 1)[1].split("</table>", 1)[0]
     assert f'<tr><td>unpatched</td><td>{CAUSE_WORDS[kind]}</td><td class="num">2</td><td>{text}</td></tr>' in causes
+
+
+def test_a_build_that_failed_on_a_leak_says_so_on_its_card_and_in_the_counts() -> None:
+    leaking = replace(trial("patched", 1, CLEAN), unclosed_connections=2)
+    result = make_result((trial("unpatched", 1, FAILING), leaking), complete=True, fail_on=("5xx", "leak"))
+
+    html = render_report(result)
+
+    assert "failed in 1 of 1 trials (1 on a leak)" in html
+    assert re.search(r'<td class="num">1</td><td class="num">1 \(1 on a leak\)</td>', html)
+    assert "1 trial left connections never closed or given back (at most 2 in one)" in html
