@@ -43,6 +43,7 @@ from harness.summary import (
     DATABASE_NAMES,
     describe_cell,
     describe_explore,
+    describe_fail_on,
     describe_schedule,
     format_summary,
     format_sweep,
@@ -532,7 +533,7 @@ def _config(args: argparse.Namespace) -> ExitCode:
     for variant in config.variants.values():
         print(f"  {variant.name}: {_describe_variant(variant)}")
     scenario = config.scenario(resolved["scenario"].value)
-    print(f"scenario {scenario.name}: {describe_schedule(scenario)}; fails on {', '.join(scenario.fail_on)}")
+    print(f"scenario {scenario.name}: {describe_schedule(scenario)}; fails on {describe_fail_on(scenario)}")
     print(f"scenarios known by name: {', '.join(config.scenarios())}")
     return ExitCode.OK
 

@@ -143,6 +143,11 @@ def _check_leak(scenario: Scenario, resolved: Mapping[str, Resolved], url: str |
             f"scenario {scenario.name}: fail_on has 'leak', which only the server-side trace can show, and "
             f"{resolved['trace'].given_as('trace')} turns it off: leave one of them out"
         )
+    if resolved["explore"].value:
+        raise UsageError(
+            f"scenario {scenario.name}: fail_on has 'leak', and explore mode judges a build by the errors its "
+            f"schedules raise, not by its connections: leave {resolved['explore'].given_as('explore')} out, or 'leak'"
+        )
 
 
 _EXPLORE_OPTIONS = ("explore_strategy", "explore_schedules", "explore_depth", "explore_bound", "explore_requests")

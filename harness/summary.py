@@ -59,6 +59,14 @@ def describe_schedule(scenario: Scenario) -> str:
     return f"{shape} on {describe_request(schedule.request)}, time scale {scenario.time_scale:g}"
 
 
+def describe_fail_on(scenario: Scenario) -> str:
+    """``5xx, leak (more than 2 connections never closed)``: what fails a trial, for harness config and the report."""
+    kinds = ", ".join(scenario.fail_on)
+    if "leak" in scenario.fail_on and scenario.leak_threshold:
+        kinds += f" (more than {scenario.leak_threshold} connections never closed)"
+    return kinds
+
+
 def describe_request(request: HttpRequest) -> str:
     """``/slowusers/`` for a plain GET, else ``POST /orders/``."""
     return request.path if request.method == "GET" else f"{request.method} {request.path}"

@@ -36,3 +36,15 @@ def test_a_server_of_the_users_has_no_trace_to_fail_on_a_leak_by(tmp_path: Path)
         build_plan(config, resolve({}, config), scenario=LEAKS, run_dir=tmp_path, url="http://127.0.0.1:9")
 
     assert "--url names a server of yours: leave 'leak' out of fail_on" in raised.value.message
+
+
+def test_explore_mode_does_not_judge_leaks_and_a_scenario_that_fails_on_them_is_refused(tmp_path: Path) -> None:
+    config = builtin_config()
+
+    with pytest.raises(UsageError) as raised:
+        build_plan(config, resolve({"explore": True}, config), scenario=LEAKS, run_dir=tmp_path)
+
+    assert raised.value.message == (
+        "scenario leaks: fail_on has 'leak', and explore mode judges a build by the errors its schedules raise, not "
+        "by its connections: leave --explore out, or 'leak'"
+    )
