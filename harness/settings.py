@@ -47,6 +47,8 @@ Command = Literal["run", "sweep", "replay"]
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only: the app under test has no authentication
 DEFAULT_START_TIMEOUT = 30.0
+# The built-in configuration's scenario when none is chosen: the tutorial's builds fail and pass it.
+# A project's is its one scenario of its own (harness.config.Config.default_scenario).
 DEFAULT_SCENARIO = "burst"
 DEFAULT_MAX_TRIALS = 100
 DEFAULT_MAX_SECONDS = 600.0
@@ -104,12 +106,12 @@ _DATABASES: tuple[str, ...] = get_args(Database)
 class RunSettings:
     """The settings of a run (``harness run``, ``harness config``, the pytest plugin), resolved and checked."""
 
-    scenario: str = setting(
-        DEFAULT_SCENARIO,
+    scenario: str | None = setting(
+        None,
         Text(),
         "a scenario's name (harness list) or a TOML file",
         metavar="NAME|PATH",
-        shown_default=f"the configuration's scenario, else {DEFAULT_SCENARIO}",
+        shown_default=f"the project's one scenario (scenarios/); without a project file, {DEFAULT_SCENARIO}",
         plugin=False,  # pytest takes scenarios as its arguments
     )
     trials: int | None = setting(
