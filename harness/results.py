@@ -184,6 +184,14 @@ class ExceptionCount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FailureCount:
+    """What a variant's failed requests most often ended in: an exception's type and first line, or their outcome."""
+
+    what: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class CauseCount:
     """Failed requests of one variant whose diagnoses are of one kind, with one in full."""
 
@@ -255,6 +263,7 @@ class VariantSummary:
     leaked_connections: int | None = None
     leaking_trials: int = 0
     unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of Peewee
+    most_common_failure: FailureCount | None = None  # among the schedule's requests that failed by fail_on
 
     @property
     def leaks(self) -> bool:
