@@ -340,14 +340,26 @@ def _flag_default(name: str) -> bool | None:
 
 
 def describe_default(name: str, kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> str:
-    spec, default = specs(kind)[name], defaults(kind)[name]
-    if spec.shown_default is not None:
-        return spec.shown_default
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    if isinstance(default, tuple):
-        return ",".join(f"{value:g}" for value in default)
-    return f"{default:g}" if isinstance(default, float) else str(default)
+    """A setting's default as --help, harness config and the docs' table say it."""
+    spec = specs(kind)[name]
+    return spec.shown_default if spec.shown_default is not None else describe_value(defaults(kind)[name])
+
+
+def describe_value(value: Any) -> str:
+    """A setting's value in words: ``on``, ``0.5``, ``0.25,0.5,1``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(describe_value, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_setting(name: str, resolved: Resolved) -> str:
+    """A run setting as harness config shows it: its value; a built-in one computed here, with the docs' words."""
+    if resolved.value is None:
+        return describe_default(name)
+    shown, words = describe_value(resolved.value), specs()[name].shown_default
+    return f"{shown} ({words})" if resolved.source == "built-in" and words is not None else shown
 
 
 # -- the command line and the plugin, generated ---------------------------------------------------------------
