@@ -32,7 +32,7 @@ from harness.scenario import builtin_scenarios
 from harness.settings import (
     SweepGrid,
     add_options,
-    describe_default,
+    describe_setting,
     resolve,
     run_settings,
     specs,
@@ -523,7 +523,7 @@ def _config(args: argparse.Namespace) -> ExitCode:
     print("settings (command line > HARNESS_* environment > configuration file > built-in):")
     rows = [("setting", "value", "from")]
     for key, setting in resolved.items():
-        value = describe_default(key) if setting.value is None else _shown(setting.value)
+        value = describe_setting(key, setting)
         if key == "database_url" and setting.value is not None:
             value = display_url(setting.value)  # never its password
         where = setting.source + (f" ({setting.origin})" if setting.origin else "")
@@ -536,10 +536,6 @@ def _config(args: argparse.Namespace) -> ExitCode:
     print(f"scenario {scenario.name}: {describe_schedule(scenario)}; fails on {describe_fail_on(scenario)}")
     print(f"scenarios known by name: {', '.join(config.scenarios())}")
     return ExitCode.OK
-
-
-def _shown(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _given(args: argparse.Namespace) -> dict[str, object]:

@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ScenarioError
 from harness.scenario import Scenario, load_scenario, load_scenario_file
-from harness.settings import read_file_settings, specs
+from harness.settings import DEFAULT_SCENARIO, read_file_settings, specs
 from harness.tomlfile import Table, parse_toml
 from harness.variant import (
     DEFAULT_DATABASE,
@@ -36,6 +36,7 @@ CONFIG_FILE = "harness.toml"
 PYPROJECT_FILE = "pyproject.toml"
 SCENARIOS_FOLDER = "scenarios"
 CONFIG_VARIABLE = "HARNESS_CONFIG"
+MAX_LISTED_SCENARIOS = 12  # an error that lists a project's scenarios stays a few lines long
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,19 +68,43 @@ class Config:
 
     def scenario_files(self) -> dict[str, Path]:
         """The file of every scenario known by name: the built-ins, then the user's (which win on a clash)."""
-        files = {}
-        for where in (Path(str(resources.files("harness.scenarios"))), *self.scenario_paths):
-            for path in sorted(where.glob("*.toml")) if where.is_dir() else [where]:
-                files[path.stem] = path
-        return files
+        return {**_scenario_files(Path(str(resources.files("harness.scenarios")))), **self.own_scenario_files()}
+
+    def own_scenario_files(self) -> dict[str, Path]:
+        """The user's scenarios by name: ``scenarios/`` beside the file, and those its ``scenarios`` key names."""
+        return {name: path for where in self.scenario_paths for name, path in _scenario_files(where).items()}
+
+    def default_scenario(self) -> str:
+        """The scenario a run replays when none is chosen.
+
+        The built-in configuration's is ``burst``. A project's is its one scenario of its own: a
+        built-in one names the tutorial's builds in its ``[expect]``, not the project's, so none
+        is taken in its place.
+        """
+        if self.path is None:
+            return DEFAULT_SCENARIO
+        own = list(self.own_scenario_files())
+        if len(own) == 1:
+            return own[0]
+        choose = f'choose one with --scenario NAME or scenario = "NAME" in {self.path}'
+        if not own:
+            folder = self.path.parent / SCENARIOS_FOLDER
+            raise ScenarioError(
+                f"no scenario to run: {self.path} chooses none and has none of its own; write one into {folder} "
+                "(docs/scenarios.md), or name a file or a built-in one (harness list) with --scenario"
+            )
+        listed = ", ".join(own[:MAX_LISTED_SCENARIOS]) + (
+            f" and {len(own) - MAX_LISTED_SCENARIOS} more (harness list)" if len(own) > MAX_LISTED_SCENARIOS else ""
+        )
+        raise ScenarioError(f"{self.path} has {len(own)} scenarios and chooses none to run: {listed}; {choose}")
 
     def scenarios(self) -> dict[str, Scenario]:
         """Every scenario known by name, loaded."""
         return {name: load_scenario_file(path) for name, path in self.scenario_files().items()}
 
-    def scenario(self, name_or_path: str) -> Scenario:
-        """A scenario by name or path, checked against the builds declared here."""
-        scenario = load_scenario(name_or_path, self.scenarios)
+    def scenario(self, name_or_path: str | None = None) -> Scenario:
+        """A scenario by name or path (None: :meth:`default_scenario`), checked against the builds declared here."""
+        scenario = load_scenario(name_or_path or self.default_scenario(), self.scenarios)
         undeclared = [name for name in scenario.expect if name not in self.variants]
         if undeclared:
             raise ConfigError(
@@ -87,6 +112,11 @@ class Config:
                 f"declare (declared: {', '.join(self.variants)})"
             )
         return scenario
+
+
+def _scenario_files(where: Path) -> dict[str, Path]:
+    """The scenario files of a folder (its ``*.toml``) by name, or one file."""
+    return {path.stem: path for path in (sorted(where.glob("*.toml")) if where.is_dir() else [where])}
 
 
 def builtin_config() -> Config:

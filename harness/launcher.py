@@ -166,7 +166,9 @@ class Server:
                 return
         exit_code = self.process.poll()
         self.stop()
-        failure = _startup_failure(self.startup_failure_path)
+        # Read only from a server that exited: one still loading its app at the timeout has a
+        # failure written in advance (harness.server.probe.create_app), which did not happen.
+        failure = _startup_failure(self.startup_failure_path) if exit_code is not None else ""
         if failure:
             raise AppError(f"variant {self.variant.name!r}: {failure}", variant=self.variant.name)
         if self._listening and exit_code is None:

@@ -184,6 +184,14 @@ class ExceptionCount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FailureCount:
+    """What a variant's failed requests most often ended in: an exception's type and first line, or their outcome."""
+
+    what: str
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class CauseCount:
     """Failed requests of one variant whose diagnoses are of one kind, with one in full."""
 
@@ -258,6 +266,7 @@ class VariantSummary:
     # With fail_on "leak": the trials that failed on one, their trace showing more connections never closed than
     # the scenario's leak_threshold (counted in failed_trials too; a trial may also have failed on a request).
     leak_trials: int = 0
+    most_common_failure: FailureCount | None = None  # among the schedule's requests that failed by fail_on
 
     @property
     def leaks(self) -> bool:

@@ -47,6 +47,8 @@ Command = Literal["run", "sweep", "replay"]
 
 DEFAULT_HOST = "127.0.0.1"  # loopback only: the app under test has no authentication
 DEFAULT_START_TIMEOUT = 30.0
+# The built-in configuration's scenario when none is chosen: the tutorial's builds fail and pass it.
+# A project's is its one scenario of its own (harness.config.Config.default_scenario).
 DEFAULT_SCENARIO = "burst"
 DEFAULT_MAX_TRIALS = 100
 DEFAULT_MAX_SECONDS = 600.0
@@ -104,12 +106,12 @@ _DATABASES: tuple[str, ...] = get_args(Database)
 class RunSettings:
     """The settings of a run (``harness run``, ``harness config``, the pytest plugin), resolved and checked."""
 
-    scenario: str = setting(
-        DEFAULT_SCENARIO,
+    scenario: str | None = setting(
+        None,
         Text(),
         "a scenario's name (harness list) or a TOML file",
         metavar="NAME|PATH",
-        shown_default=f"the configuration's scenario, else {DEFAULT_SCENARIO}",
+        shown_default=f"the project's one scenario (scenarios/); without a project file, {DEFAULT_SCENARIO}",
         plugin=False,  # pytest takes scenarios as its arguments
     )
     trials: int | None = setting(
@@ -338,14 +340,26 @@ def _flag_default(name: str) -> bool | None:
 
 
 def describe_default(name: str, kind: type[RunSettings] | type[SweepGrid] = RunSettings) -> str:
-    spec, default = specs(kind)[name], defaults(kind)[name]
-    if spec.shown_default is not None:
-        return spec.shown_default
-    if isinstance(default, bool):
-        return "on" if default else "off"
-    if isinstance(default, tuple):
-        return ",".join(f"{value:g}" for value in default)
-    return f"{default:g}" if isinstance(default, float) else str(default)
+    """A setting's default as --help, harness config and the docs' table say it."""
+    spec = specs(kind)[name]
+    return spec.shown_default if spec.shown_default is not None else describe_value(defaults(kind)[name])
+
+
+def describe_value(value: Any) -> str:
+    """A setting's value in words: ``on``, ``0.5``, ``0.25,0.5,1``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(describe_value, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def describe_setting(name: str, resolved: Resolved) -> str:
+    """A run setting as harness config shows it: its value; a built-in one computed here, with the docs' words."""
+    if resolved.value is None:
+        return describe_default(name)
+    shown, words = describe_value(resolved.value), specs()[name].shown_default
+    return f"{shown} ({words})" if resolved.source == "built-in" and words is not None else shown
 
 
 # -- the command line and the plugin, generated ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from harness.results import (
 from harness.scenario import Explore, HttpRequest, Scenario, Seed
 from harness.search import counted, describe_steps
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
-from harness.terminal import printable
+from harness.terminal import first_line, printable
 from harness.trace import uses_peewee
 from harness.variant import DEFAULT_DATABASE, Database
 
@@ -152,12 +152,12 @@ def format_summary(result: RunResult) -> str:
     exceptions = [(s.variant, e) for s in result.summaries for e in s.exceptions]
     if exceptions:
         lines += ["", "server-side exceptions:"]
-        lines += [f"  {variant}: {e.count}x {e.type}: {e.message}" for variant, e in exceptions]
+        lines += [f"  {variant}: {e.count}x {e.type}: {first_line(e.message)}" for variant, e in exceptions]
     causes = [(s.variant, c) for s in result.summaries for c in s.causes]
     if causes:
         lines += ["", "causes of the 5xx, from the server-side trace:"]
         for variant, cause in causes:
-            lines += [f"  {variant}: {cause.count}x {CAUSE_WORDS[cause.kind]}", f"    e.g. {cause.example}"]
+            lines += [f"  {variant}: {cause.count}x {CAUSE_WORDS[cause.kind]}", f"    e.g. {first_line(cause.example)}"]
     lines += format_connections(result)
     seed_errors = [s for s in result.summaries if s.seed_server_errors]
     for s in seed_errors:

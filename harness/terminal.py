@@ -17,3 +17,10 @@ _ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 
 def printable(text: str) -> str:
     """``text`` with each control character but newline and tab written as its escape: ESC as ``\\x1b``."""
     return text.translate(_ESCAPES)
+
+
+def first_line(text: str) -> str:
+    """``text``'s first line, marked when more follow: a summary's line stays one line; the report shows the whole."""
+    lines = text.strip("\n").split("\n")
+    more = len(lines) - 1
+    return lines[0] + (f" [+{more} more line{'s' if more > 1 else ''}]" if more else "")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -43,6 +44,7 @@ from harness.errors import ExitCode
 from harness.results import (
     ExceptionCount,
     ExploreResult,
+    FailureCount,
     Observed,
     Outcome,
     Power,
@@ -67,6 +69,7 @@ from harness.stats import (
     pairs_needed,
     wilson_interval,
 )
+from harness.terminal import first_line
 from harness.urls import display_url
 from harness.variant import Database, Expectation
 
@@ -126,6 +129,7 @@ def summarise(
         leak_trials=sum(1 for trial in own if trial.error is None and _leaked(trial, leak_threshold))
         if "leak" in fail_on
         else 0,
+        most_common_failure=most_common_failure(r for r in schedule if r.outcome in counted),
     )
 
 
@@ -142,6 +146,27 @@ def trial_outcomes(
         for trial in trials
         if trial.variant == variant and trial.error is None
     }
+
+
+def most_common_failure(failed: Iterable[RequestRecord]) -> FailureCount | None:
+    """What the failed requests most often ended in, each by its own end: the exception it raised, else its outcome.
+
+    Not the server's most frequent exception: that may come from seed requests, or from
+    requests the client had given up on (a timeout), which did not fail the way it says.
+    """
+    counts = Counter(_failure_words(record) for record in failed)
+    if not counts:
+        return None
+    what, count = counts.most_common(1)[0]
+    return FailureCount(what=what, count=count)
+
+
+def _failure_words(record: RequestRecord) -> str:
+    if record.outcome == "timeout":
+        return "timeout"  # whatever the server raised later, the client had stopped waiting
+    if record.exceptions:
+        return f"{_short_type(record.exceptions[0].type)}: {first_line(record.exceptions[0].message)}"
+    return f"HTTP {record.status}" if record.outcome == "server-error" else "transport error"
 
 
 def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, ...]:
@@ -364,9 +389,8 @@ def decide(
         ]
     )
     failures += f", in {failed} of {trials} trials ({failed / trials:.0%})"
-    if summary.exceptions:
-        top = summary.exceptions[0]
-        failures += f"; most common: {_short_type(top.type)}: {top.message} ({top.count}x)"
+    if summary.most_common_failure is not None:
+        failures += f"; most common: {summary.most_common_failure.what} ({summary.most_common_failure.count}x)"
     power = _power(reference, trials, outcomes) if expected == "clean" and not failed and not unanswered else None
     kind: VerdictKind
     if expected == "fails" and failed:

@@ -127,6 +127,9 @@ def create_app() -> ExceptionProbe:
         trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
         tracer.install(tracer.Tracer(trace))
     name = os.environ["HARNESS_PROBE_APP"]
+    # Written first, emptied once the app is loaded: an app that ends the process as it loads
+    # (os._exit, a crash in C) leaves no exception to catch, only this line.
+    _startup_failure(f"app {name!r} ended its server's process as it loaded (os._exit, or a crash)")
     try:
         app = _load_app(name, factory=bool(os.environ.get("HARNESS_PROBE_FACTORY")))
     except NotAnApp as exc:
@@ -135,6 +138,13 @@ def create_app() -> ExceptionProbe:
     except Exception as exc:
         _startup_failure(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}")
         raise
+    except SystemExit as exc:  # sys.exit("DATABASE_URL is not set"): the app's own last word
+        _startup_failure(f"app {name!r} exited as it loaded: {_exit_described(exc)}")
+        raise
+    except KeyboardInterrupt:  # the server has a session of its own: no Ctrl-C of the terminal reaches it
+        _startup_failure(f"app {name!r} raised KeyboardInterrupt as it loaded")
+        raise
+    _startup_failure("")
     events = open(os.environ["HARNESS_PROBE_EVENTS"], "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     return ExceptionProbe(app, events, dispatcher=dispatcher)
 
@@ -161,8 +171,16 @@ class NotAnApp(Exception):
 
 
 def _startup_failure(line: str) -> None:
+    """Say why the server will not serve (an empty line: it will), in place of what was said before."""
     with open(os.environ["HARNESS_PROBE_STARTUP_FAILURE"], "w", encoding="utf-8") as failure:
         failure.write(line + "\n")
+
+
+def _exit_described(exc: SystemExit) -> str:
+    """``sys.exit("message")`` as its message; ``sys.exit(2)``, ``sys.exit()`` as the call."""
+    if exc.code is None or isinstance(exc.code, int):
+        return f"sys.exit({'' if exc.code is None else exc.code})"
+    return tracer.bounded(str(exc.code))
 
 
 def _load_app(name: str, *, factory: bool) -> ASGIApp:

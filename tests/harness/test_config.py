@@ -201,7 +201,7 @@ def test_settings_come_from_command_line_then_environment_then_file_then_built_i
         str(tmp_path / "harness.toml"),
     )
     assert (resolved["start_timeout"].value, resolved["start_timeout"].source) == (30.0, "built-in")
-    assert (resolved["scenario"].value, resolved["scenario"].source) == ("burst", "built-in")
+    assert (resolved["scenario"].value, resolved["scenario"].source) == (None, "built-in")  # Config.default_scenario
 
     monkeypatch.setenv("HARNESS_TRIALS", "5")
     monkeypatch.setenv("HARNESS_TRACE", "no")
@@ -305,6 +305,49 @@ def test_the_users_scenarios_folder_is_known_by_name_beside_the_built_ins(tmp_pa
     assert {"burst", "tutorial-tabs", "waves", "orders", "extra"} <= set(config.scenarios())
     assert config.scenario("orders").description == "orders at once"
     assert config.scenario(str(tmp_path / "more" / "extra.toml")).schedule.requests == 2
+
+
+def test_a_run_that_chooses_no_scenario_takes_the_projects_one_and_the_built_in_configuration_takes_burst(
+    tmp_path: Path,
+) -> None:
+    assert builtin_config().scenario().name == "burst"
+    path = project(tmp_path, "[variants.old]\napp = 'shop:app'\n")
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "orders.toml").write_text(GENERIC_SCENARIO)
+
+    assert load_config(path).scenario().name == "orders"
+
+    # pyproject.toml's [tool.harness], its one scenario named by its scenarios key
+    (tmp_path / "scenarios" / "orders.toml").rename(tmp_path / "orders.toml")
+    pyproject = project(
+        tmp_path,
+        "[tool.harness]\nscenarios = ['orders.toml']\n[tool.harness.variants.old]\napp = 'shop:app'\n",
+        name="pyproject.toml",
+    )
+    assert load_config(pyproject).scenario().name == "orders"
+
+
+def test_a_run_that_chooses_no_scenario_of_several_or_of_none_stops_and_says_how_to_choose(tmp_path: Path) -> None:
+    path = project(tmp_path, "[variants.old]\napp = 'shop:app'\n")
+
+    with pytest.raises(ScenarioError) as raised:
+        load_config(path).scenario()
+    assert raised.value.message == (
+        f"no scenario to run: {path} chooses none and has none of its own; write one into {tmp_path / 'scenarios'} "
+        "(docs/scenarios.md), or name a file or a built-in one (harness list) with --scenario"
+    )
+
+    (tmp_path / "scenarios").mkdir()
+    for number in range(14):
+        (tmp_path / "scenarios" / f"s{number:02}.toml").write_text(GENERIC_SCENARIO)
+    with pytest.raises(ScenarioError) as raised:
+        load_config(path).scenario()
+    listed = ", ".join(f"s{number:02}" for number in range(12))
+    assert raised.value.message == (
+        f"{path} has 14 scenarios and chooses none to run: {listed} and 2 more (harness list); choose one with "
+        f'--scenario NAME or scenario = "NAME" in {path}'
+    )
+    assert load_config(path).scenario("s13").name == "s13"  # one chosen: no question
 
 
 def test_expect_naming_an_undeclared_build_names_it_and_the_declared_builds(tmp_path: Path) -> None:

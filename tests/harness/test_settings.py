@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -27,6 +29,7 @@ from harness.settings import (
     specs,
     variable,
 )
+from tests.harness.runs import REPO
 
 NON_FINITE = ["nan", "inf", "-inf", "NaN", "Infinity", "1e999"]
 # The network and database stack, and what renders: none of it is needed to print help, list or config.
@@ -131,13 +134,30 @@ def test_a_setting_not_given_anywhere_takes_its_declared_default(
     assert {setting.source for setting in resolved.values()} == {"built-in"}
 
 
-def test_harness_config_shows_the_bounds_of_a_confidence_run_not_a_dash(
+def test_every_row_of_harness_config_says_what_the_docs_settings_table_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Both are made from the registry, by two functions: they drifted before ("-" for max_trials, "True" for trace).
+    hooks = importlib.util.spec_from_file_location("docs_hooks", REPO / "docs" / "hooks.py")
+    assert hooks is not None and hooks.loader is not None
+    docs = importlib.util.module_from_spec(hooks)
+    hooks.loader.exec_module(docs)
+    table = [line.strip("| ").split(" | ") for line in docs.settings_table().splitlines()[2:]]
+    documented = {cells[0].strip("`"): cells[4] for cells in table}
     monkeypatch.chdir(tmp_path)
+    for name in specs():
+        monkeypatch.delenv(variable(name), raising=False)
+
     assert main(["config"]) == ExitCode.OK
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
-    assert rows["max_trials"].split()[1] == "100" and rows["max_seconds"].split()[1] == "600"
+
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(next(line for line in lines if line.split()[:1] == ["setting"]))
+    rows = [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1 : start + 1 + len(specs())]]
+    shown = {key: value for key, value, source in rows if source == "built-in"}
+    assert list(shown) == list(documented) == list(specs())
+    for name, value in shown.items():
+        assert value == documented[name] or value.endswith(f" ({documented[name]})"), name
+    assert (shown["max_trials"], shown["max_seconds"], shown["trace"], shown["explore"]) == ("100", "600", "on", "off")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["config"], ["run", "--help"], ["sweep", "--help"]])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.summary import format_summary, missing_evidence
-from tests.harness.factories import make_result, on_postgres, trial
+from tests.harness.factories import CONNECTION_OPENED, make_result, on_postgres, trial
 
 
 def test_a_confidence_run_states_its_stopping_rule_under_the_verdicts_line() -> None:
@@ -83,3 +83,16 @@ def test_trials_that_could_not_show_a_leak_are_listed_as_missing_evidence() -> N
         "Leaks (fail_on 'leak') in the trials whose trace shows no connections, or was cut at its limit "
         "(unpatched 1, patched 1): those trials could not fail on a leak."
     )
+
+
+def test_a_multi_line_exception_message_takes_one_line_of_the_summary_marked_as_cut() -> None:
+    message = "validation failed\n  field: name\n  reason: missing\n"
+    failed = replace(CONNECTION_OPENED, type="app.ValidationError", message=message)
+    broken = trial("unpatched", 1, ["ok", "server-error"])
+    broken = replace(broken, records=(broken.records[0], replace(broken.records[1], exceptions=(failed,))))
+
+    text = format_summary(make_result((broken, trial("patched", 1, ["ok"])), complete=True))
+
+    [line] = [line for line in text.splitlines() if "ValidationError" in line and line.startswith("  ")]
+    assert line == "  unpatched: 1x app.ValidationError: validation failed [+2 more lines]"
+    assert "  field: name" not in text

@@ -343,6 +343,15 @@ def line_number(text: str, needle: str) -> int:
             id="expect-names-an-undeclared-build",
         ),
         pytest.param(
+            {"harness.toml": BUILDS.replace('scenario = "listing"\n', ""), "scenarios/stock.toml": LISTING},
+            [],
+            [
+                "harness.toml has 2 scenarios and chooses none to run: listing, stock; choose one with --scenario "
+                'NAME or scenario = "NAME" in'
+            ],
+            id="several-scenarios-none-chosen",
+        ),
+        pytest.param(
             {"harness.toml": UNKNOWN_KEY},
             [],
             [
@@ -380,6 +389,18 @@ def test_bad_input_in_the_users_folder_is_one_error_line_and_exit_code_4(
     for results in folder.glob("harness-out/*/results.json"):
         for trial in _trial_lines(results):
             assert not trial["pid"] or not is_running(trial["pid"])
+
+
+@pytest.mark.e2e
+def test_a_project_with_one_scenario_of_its_own_runs_it_when_it_chooses_none(tmp_path: Path) -> None:
+    # Before, the built-in burst ran, and stopped on its [expect] naming the tutorial's builds.
+    folder = user_project(tmp_path / "shop", BUILDS.replace('scenario = "listing"\n', ""))
+
+    completed = harness(folder, "run", "--variant", "fixed", "--trials", "1")
+
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    assert results_of(folder, completed)[1]["scenario"]["name"] == "listing"
+    assert "scenario listing: " in harness(folder, "config").stdout
 
 
 @pytest.mark.e2e

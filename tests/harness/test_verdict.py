@@ -9,12 +9,20 @@ from harness.errors import ExitCode
 from harness.journal import recover
 from harness.plan import RunPlan
 from harness.plugin import merge_results
-from harness.results import RESULTS_FILE, Outcome, RunResult, TrialResult, Verdict, read_results, write_results
-from harness.scenario import load_scenario
+from harness.results import (
+    RESULTS_FILE,
+    Outcome,
+    RunResult,
+    TrialResult,
+    Verdict,
+    read_results,
+    write_results,
+)
+from harness.scenario import FailureKind, load_scenario
 from harness.variant import Expectation, Variant
 from harness.verdict import decide, exit_code, judge, judged_plan, judged_run, summarise, trial_outcomes
 from tests.harness import runs
-from tests.harness.factories import record, trial
+from tests.harness.factories import CONNECTION_OPENED, record, trial
 
 
 def test_summary_counts_schedule_requests_and_keeps_seed_apart() -> None:
@@ -338,3 +346,35 @@ def test_fail_on_leak_fails_the_tutorials_recommended_build_and_leaves_patched_c
     }
     leak_trials = {s.variant: s.leak_trials for s in result.summaries}
     assert leak_trials == {"unpatched": 2, "patched": 0, "recommended": 2}
+
+
+def test_most_common_names_what_the_failed_requests_ended_in_not_the_servers_most_frequent_exception() -> None:
+    # Every scheduled request timed out; the server's exceptions came from seed requests and from requests it
+    # went on serving after the client gave up: before, the verdict said "most common: IntegrityError (4x)".
+    integrity = replace(CONNECTION_OPENED, type="sqlite3.IntegrityError", message="UNIQUE constraint failed")
+    seed = [replace(record("app", 1, i, "server-error", phase="seed"), exceptions=(integrity,)) for i in range(3)]
+    late = replace(record("app", 1, 0, "timeout"), exceptions=(integrity,))
+    timed_out = [late, *(record("app", 1, i, "timeout") for i in range(1, 3))]
+    trials = [replace(trial("app", 1, []), records=(*seed, *timed_out))]
+    fail_on: list[FailureKind] = ["5xx", "timeout"]
+
+    verdict = decide(summarise("app", trials, fail_on), "fails", fail_on=fail_on)
+
+    assert "3 of 3 requests failed (0 5xx, 3 timeouts)" in verdict.reason
+    assert "most common: timeout (3x)" in verdict.reason and "IntegrityError" not in verdict.reason
+
+    # 5xx with no exception of the server's (an app that answers 500 itself) by their status; the most frequent wins
+    answered = [replace(record("app", 2, i, "server-error"), status=503, exceptions=()) for i in range(4)]
+    trials.append(replace(trial("app", 2, []), records=tuple(answered)))
+    assert "most common: HTTP 503 (4x)" in decide(summarise("app", trials, fail_on), "fails", fail_on=fail_on).reason
+
+
+def test_a_multi_line_exception_message_is_named_by_its_first_line_in_the_verdict() -> None:
+    message = "validation failed\n  field: name\n  reason: missing"
+    failed = replace(CONNECTION_OPENED, type="app.ValidationError", message=message)
+    broken = replace(trial("app", 1, []), records=(replace(record("app", 1, 0, "server-error"), exceptions=(failed,)),))
+
+    verdict = decide(summarise("app", [broken]), "fails")
+
+    assert "most common: ValidationError: validation failed [+2 more lines] (1x)" in verdict.reason
+    assert "\n" not in verdict.reason

@@ -14,6 +14,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from harness.reports import write_report, write_sweep_report
 from harness.results import Outcome, read_results
+from harness.variant import Expectation
+from harness.verdict import judge
 from tests.harness.factories import cell, make_result, make_sweep, on_postgres, trial
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
@@ -179,3 +181,44 @@ def test_a_build_that_left_connections_open_shows_it_on_its_card_and_its_chart(t
     box = chart.bounding_box()
     assert box and box["width"] > 300 and 40 < box["height"] < 200  # small, and drawn
     assert page.locator("figure.connections").count() == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("builds", [3, 5])
+def test_the_counts_table_fits_a_1400_px_window_with_long_build_names_and_counted_connections(
+    tmp_path: Path, page: Page, builds: int
+) -> None:
+    names = [f"build-{number}-with-a-long-descriptive-name_on_pooled_postgresql.v2" for number in range(builds)]
+    kept = ((0.0, 4), (0.2, 9), (1.2, 3))
+    trials = tuple(
+        on_postgres(trial(name, 1, ["ok", "server-error", "timeout", "transport-error"]), kept, leaked=3)
+        for name in names
+    )
+    expectations: dict[str, Expectation] = {name: "fails" for name in names}
+    summaries, verdicts, code = judge(expectations, trials)
+    result = replace(
+        make_result(complete=True),
+        variants=tuple(names),
+        trials=trials,
+        summaries=summaries,
+        verdicts=verdicts,
+        exit_code=code,
+        databases=dict.fromkeys(names, "postgres"),
+    )
+    report = write_report(result, tmp_path / "r.html")
+
+    errors, _ = _open(page, report)
+
+    assert errors == []
+    table = page.locator("#counts")
+    assert table.locator("tr").count() == builds + 1
+    # The table's width against its box's content (the page's, less its padding), and the page's against the window.
+    widths = table.evaluate(
+        """t => {
+            const box = getComputedStyle(t.parentElement);
+            const content = t.parentElement.clientWidth - parseFloat(box.paddingLeft) - parseFloat(box.paddingRight);
+            const page = document.documentElement;
+            return [t.scrollWidth, content, page.scrollWidth, page.clientWidth];
+        }"""
+    )
+    assert widths[0] <= widths[1] and widths[2] <= widths[3], widths  # no horizontal scrolling

@@ -57,8 +57,8 @@ def test_a_met_build_that_left_connections_open_is_flagged_and_its_worst_trial_d
     assert "on <b>SQLite</b>" in _card(html, "unpatched") and "leak" not in _card(html, "unpatched")
     # The counts table: the database of each build; the connections only where they were counted.
     counts = html.split('id="counts"', 1)[1].split("</table>", 1)[0]
-    assert re.search(r"<td>unpatched</td><td>fails</td><td>SQLite</td>", counts)
-    assert re.search(r"<td>patched</td><td>clean</td><td>PostgreSQL</td>", counts)
+    assert re.search(r"<td class=\"name\">unpatched</td><td>fails</td><td>SQLite</td>", counts)
+    assert re.search(r"<td class=\"name\">patched</td><td>clean</td><td>PostgreSQL</td>", counts)
     assert '<td class="leak">left open in 1 of 3 trials, at most 3</td>' in counts
     # One chart, of the PostgreSQL build; its three trials, trial 2 strong and named.
     assert "<h2>Connections to the database</h2>" in html and LEAK_WORDS.replace("'", "&#39;") in html
