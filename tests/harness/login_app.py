@@ -2,8 +2,9 @@
 and a form that sets a session cookie. Users live in memory, behind a lock: the app itself is correct, so every
 answer that is not 2xx is a token or cookie the harness did not carry.
 
-``/whoami/{username}`` and ``/session/{username}`` answer 403 unless the request is that user's: a scenario
-that hands each request its own user's token or cookie gets 2xx throughout.
+``/whoami/{username}`` and ``/session/{username}`` answer 403 unless the request is that user's (and
+``/strict/{username}`` a 500): a scenario that hands each request its own user's token or cookie gets 2xx
+throughout.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def whoami(username: str, user: Annotated[str, Depends(bearer_user)]) -> dict[st
     if user != username:
         raise HTTPException(status_code=403, detail=f"this token is {user}'s")
     return {"username": user}
+
+
+@app.get("/strict/{username}")
+def strict(
+    username: str, token: Annotated[str | None, Depends(OAuth2PasswordBearer("token", auto_error=False))]
+) -> None:
+    """A 500 where another route answers 401 or 403: what fails a trial, in explore mode too."""
+    with lock:
+        user = tokens.get(token or "")
+    if user != username:
+        raise RuntimeError(f"the token of {user}, not of {username}")
 
 
 @app.post("/login")
