@@ -1,4 +1,5 @@
-"""The "Testing your own app" example of the docs (docs/own-app.md) works as written, from a folder of its own."""
+"""The worked examples of the docs work as written, each from a folder of its own: "Testing your own app"
+(docs/own-app.md) and "An app behind a login" (docs/login.md)."""
 
 from __future__ import annotations
 
@@ -12,30 +13,42 @@ import pytest
 from tests.harness.runs import INSTALLED_HARNESS, REPO
 
 EXAMPLE_PAGE = REPO / "docs" / "own-app.md"
+LOGIN_PAGE = REPO / "docs" / "login.md"
 
 
-def example_files() -> dict[str, str]:
+def example_files(page: Path = EXAMPLE_PAGE) -> dict[str, str]:
     """The files the page's example shows, before its first section: a line opening with a `path`, then its block."""
-    text = EXAMPLE_PAGE.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
     body = text.split("\n## ", 1)[0]
     blocks = re.findall(r"^`([\w./-]+)`,[^\n]*\n(?:[^\n]*\n)*?```\w*\n(.*?)^```", body, re.MULTILINE | re.DOTALL)
     return dict(blocks)
 
 
-def test_the_section_shows_the_app_its_configuration_and_a_scenario() -> None:
-    assert set(example_files()) == {"app.py", "harness.toml", "scenarios/checkout.toml"}
+def run_example(page: Path, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``harness run`` in ``folder``, holding the page's example files as written."""
+    for name, text in example_files(page).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return subprocess.run(
+        [INSTALLED_HARNESS, "run"], cwd=folder, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "files"),
+    [
+        (EXAMPLE_PAGE, {"app.py", "harness.toml", "scenarios/checkout.toml"}),
+        (LOGIN_PAGE, {"app.py", "harness.toml", "scenarios/notes.toml"}),
+    ],
+)
+def test_the_section_shows_the_app_its_configuration_and_a_scenario(page: Path, files: set[str]) -> None:
+    assert set(example_files(page)) == files
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_the_example_runs_as_written_and_tells_the_broken_build_from_the_fixed_one(tmp_path: Path) -> None:
-    for name, text in example_files().items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text, encoding="utf-8")
-
-    completed = subprocess.run(
-        [INSTALLED_HARNESS, "run"], cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
-    )
+    completed = run_example(EXAMPLE_PAGE, tmp_path)
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "broken failed as expected" in completed.stdout
@@ -46,3 +59,18 @@ def test_the_example_runs_as_written_and_tells_the_broken_build_from_the_fixed_o
     assert {v["variant"]: v["kind"] for v in data["verdicts"]} == {"broken": "met", "fixed": "met"}
     fixed = next(s for s in data["summaries"] if s["variant"] == "fixed")
     assert fixed["ok"] == fixed["requests"] > 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_login_example_runs_as_written_and_every_fixed_request_carries_its_token(tmp_path: Path) -> None:
+    completed = run_example(LOGIN_PAGE, tmp_path)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "broken failed as expected" in completed.stdout
+    assert "OperationalError: Connection already opened." in completed.stdout
+    [results] = tmp_path.glob("harness-out/*-notes/results.json")
+    data = json.loads(results.read_text())
+    assert {v["variant"]: v["kind"] for v in data["verdicts"]} == {"broken": "met", "fixed": "met"}
+    fixed = next(s for s in data["summaries"] if s["variant"] == "fixed")
+    assert fixed["ok"] == fixed["requests"] == 300  # 2xx throughout: not one request 401'd for a missing token
