@@ -32,12 +32,13 @@ import httpx
 
 from harness.environment import describe_environment
 from harness.errors import TrialError
+from harness.flow import Flow
 from harness.interrupts import held, the_reason
 from harness.launcher import Server, stop_all
 from harness.plan import RunPlan
 from harness.results import TRIALS_FILE, ExploreResult, RunResult, TrialLog, TrialResult, write_summary
-from harness.runner import Recorder, make_client, seed_scenario, send, trial_result
-from harness.scenario import Scenario
+from harness.runner import Recorder, make_client, schedule_requests, seed_scenario, send, trial_result
+from harness.scenario import HttpRequest, Scenario
 from harness.search import (
     Exploration,
     Schedule,
@@ -259,13 +260,14 @@ class Session:
         self.first_failure: tuple[int, ScheduleRecord] | None = None  # the first schedule that failed, by number
         self._stopping = threading.Event()
         self._client: httpx.AsyncClient | None = None
+        self._flow: Flow | None = None  # what the seeding saved, and the cookies: every schedule on this server uses it
         self.last: Recorder | None = None
 
     async def __aenter__(self) -> Session:
         await self.server.wait_ready(self.start_timeout)
         self._client = make_client(self.server.base_url, self.scenario)
         seeding = Recorder(variant=self.server.variant.name, trial=0)
-        await seed_scenario(self._client, self.scenario, seeding)
+        self._flow = await seed_scenario(self._client, self.scenario, seeding)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -298,17 +300,16 @@ class Session:
 
     async def run(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         """One schedule of the scenario's requests numbered ``requests``: armed, sent at once, its record read."""
-        assert self._client is not None
+        assert self._client is not None and self._flow is not None
         self.ran += 1
         recorder = Recorder(variant=self.server.variant.name, trial=self.ran)
         ids = [recorder.request_id("schedule", index) for index in requests]
+        rendered = schedule_requests(self._flow, self.scenario, requests, trial=self.ran)
         await self._control(BEGIN_PATH, {"requests": ids, "chooser": chooser})
         recorder.start_schedule()
-        request = self.scenario.schedule.request
         async with anyio.create_task_group() as tg:
             for index in requests:
-                path, body, headers = request.render(i=index, trial=self.ran)
-                tg.start_soon(self._send, recorder, request.method, path, index, body, headers)
+                tg.start_soon(self._send, recorder, rendered[index], index)
         answer = await self._control(END_PATH, {"timeout": _END_TIMEOUT})
         self.last = recorder
         try:
@@ -322,11 +323,9 @@ class Session:
             self.first_failure = (self.ran, record)
         return record
 
-    async def _send(
-        self, recorder: Recorder, method: str, path: str, index: int, body: Any, headers: dict[str, str]
-    ) -> None:
-        assert self._client is not None
-        await send(self._client, recorder, method, path, phase="schedule", index=index, body=body, headers=headers)
+    async def _send(self, recorder: Recorder, request: HttpRequest, index: int) -> None:
+        assert self._client is not None and self._flow is not None
+        await send(self._client, recorder, request, phase="schedule", index=index, jar=self._flow.jar(index))
 
     async def _control(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self._client is not None

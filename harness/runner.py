@@ -9,6 +9,7 @@ exceptions under that id, and :func:`attach_exceptions` joins the two.
 from __future__ import annotations
 
 import functools
+import http.cookiejar
 import itertools
 import json
 import ssl
@@ -24,6 +25,7 @@ import httpx
 from harness.diagnosis import diagnose
 from harness.errors import SeedError
 from harness.files import read_json_lines
+from harness.flow import Flow
 from harness.results import (
     Outcome,
     Phase,
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from harness.launcher import Server
 
 DEFAULT_SEED_ATTEMPTS = 5
-SEED_BODY_LIMIT = 2**20  # bytes of an answer the tutorial's seeding reads (a user, or the list of them)
+SEED_BODY_LIMIT = 2**20  # bytes of an answer a seed reads: the tutorial's (a user, or the list of them), a save's
 
 
 class Recorder:
@@ -116,20 +118,34 @@ def in_trial_order(records: Iterable[RequestRecord]) -> list[RequestRecord]:
 
 async def run_trial(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
     """Seed the app, then fire the scenario's schedule at its planned offsets."""
-    await seed_scenario(client, scenario, recorder)
+    flow = await seed_scenario(client, scenario, recorder)
+    requests = schedule_requests(flow, scenario, range(scenario.schedule.requests), trial=recorder.trial)
     recorder.start_schedule()
-    schedule = scenario.schedule
     async with anyio.create_task_group() as tg:
-        for index, offset in enumerate(schedule.offsets(scenario.time_scale)):
-            tg.start_soon(_send_at, client, recorder, index, offset, schedule.request)
+        for index, offset in enumerate(scenario.schedule.offsets(scenario.time_scale)):
+            tg.start_soon(_send_at, client, recorder, index, offset, requests[index], flow.jar(index))
 
 
-async def seed_scenario(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> None:
-    """What the scenario creates before its schedule: the tutorial's users, or its seed steps."""
+def schedule_requests(flow: Flow, scenario: Scenario, indexes: Iterable[int], *, trial: int) -> dict[int, HttpRequest]:
+    """The schedule's requests numbered ``indexes``, as they are sent: made before the first is, so that one
+    that cannot be sent stops the trial before its schedule starts."""
+    return {i: flow.request(scenario.schedule.request, i=i, trial=trial, where="[schedule.request]") for i in indexes}
+
+
+async def seed_scenario(client: httpx.AsyncClient, scenario: Scenario, recorder: Recorder) -> Flow:
+    """What the scenario creates before its schedule (the tutorial's users, or its seed steps), and what the
+    schedule's requests carry from it: saved values, cookies."""
+    flow = Flow(sessions=scenario.sessions)
     if isinstance(scenario.seed, Seed):
         await seed_tutorial(client, scenario.seed, recorder)
     else:
-        await seed_steps(client, scenario.seed, recorder)
+        await seed_steps(client, scenario.seed, recorder, flow)
+    return flow
+
+
+# The client keeps no cookies of its own: each session's are in its jar (harness.flow), and a
+# client's jar would hand one session's cookies to every other.
+_NO_COOKIES = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
 
 
 def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
@@ -144,6 +160,7 @@ def make_client(base_url: str, scenario: Scenario) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=scenario.schedule.requests + 1, max_keepalive_connections=0),
         trust_env=False,
         verify=_tls_context(),
+        cookies=http.cookiejar.CookieJar(policy=_NO_COOKIES),
     )
 
 
@@ -182,21 +199,15 @@ def attach_exceptions(
 
 
 async def _send_at(
-    client: httpx.AsyncClient, recorder: Recorder, index: int, offset: float, request: HttpRequest
+    client: httpx.AsyncClient,
+    recorder: Recorder,
+    index: int,
+    offset: float,
+    request: HttpRequest,
+    jar: httpx.Cookies,
 ) -> None:
     await anyio.sleep(max(0.0, offset - recorder.clock()))
-    path, body, headers = request.render(i=index, trial=recorder.trial)
-    await send(
-        client,
-        recorder,
-        request.method,
-        path,
-        phase="schedule",
-        index=index,
-        planned_offset=offset,
-        body=body,
-        headers=headers,
-    )
+    await send(client, recorder, request, phase="schedule", index=index, planned_offset=offset, jar=jar)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,33 +226,45 @@ class Answer:
 async def send(
     client: httpx.AsyncClient,
     recorder: Recorder,
-    method: str,
-    path: str,
+    request: HttpRequest,
     *,
     phase: Phase,
     index: int,
     planned_offset: float | None = None,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
+    jar: httpx.Cookies | None = None,
     keep: int = 0,
 ) -> Answer | None:
-    """Send one request and record it; its body is drained as it arrives, and up to ``keep`` bytes of it kept.
+    """Send one request (rendered) and record it; its body is drained as it arrives, and up to ``keep`` bytes of it
+    kept. The cookies of ``jar`` go with it, and those its answer sets are kept there.
 
-    Only the status is recorded: a body held whole would grow the harness by its size, for every
-    request in flight (ten 100 MB answers were 2.2 GB).
+    Only the path and status are recorded: a body held whole would grow the harness by its size, for
+    every request in flight (ten 100 MB answers were 2.2 GB), and headers and cookies carry secrets.
     """
-    request_id = recorder.begin(phase=phase, index=index, method=method, path=path, planned_offset=planned_offset)
+    request_id = recorder.begin(
+        phase=phase, index=index, method=request.method, path=request.path, planned_offset=planned_offset
+    )
+    outgoing = client.build_request(
+        request.method,
+        request.path,
+        json=request.json,
+        data=request.form,
+        headers={**request.headers, REQUEST_ID_HEADER: request_id},
+        cookies=jar,
+    )
     try:
-        async with client.stream(
-            method, path, json=body, headers={**(headers or {}), REQUEST_ID_HEADER: request_id}
-        ) as response:
+        response = await client.send(outgoing, stream=True)
+        try:
             answer = await _read(response, keep)
+        finally:
+            await response.aclose()
     except httpx.TimeoutException as exc:
         recorder.finish(request_id, status=None, outcome="timeout", error=_describe(exc))
         return None
     except httpx.TransportError as exc:
         recorder.finish(request_id, status=None, outcome="transport-error", error=_describe(exc))
         return None
+    if jar is not None:
+        jar.extract_cookies(response)
     recorder.finish(request_id, status=answer.status, outcome=_outcome(answer.status))
     return answer
 
@@ -260,29 +283,32 @@ async def _read(response: httpx.Response, keep: int) -> Answer:
     return Answer(status=response.status_code, body=bytes(kept))
 
 
-async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], recorder: Recorder) -> None:
-    """Send each seed step's requests in order, each retried until it answers 2xx.
+async def seed_steps(client: httpx.AsyncClient, steps: Sequence[HttpRequest], recorder: Recorder, flow: Flow) -> None:
+    """Send each seed step's requests in order, each retried until it answers 2xx, and save what the step saves.
 
     A build under test may drop set-up requests the way it drops the schedule's; they are
     recorded, retried and counted apart.
     """
     counter = itertools.count()
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
+        where = f"[[seed]] step {number} ({step.method} {step.path})"  # as written: no saved value in a message
+        keep = SEED_BODY_LIMIT if step.save else 0
         for i in range(step.repeat):
-            path, body, headers = step.render(i=i, trial=recorder.trial)
+            request = flow.request(step, i=i, trial=recorder.trial, where=where)
             seen = []
             for _ in range(DEFAULT_SEED_ATTEMPTS):
                 answer = await send(
-                    client, recorder, step.method, path, phase="seed", index=next(counter), body=body, headers=headers
+                    client, recorder, request, phase="seed", index=next(counter), jar=flow.jar(i), keep=keep
                 )
                 if answer is not None and answer.is_success:
+                    if answer.too_long:
+                        raise SeedError(f"seeding failed: {where} answered more than {SEED_BODY_LIMIT // 2**20} MiB")
+                    flow.keep(step, answer.body, where=where)
                     break
                 seen.append(f"HTTP {answer.status}" if answer is not None else "no answer")
             else:
-                raise SeedError(
-                    f"seeding failed: {step.method} {path} did not answer 2xx in {DEFAULT_SEED_ATTEMPTS} attempts "
-                    f"({', '.join(seen)})"
-                )
+                attempts = f"{DEFAULT_SEED_ATTEMPTS} attempts ({', '.join(seen)})"
+                raise SeedError(f"seeding failed: {where} did not answer 2xx in {attempts}")
 
 
 async def seed_tutorial(client: httpx.AsyncClient, seed: Seed, recorder: Recorder) -> None:
@@ -290,10 +316,9 @@ async def seed_tutorial(client: httpx.AsyncClient, seed: Seed, recorder: Recorde
     counter = itertools.count()
 
     async def attempt(method: str, path: str, body: dict[str, Any] | None, done: set[int]) -> Answer:
+        request = HttpRequest(method=method, path=path, json=body)
         for _ in range(DEFAULT_SEED_ATTEMPTS):
-            answer = await send(
-                client, recorder, method, path, phase="seed", index=next(counter), body=body, keep=SEED_BODY_LIMIT
-            )
+            answer = await send(client, recorder, request, phase="seed", index=next(counter), keep=SEED_BODY_LIMIT)
             if answer is not None and answer.status in done:
                 return answer
         raise SeedError(f"seeding failed: {method} {path} did not succeed in {DEFAULT_SEED_ATTEMPTS} attempts")

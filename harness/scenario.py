@@ -18,10 +18,12 @@ or named by path. Seed steps and the schedule's request are plain HTTP requests:
     path = "/orders/{i}"
 
 ``{i}`` is the request's number (from 0) within its seed step or the schedule, ``{trial}``
-the trial's. Times in ``[schedule]`` are in the app's seconds: ``time_scale`` multiplies
-them, and the launcher hands it to the app (``{time_scale}`` in a variant's ``env``), so a
-scaled run keeps the app's shape. The tutorial's shorthand ``[seed] users = 2`` creates
-users with items through the tutorial's API; a scenario with neither seeds nothing.
+the trial's; a seed step's ``save`` names further placeholders, filled from its JSON answer
+(:mod:`harness.flow`), and ``form`` posts a form instead of ``json``. Times in
+``[schedule]`` are in the app's seconds: ``time_scale`` multiplies them, and the launcher
+hands it to the app (``{time_scale}`` in a variant's ``env``), so a scaled run keeps the
+app's shape. The tutorial's shorthand ``[seed] users = 2`` creates users with items through
+the tutorial's API; a scenario with neither seeds nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import string
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -78,6 +81,7 @@ DEFAULT_LEAK_THRESHOLD = 0
 MAX_REQUESTS = 5_000  # [schedule] requests and wave_size
 MAX_TRIALS = 1_000  # 1,000 trials of 5,000 requests keep 5 million records, about 1.7 GB: the most a run may hold
 MAX_SEED_REPEAT = 10_000  # a [[seed]] step's requests, sent one after another
+MAX_SESSIONS = MAX_SEED_REPEAT  # a cookie jar each: more than any step's repetitions would be jars never filled
 MAX_SEED_USERS = 1_000  # [seed] users, each 1 + items_per_user requests in turn
 MAX_ITEMS_PER_USER = 100
 MAX_TIME_SCALE = 100.0  # a tutorial-second a hundred seconds long
@@ -93,27 +97,32 @@ MAX_DEPTH = 5
 MAX_SCHEDULES = 100_000
 MAX_BOUND = 4
 PLACEHOLDERS = ("i", "trial")
+# A save's path into a JSON answer: keys and list indexes joined by dots (``items.0.id``).
+_DOTTED = re.compile(r"[^.\[\]\s]+(?:\.[^.\[\]\s]+)*")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a field name (RFC 9110, 5.1); httpx sends ASCII only
 
 
 @dataclass(frozen=True, kw_only=True)
 class HttpRequest:
-    """One request of a seed step or of the schedule; strings may hold ``{i}`` and ``{trial}``."""
+    """One request of a seed step or of the schedule; strings may hold ``{i}``, ``{trial}`` and saved values."""
 
     method: str = "GET"
     path: str = DEFAULT_PATH
     json: Any = None
+    form: dict[str, str] | None = None  # fields of a form post (application/x-www-form-urlencoded), instead of json
     headers: dict[str, str] = field(default_factory=dict)
     repeat: int = 1  # a seed step's number of requests
+    save: dict[str, str] = field(default_factory=dict)  # a seed step's: placeholder name -> dotted path in its answer
 
-    def render(self, *, i: int, trial: int) -> tuple[str, Any, dict[str, str]]:
-        """The path, body and headers of the ``i``-th request of trial ``trial``."""
-        values = {"i": i, "trial": trial}
-        return (
-            self.path.format_map(values),
-            _render(self.json, values),
-            {key: value.format_map(values) for key, value in self.headers.items()},
+    def render(self, values: Mapping[str, object]) -> HttpRequest:
+        """The request with the placeholders of its path, body, form and headers filled in from ``values``."""
+        return replace(
+            self,
+            path=self.path.format_map(values),
+            json=_render(self.json, values),
+            form=_render(self.form, values),
+            headers={key: value.format_map(values) for key, value in self.headers.items()},
         )
 
 
@@ -164,6 +173,7 @@ class Scenario:
     description: str
     schedule: Schedule
     seed: Seed | tuple[HttpRequest, ...] = ()  # nothing: an app the harness does not know needs no tutorial users
+    sessions: int = 1  # cookie jars: request {i} of a seed step or of the schedule uses jar i mod sessions
     trials: int = DEFAULT_TRIALS
     time_scale: float = DEFAULT_TIME_SCALE
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -187,8 +197,9 @@ class Scenario:
             "time_scale": self.time_scale,
             "request_timeout": self.request_timeout,
             "fail_on": list(self.fail_on),
-            # Only when set: a scenario that does not set it keeps the digest it had before the key existed.
+            # Only when set: a scenario that does not set them keeps the digest it had before the keys existed.
             **({"leak_threshold": self.leak_threshold} if self.leak_threshold != DEFAULT_LEAK_THRESHOLD else {}),
+            **({"sessions": self.sessions} if self.sessions != 1 else {}),
             "seed": seed,
             "schedule": {**asdict(self.schedule), "request": request},
             "expect": dict(self.expect),
@@ -261,7 +272,7 @@ def scenario_toml(scenario: Scenario, *, comment: str = "") -> str:
 
 
 def _request_table(data: dict[str, Any]) -> dict[str, Any]:
-    """A request as its TOML table has it: no ``json`` or ``headers`` it does not have."""
+    """A request as its TOML table has it: no ``json``, ``form``, ``headers`` or ``save`` it does not have."""
     return {key: value for key, value in data.items() if value is not None and value != {}}
 
 
@@ -286,8 +297,8 @@ def _toml_value(value: object) -> str:
     return repr(value)
 
 
-def _render(value: Any, values: dict[str, int]) -> Any:
-    """A JSON body with the placeholders of its strings filled in, keys included."""
+def _render(value: Any, values: Mapping[str, object]) -> Any:
+    """A JSON body (or a form) with the placeholders of its strings filled in, keys included."""
     if isinstance(value, str):
         return value.format_map(values)
     if isinstance(value, dict):
@@ -313,6 +324,7 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             "request_timeout",
             "fail_on",
             "leak_threshold",
+            "sessions",
             "seed",
             "schedule",
             "expect",
@@ -324,10 +336,14 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
     kind = schedule.choice("kind", get_args(ScheduleKind), required=True)
     if "path" in schedule.data and "request" in schedule.data:
         schedule.fail("path", "give the path in [schedule.request], or path alone, not both")
+    seed = _seed(top)
     if "request" in schedule.data:
-        request = _request(schedule.table("request"), seed=False)
+        written = schedule.table("request")
+        request = _request(written, seed=False)
     else:
-        request = HttpRequest(path=_path(schedule, schedule.text("path", DEFAULT_PATH)))
+        written, request = schedule, HttpRequest(path=_path(schedule, schedule.text("path", DEFAULT_PATH)))
+    saved = [name for step in (seed if isinstance(seed, tuple) else ()) for name in step.save]
+    _check_placeholders(written, request, saved=saved, later={})
     expect = top.table("expect")
     for variant in expect.data:
         expect.choice(variant, get_args(Expectation))
@@ -350,7 +366,8 @@ def _parse(data: dict[str, Any], *, origin: str, default_name: str, text: str = 
             wave_size=schedule.count("wave_size", 1, most=MAX_REQUESTS, required=kind == "waves"),
             request=request,
         ),
-        seed=_seed(top),
+        seed=seed,
+        sessions=top.count("sessions", 1, most=MAX_SESSIONS),
         trials=top.count("trials", DEFAULT_TRIALS, most=MAX_TRIALS),
         time_scale=top.number("time_scale", DEFAULT_TIME_SCALE, most=MAX_TIME_SCALE),
         request_timeout=top.number("request_timeout", DEFAULT_REQUEST_TIMEOUT, most=MAX_SECONDS),
@@ -377,7 +394,18 @@ def _seed(top: Table) -> Seed | tuple[HttpRequest, ...]:
     if "seed" not in top.data:
         return ()
     if isinstance(top.get("seed"), list):
-        return tuple(_request(step, seed=True) for step in top.tables("seed"))
+        tables = top.tables("seed")
+        steps = [_request(step, seed=True) for step in tables]
+        saved_by = {name: number for number, step in enumerate(steps, start=1) for name in reversed(step.save)}
+        saved: list[str] = []
+        for number, (table, step) in enumerate(zip(tables, steps, strict=True), start=1):
+            later = {name: by for name, by in saved_by.items() if by >= number}
+            _check_placeholders(table, step, saved=saved, later=later)
+            for name in step.save:
+                if name in saved:
+                    table.fail("save", f"{{{name}}} is saved by an earlier step already: give each value its own name")
+                saved.append(name)
+        return tuple(steps)
     seed = top.table("seed")
     seed.only({"users", "items_per_user"})
     return Seed(
@@ -387,23 +415,86 @@ def _seed(top: Table) -> Seed | tuple[HttpRequest, ...]:
 
 
 def _request(table: Table, *, seed: bool) -> HttpRequest:
-    table.only({"method", "path", "json", "headers", *(("repeat",) if seed else ())})
+    """A request's keys, each checked; its placeholders are checked by :func:`_check_placeholders`, which knows
+    what the steps before it save."""
+    # The schedule saves nothing: its requests are the trial's last, so no request comes after them to use a value.
+    table.only({"method", "path", "json", "form", "headers", *(("repeat", "save") if seed else ())})
     method = table.text("method", "GET").upper()
     if method not in _METHODS:
         table.fail("method", f"expected one of {', '.join(_METHODS)}, got {table.data['method']!r}")
     headers = {
-        _header_name(table, key): table.template("headers", _header_value(table, value), PLACEHOLDERS)
-        for key, value in table.string_table("headers").items()
+        _header_name(table, key): _header_value(table, value) for key, value in table.string_table("headers").items()
     }
     body = table.get("json")
     _check_body(table, body)
+    if "form" in table.data and "json" in table.data:
+        table.fail("form", "a request has one body: give json or form, not both")
     return HttpRequest(
         method=method,
         path=_path(table, table.text("path", required=True)),
         json=body,
+        form=table.string_table("form") if "form" in table.data else None,
         headers=headers,
         repeat=table.count("repeat", 1, most=MAX_SEED_REPEAT) if seed else 1,
+        save={name: _save_path(table, name, path) for name, path in table.string_table("save").items()},
     )
+
+
+def _save_path(table: Table, name: str, path: str) -> str:
+    if not (name.isidentifier() and name.isascii()) or name in PLACEHOLDERS:
+        table.fail("save", f"{name!r} cannot name a placeholder: ASCII letters, digits and '_', not {{i}} or {{trial}}")
+    if not _DOTTED.fullmatch(path):
+        table.fail(
+            "save",
+            f"{name} = {path!r} is not a dotted path: keys and list indexes joined by '.', such as "
+            "'access_token' or 'items.0.id'",
+        )
+    return path
+
+
+def _check_placeholders(table: Table, request: HttpRequest, *, saved: list[str], later: dict[str, int]) -> None:
+    """Every placeholder of ``request`` is ``{i}``, ``{trial}`` or a value an earlier step ``saved``.
+
+    ``later`` names the values steps from this one on save, with the step's number: used here, they would be
+    used before they exist.
+    """
+    known = (*PLACEHOLDERS, *saved)
+    sample: dict[str, object] = {"i": 0, "trial": 1, **dict.fromkeys(saved, "")}  # what each is at run time
+    texts = [
+        ("path", request.path),
+        *(("headers", value) for value in request.headers.values()),
+        *(("json", text) for text in _strings(request.json)),
+        *(("form", text) for text in _strings(request.form)),
+    ]
+    for key, text in texts:
+        try:
+            early = [name for _, name, _, _ in string.Formatter().parse(text) if name in later and name not in known]
+        except ValueError:
+            early = []  # not a template at all: table.template says why
+        if early:
+            table.fail(
+                key,
+                f"{{{early[0]}}} in {text!r} is used before it is saved: [[seed]] step {later[early[0]]} saves it, "
+                "and only the steps after it and the schedule can use it",
+            )
+        table.template(key, text, known)
+        try:
+            text.format_map(sample)
+        except ValueError as exc:  # a format spec its value does not take, such as {token:d}
+            table.fail(key, f"{exc} in {text!r}")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string of a JSON body or a form, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _header_name(table: Table, name: str) -> str:
@@ -419,9 +510,7 @@ def _header_value(table: Table, value: str) -> str:
 
 
 def _check_body(table: Table, value: Any) -> None:
-    if isinstance(value, str):
-        table.template("json", value, PLACEHOLDERS)
-    elif isinstance(value, float) and not math.isfinite(value):  # JSON has no nan or inf: httpx would send invalid JSON
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no nan or inf: httpx would send invalid JSON
         table.fail("json", f"JSON has no {value!r}: a body may hold finite numbers only")
     elif isinstance(value, dict):
         for key, item in value.items():
@@ -435,4 +524,4 @@ def _check_body(table: Table, value: Any) -> None:
 def _path(table: Table, path: str) -> str:
     if not path.startswith("/"):
         table.fail("path", f"must start with '/', got {path!r}")
-    return table.template("path", path, PLACEHOLDERS)
+    return path

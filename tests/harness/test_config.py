@@ -448,13 +448,15 @@ def test_seed_steps_and_the_request_of_a_generic_scenario(tmp_path: Path) -> Non
     assert isinstance(scenario.seed, tuple)
     customers, stock = scenario.seed
     assert (customers.method, customers.path, customers.repeat) == ("POST", "/customers/", 3)
-    assert customers.render(i=2, trial=7) == (
+    rendered = customers.render({"i": 2, "trial": 7})
+    assert (rendered.path, rendered.json, rendered.headers) == (
         "/customers/",
         {"name": "customer 2", "tags": ["trial 7"], "2": 1},
         {},
     )
     assert (stock.method, stock.repeat, stock.json) == ("PUT", 1, None)
-    assert stock.render(i=0, trial=4) == ("/stock/4", None, {"Authorization": "Bearer 4"})
+    rendered = stock.render({"i": 0, "trial": 4})
+    assert (rendered.path, rendered.json, rendered.headers) == ("/stock/4", None, {"Authorization": "Bearer 4"})
     request = scenario.schedule.request
     assert (scenario.schedule.kind, scenario.schedule.requests, scenario.schedule.wave_size) == ("waves", 6, 3)
     assert request == HttpRequest(
@@ -463,7 +465,12 @@ def test_seed_steps_and_the_request_of_a_generic_scenario(tmp_path: Path) -> Non
         json={"customer": "customer {i}", "trial": "{trial}"},
         headers={"X-Trial": "{trial}"},
     )
-    assert request.render(i=5, trial=2) == ("/orders/5", {"customer": "customer 5", "trial": "2"}, {"X-Trial": "2"})
+    rendered = request.render({"i": 5, "trial": 2})
+    assert (rendered.path, rendered.json, rendered.headers) == (
+        "/orders/5",
+        {"customer": "customer 5", "trial": "2"},
+        {"X-Trial": "2"},
+    )
 
 
 def test_a_scenario_without_fail_on_fails_on_5xx_only_and_repeated_kinds_count_once(tmp_path: Path) -> None:

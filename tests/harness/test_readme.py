@@ -1,5 +1,5 @@
-"""The docs' examples of a project of one's own (docs/own-app.md, docs/sqlalchemy.md) work as written, each from a
-folder of its own."""
+"""The worked examples of the docs work as written, each from a folder of its own: "Testing your own app"
+(docs/own-app.md), "An async app on SQLAlchemy" (docs/sqlalchemy.md) and "An app behind a login" (docs/login.md)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tests.harness.runs import INSTALLED_HARNESS, REPO
 
 EXAMPLE_PAGE = REPO / "docs" / "own-app.md"
 SQLALCHEMY_PAGE = REPO / "docs" / "sqlalchemy.md"
+LOGIN_PAGE = REPO / "docs" / "login.md"
 
 
 def example_files(page: Path = EXAMPLE_PAGE) -> dict[str, str]:
@@ -34,9 +35,16 @@ def run_example(page: Path, folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_section_shows_the_app_its_configuration_and_a_scenario() -> None:
-    assert set(example_files()) == {"app.py", "harness.toml", "scenarios/checkout.toml"}
-    assert set(example_files(SQLALCHEMY_PAGE)) == {"app.py", "harness.toml", "scenarios/notes.toml"}
+@pytest.mark.parametrize(
+    ("page", "files"),
+    [
+        (EXAMPLE_PAGE, {"app.py", "harness.toml", "scenarios/checkout.toml"}),
+        (SQLALCHEMY_PAGE, {"app.py", "harness.toml", "scenarios/notes.toml"}),
+        (LOGIN_PAGE, {"app.py", "harness.toml", "scenarios/notes.toml"}),
+    ],
+)
+def test_the_section_shows_the_app_its_configuration_and_a_scenario(page: Path, files: set[str]) -> None:
+    assert set(example_files(page)) == files
 
 
 @pytest.mark.e2e
@@ -69,3 +77,18 @@ def test_the_sqlalchemy_example_runs_as_written_and_fails_the_shared_session_eve
     assert {v["variant"]: v["kind"] for v in data["verdicts"]} == {"broken": "met", "fixed": "met"}
     fixed = next(s for s in data["summaries"] if s["variant"] == "fixed")
     assert fixed["ok"] == fixed["requests"] == 30  # broken, in 10 runs by hand: 3 of 3 trials failed each time
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_login_example_runs_as_written_and_every_fixed_request_carries_its_token(tmp_path: Path) -> None:
+    completed = run_example(LOGIN_PAGE, tmp_path)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "broken failed as expected" in completed.stdout
+    assert "OperationalError: Connection already opened." in completed.stdout
+    [results] = tmp_path.glob("harness-out/*-notes/results.json")
+    data = json.loads(results.read_text())
+    assert {v["variant"]: v["kind"] for v in data["verdicts"]} == {"broken": "met", "fixed": "met"}
+    fixed = next(s for s in data["summaries"] if s["variant"] == "fixed")
+    assert fixed["ok"] == fixed["requests"] == 300  # 2xx throughout: not one request 401'd for a missing token

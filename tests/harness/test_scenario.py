@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from harness.config import builtin_config
 from harness.errors import ScenarioError
-from harness.scenario import Scenario, Schedule, Seed, load_scenario, scenario_toml
+from harness.scenario import HttpRequest, Scenario, Schedule, Seed, load_scenario, scenario_toml
 from harness.summary import describe_seed
 
 VALID = """
@@ -164,6 +164,56 @@ def test_a_scenario_without_seed_seeds_nothing_and_an_empty_seed_table_is_the_tu
         (VALID + '[schedule.request]\npath = "/"\nheaders = { "x é" = "1" }\n', 10, "'x é' cannot name a header"),
         (VALID + '[schedule.request]\npath = "/"\nheaders = { x = "a\\nb" }\n', 10, "cannot go in a header"),
         ('schedule = { kind = "burst", requests = -1 }\n', None, "[schedule] requests: expected a whole number"),
+        (
+            VALID + '[[seed]]\nmethod = "POST"\npath = "/token"\njson = { a = "1" }\nform = { b = "2" }\n',
+            12,
+            "[seed] form: a request has one body: give json or form, not both",
+        ),
+        (VALID + '[[seed]]\npath = "/a"\nform = { n = 1 }\n', None, "[seed.form] n: expected a string, got 1"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { t = "a..b" }\n', 10, "t = 'a..b' is not a dotted path"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { t = ".x" }\n', 10, "t = '.x' is not a dotted path"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { t = "a[0]" }\n', 10, "t = 'a[0]' is not a dotted path"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { t = "" }\n', 10, "t = '' is not a dotted path"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { "a-b" = "x" }\n', 10, "'a-b' cannot name a placeholder"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { i = "x" }\n', 10, "'i' cannot name a placeholder"),
+        (VALID + '[[seed]]\npath = "/a"\nsave = { t = 3 }\n', None, "[seed.save] t: expected a string, got 3"),
+        (
+            VALID + '[[seed]]\npath = "/a"\nheaders = { A = "Bearer {token}" }\n',
+            10,
+            "[seed] headers: unknown placeholder {token} in 'Bearer {token}'; known: {i}, {trial}",
+        ),
+        (  # the step that saves it comes later: the value does not exist yet
+            VALID + '[[seed]]\npath = "/me/{token}"\n[[seed]]\npath = "/t"\nsave = { token = "t" }\n',
+            9,
+            "[seed] path: {token} in '/me/{token}' is used before it is saved: [[seed]] step 2 saves it",
+        ),
+        (  # nor by the step that saves it: its answer comes after it is sent
+            VALID + '[[seed]]\npath = "/t"\nform = { t = "{token}" }\nsave = { token = "t" }\n',
+            10,
+            "[seed] form: {token} in '{token}' is used before it is saved: [[seed]] step 1 saves it",
+        ),
+        (
+            VALID + '[[seed]]\npath = "/t"\nsave = { t = "t" }\n[[seed]]\npath = "/u"\nsave = { t = "u" }\n',
+            13,
+            "[seed] save: {t} is saved by an earlier step already",
+        ),
+        (
+            VALID + '[[seed]]\npath = "/t"\nsave = { t = "t" }\n[schedule.request]\npath = "/{t:d}"\n',
+            12,
+            "[schedule.request] path: Unknown format code 'd' for object of type 'str' in '/{t:d}'",
+        ),
+        (VALID + '[schedule.request]\npath = "/{i!x}"\n', 9, "[schedule.request] path: Unknown conversion"),
+        (
+            VALID + '[schedule.request]\npath = "/"\nsave = { t = "t" }\n',
+            10,
+            "[schedule.request] save: unknown key",
+        ),
+        (
+            VALID.replace('kind = "staggered"', 'kind = "staggered"\npath = "/{token}"'),
+            6,
+            "unknown placeholder {token}",
+        ),
+        ("sessions = 0\n" + VALID, 1, "sessions: expected a whole number from 1 to 10,000, got 0"),
     ],
 )
 def test_invalid_files_name_the_file_the_line_and_the_field(
@@ -174,6 +224,51 @@ def test_invalid_files_name_the_file_the_line_and_the_field(
         load_scenario(path)
     assert caught.value.message.startswith(f"{path}:{line}: " if line else f"{path}: ")
     assert message in caught.value.message
+
+
+FLOW = """
+sessions = 2
+[[seed]]
+method = "POST"
+path = "/users/"
+json = { username = "user{i}", tags = ["{trial}"] }
+repeat = 2
+save = { name = "username", user_id = "items.0.id" }
+
+[[seed]]
+method = "POST"
+path = "/token"
+form = { username = "{name}", password = "pw{i}" }
+save = { token = "access_token" }
+
+[schedule]
+kind = "burst"
+requests = 4
+
+[schedule.request]
+path = "/users/{user_id}"
+headers = { Authorization = "Bearer {token}" }
+"""
+
+
+def test_a_flow_saves_values_that_later_steps_and_the_schedule_use(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, FLOW))
+
+    register, login = scenario.seed
+    assert isinstance(register, HttpRequest) and isinstance(login, HttpRequest)
+    assert register.save == {"name": "username", "user_id": "items.0.id"} and login.form is not None
+    assert scenario.sessions == 2
+    assert login.render({"i": 1, "trial": 3, "name": "user1"}).form == {"username": "user1", "password": "pw1"}
+    rendered = scenario.schedule.request.render({"i": 0, "trial": 1, "name": "x", "user_id": "7", "token": "abc"})
+    assert (rendered.path, rendered.headers) == ("/users/7", {"Authorization": "Bearer abc"})
+    assert Scenario.from_dict(scenario.to_dict()) == scenario
+    assert load_scenario(write(tmp_path, scenario_toml(scenario), "again.toml")) == scenario
+
+
+def test_a_scenario_without_flows_keeps_its_digest() -> None:
+    # sessions, form and save are left out of the definition at their defaults: runs from before them compare.
+    document = load_scenario("burst").to_dict()
+    assert "sessions" not in document and not {"form", "save"} & set(document["schedule"]["request"])
 
 
 def test_invalid_toml_reports_the_line(tmp_path: Path) -> None:
