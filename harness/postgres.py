@@ -74,6 +74,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from harness.errors import DatabaseError
+from harness.postgres_keeper import FOLDER_PREFIX
 from harness.settings import DEFAULT_POSTGRES_MAX_CONNECTIONS, DEFAULT_POSTGRES_SUPERUSER_RESERVED
 from harness.urls import display_url, hide_secrets
 
@@ -184,6 +185,7 @@ class PostgresServer:
         max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS,
         seed: Path | None = None,
         keep_seed: bool = False,
+        prefix: str = FOLDER_PREFIX,
     ) -> PostgresServer:
         """Start the harness's own server: initdb, postgres, ready, the template made; DatabaseError if not.
 
@@ -195,6 +197,7 @@ class PostgresServer:
         ``DEFAULT_POSTGRES_SUPERUSER_RESERVED`` of them refused to it, as on a stock server (the
         harness's own come on top). ``seed``: another server's :attr:`seed`, copied instead
         of running initdb; ``keep_seed``: keep one, for the next servers of the run.
+        ``prefix``: how the temporary folder's name starts.
         """
         binaries = binaries or find_binaries()
         missing = [name for name in ("initdb", "postgres") if not (binaries / name).is_file()]
@@ -204,6 +207,7 @@ class PostgresServer:
             {
                 "binaries": str(binaries),
                 "parent": str(parent or folder_parent()),
+                "prefix": prefix,
                 "user": _system_user(),
                 "password": password,
                 "settings": {

@@ -12,9 +12,10 @@ does the same.
 What goes through the pipes, one JSON line each:
 
 - stdin: the configuration (``binaries``, the folder of ``initdb`` and ``postgres``;
-  ``parent``, where to make the temporary folder; ``user``, the system user to run them
-  as, or null; ``password``, or null for trust authentication; ``settings``; ``timeout``
-  for ``initdb`` and the start together; ``stop_timeout`` for each step of the stop;
+  ``parent``, where to make the temporary folder, and ``prefix``, how its name starts;
+  ``user``, the system user to run them as, or null; ``password``, or null for trust
+  authentication; ``settings``; ``timeout`` for ``initdb`` and the start together;
+  ``stop_timeout`` for each step of the stop;
   ``seed``, a cluster never started to copy instead of running ``initdb``, or null;
   ``keep_seed``, whether to keep a copy of its own cluster, never started, for the next
   keepers' ``seed``), then nothing: its end is the order to stop.
@@ -83,7 +84,7 @@ def main() -> int:
     except _Abandoned:
         return 0
     try:
-        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=config["parent"]))
+        folder = Path(tempfile.mkdtemp(prefix=config.get("prefix") or FOLDER_PREFIX, dir=config["parent"]))
     except OSError as exc:
         _say(error=f"cannot make the server's folder in {config['parent']}: {exc}")
         return 0

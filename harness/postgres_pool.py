@@ -27,24 +27,29 @@ limits are the user's: there the builds side by side share them, as the docs say
 
 from __future__ import annotations
 
+import secrets
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from harness.errors import DatabaseError
 from harness.postgres import APP_ROLE, DEFAULT_START_TIMEOUT, Database, PostgresServer
+from harness.postgres_keeper import FOLDER_PREFIX
 from harness.settings import DEFAULT_POSTGRES_MAX_CONNECTIONS
 
 
 class PostgresPool:
     """The PostgreSQL servers of one run; a context manager, closed once."""
 
-    def __init__(self, first: PostgresServer, *, max_connections: int | None, timeout: float) -> None:
+    def __init__(self, first: PostgresServer, *, max_connections: int | None, timeout: float, prefix: str) -> None:
         """Not to be called: :meth:`start` and :meth:`connect` make one."""
         self.owned = first.owned
+        # Where the harness's own clusters' folders are: FOLDER/PREFIX*
+        self.folders = f"{first.folder.parent / prefix}*" if first.folder else None
         self._first = first
         self._max_connections = max_connections
         self._timeout = timeout
+        self._prefix = prefix
         self._servers = [first]  # the first last to close: the others were copied from its seed
         self._free = [first]
         self._holders: dict[str, PostgresServer] = {}  # a database's name: the server that holds it
@@ -56,9 +61,11 @@ class PostgresPool:
         cls, *, max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS, timeout: float = DEFAULT_START_TIMEOUT
     ) -> PostgresPool:
         """The harness's own: its first cluster started now (any failure to start shows here), the others as needed."""
-        first = PostgresServer.start(timeout=timeout, max_connections=max_connections, keep_seed=True)
+        # The run's clusters' folders share a name: a user finds what a killed run left, a test what it ran.
+        prefix = f"{FOLDER_PREFIX}{secrets.token_hex(4)}-"
+        first = PostgresServer.start(timeout=timeout, max_connections=max_connections, keep_seed=True, prefix=prefix)
         try:
-            return cls(first, max_connections=max_connections, timeout=timeout)
+            return cls(first, max_connections=max_connections, timeout=timeout, prefix=prefix)
         except BaseException:
             first.close()
             raise
@@ -68,7 +75,7 @@ class PostgresPool:
         """The user's server at ``url``: every database on it."""
         server = PostgresServer.connect(url)
         try:
-            return cls(server, max_connections=None, timeout=DEFAULT_START_TIMEOUT)
+            return cls(server, max_connections=None, timeout=DEFAULT_START_TIMEOUT, prefix="")
         except BaseException:
             server.close()
             raise
@@ -79,7 +86,7 @@ class PostgresPool:
         if not self.owned:
             return self._first.display_url
         host = urlsplit(self._first.display_url).hostname
-        return f"the harness's own, a cluster per app server (postgresql://{APP_ROLE}@{host})"
+        return f"the harness's own, a cluster per app server in {self.folders} (postgresql://{APP_ROLE}@{host})"
 
     def create_database(self, label: str) -> Database:
         """A fresh database named after ``label``, on a cluster of its own on the harness's server."""
@@ -141,7 +148,7 @@ class PostgresPool:
                 return self._free.pop()
         assert self._max_connections is not None and self._first.seed is not None
         server = PostgresServer.start(
-            timeout=self._timeout, max_connections=self._max_connections, seed=self._first.seed
+            timeout=self._timeout, max_connections=self._max_connections, seed=self._first.seed, prefix=self._prefix
         )
         with self._lock:
             self._servers.append(server)
