@@ -390,7 +390,7 @@ class PostgresServer:
             self._connection = self._connect()
         try:
             with self._connection.cursor() as cursor:
-                cursor.execute(statement, parameters)
+                cursor.execute(statement, parameters or None)  # None: a '%' in a literal stays one
                 return cursor.fetchall() if cursor.description else []
         except psycopg2.Error as exc:
             raise DatabaseError(f"PostgreSQL at {self.display_url}: {self._reason(exc)}") from None
