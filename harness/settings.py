@@ -69,7 +69,7 @@ DEFAULT_SWEEP_MAX_SECONDS = 1800.0
 # for a sweep's cells; the rest keep a run finite. A job is a server per build.
 MAX_JOBS = 64
 # The harness's own PostgreSQL: a stock server's limits, 100 connections, the last 3 for superusers only
-# (harness.postgres_pool). At least one beyond those 3; 10,000 take 1.4 GB of shared memory per server.
+# (harness.postgres_pool). At least one beyond those 3; 10,000 take 515 MB of shared memory per server.
 DEFAULT_POSTGRES_MAX_CONNECTIONS = 100
 DEFAULT_POSTGRES_SUPERUSER_RESERVED = 3
 MIN_POSTGRES_MAX_CONNECTIONS = DEFAULT_POSTGRES_SUPERUSER_RESERVED + 1
