@@ -296,6 +296,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
         max_seconds=options.max_seconds,
         base=base,
         database_url=settings.database_url,
+        postgres_max_connections=settings.postgres_max_connections,
     )
     if "fails" not in plan.expectations.values():
         raise UsageError("--variant: a sweep looks for schedules that catch a build expected to fail; name one")

@@ -187,7 +187,7 @@ _HOLDERS_SHOWN = 4
 _DATABASE_ERRORS = (
     (
         re.compile(r"too many clients|remaining connection slots are reserved", re.IGNORECASE),
-        "the server's max_connections was reached: connections left open by other requests fill it",
+        "the server's max_connections was reached: other requests' connections fill it, in use or left open",
     ),
     (
         re.compile(r"connection already closed|server closed the connection|terminating connection", re.IGNORECASE),

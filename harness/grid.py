@@ -32,7 +32,13 @@ from pathlib import Path
 from harness.errors import ExitCode, UsageError
 from harness.results import SWEEP_FILE, CellResult, SweepCell, SweepResult, SweepSettings, VariantSummary
 from harness.scenario import DEFAULT_TRIALS, MAX_REQUESTS, Scenario, Schedule, Seed, scenario_toml
-from harness.settings import DEFAULT_HOST, DEFAULT_MAX_CELLS, DEFAULT_START_TIMEOUT, DEFAULT_SWEEP_MAX_SECONDS
+from harness.settings import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_CELLS,
+    DEFAULT_POSTGRES_MAX_CONNECTIONS,
+    DEFAULT_START_TIMEOUT,
+    DEFAULT_SWEEP_MAX_SECONDS,
+)
 from harness.variant import DEFAULT_DATABASE, Expectation, Variant
 
 # What a trial costs besides its schedule, measured on the project's 2-core machine
@@ -59,6 +65,7 @@ class SweepPlan:
     max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS
     base: Scenario | None = None  # whose seed, request, timeout and fail_on every cell keeps; None: the tutorial's
     database_url: str | None = None  # the user's PostgreSQL server for the cells on PostgreSQL; None: the harness's
+    postgres_max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS  # the harness's own PostgreSQL's, per app server
 
     @property
     def results_path(self) -> Path:

@@ -40,7 +40,7 @@ from harness.files import writing
 from harness.forkserver import ServerProcess, start_uvicorn
 from harness.settings import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.trace import TRACE_FILE
-from harness.urls import display_url, hide_secrets
+from harness.urls import database_parts, display_url, hide_secrets
 from harness.variant import Database, Variant
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class Server:
             "port": str(self.port or 0),
             "time_scale": repr(time_scale),
             "database_url": self.database_url,
+            **database_parts(self.database_url),
         }
         env = {
             **os.environ,

@@ -35,7 +35,7 @@ from harness.interrupts import first_stop_only, held, raise_if_stopped, the_reas
 from harness.journal import Journal
 from harness.launcher import EVENTS_FILE, Server, stop_all
 from harness.plan import RunPlan
-from harness.postgres import PostgresServer
+from harness.postgres_pool import PostgresPool
 from harness.results import (
     DEFAULT_LEAK_WAIT,
     TRIALS_FILE,
@@ -72,7 +72,7 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
         warm_up()  # its imports overlap the set-up below
     environment = describe_environment()
     trials: list[TrialResult] = []
-    postgres: PostgresServer | None = None  # started once the run has its record, so a failure to start is kept too
+    postgres: PostgresPool | None = None  # started once the run has its record, so a failure to start is kept too
 
     def snapshot(*, complete: bool) -> RunResult:
         server = postgres.display_url if postgres else None
@@ -92,7 +92,8 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     ahead: dict[tuple[int, str], Server] = {}  # the next round's servers, started as this one stops its own
     try:
         postgres = _postgres(plan)
-        if postgres is not None:  # the record names the server from now on
+        if postgres is not None:  # the record names the server, and its limits, from now on
+            environment.update(postgres.limits)
             so_far = snapshot(complete=False)
             write_summary(so_far, plan.results_path)
         done = 0
@@ -122,13 +123,13 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     return result
 
 
-def _postgres(plan: RunPlan) -> PostgresServer | None:
+def _postgres(plan: RunPlan) -> PostgresPool | None:
     """The PostgreSQL server the run's builds get their databases on, if any runs on PostgreSQL."""
     if plan.url is not None or all(plan.database_of(v) != "postgres" for v in plan.variants):
         return None
     if plan.database_url is not None:
-        return PostgresServer.connect(plan.database_url)
-    return PostgresServer.start(timeout=plan.start_timeout)
+        return PostgresPool.connect(plan.database_url)
+    return PostgresPool.start(max_connections=plan.postgres_max_connections, timeout=plan.start_timeout)
 
 
 def _more_trials(plan: RunPlan, done: int, so_far: RunResult, started: float) -> bool:
@@ -152,7 +153,7 @@ def _round(
     journal: Journal,
     keep: Callable[[TrialResult], None],
     ahead: dict[tuple[int, str], Server],
-    postgres: PostgresServer | None,
+    postgres: PostgresPool | None,
 ) -> dict[int, list[TrialResult]]:
     """Trials ``numbers`` of every variant, each given to ``keep``; a trial cut short is kept as far as it got.
 
@@ -203,7 +204,7 @@ async def _run_side_by_side(
     servers: dict[tuple[int, str], Server],
     finished: dict[tuple[int, str], TrialResult],
     ahead: dict[tuple[int, str], Server],
-    postgres: PostgresServer | None,
+    postgres: PostgresPool | None,
 ) -> None:
     """Trials ``numbers`` side by side, a fresh server per variant in each; fills ``servers`` and ``finished``."""
     next_numbers = _round_numbers(plan, numbers[-1])
@@ -231,7 +232,7 @@ async def _run_side_by_side(
                     tg.start_soon(one, trial, variant)
 
 
-def _launch(plan: RunPlan, trial: int, variant: Variant, postgres: PostgresServer | None) -> Server:
+def _launch(plan: RunPlan, trial: int, variant: Variant, postgres: PostgresPool | None) -> Server:
     """A server for the variant's trial, on a fresh database of its own; PostgreSQL's is watched from now on."""
     directory = plan.run_dir / "servers" / f"{variant.name}-trial{trial}"
     database = None
@@ -262,7 +263,7 @@ async def _run_one(
     server: Server,
     recorder: Recorder,
     drained: Callable[[], None],
-    postgres: PostgresServer | None,
+    postgres: PostgresPool | None,
 ) -> TrialResult:
     """One trial on ``server``; ``drained`` is called when its requests are done (not if it was cancelled).
 

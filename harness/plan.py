@@ -21,6 +21,7 @@ from harness.settings import (
     DEFAULT_HOST,
     DEFAULT_MAX_SECONDS,
     DEFAULT_MAX_TRIALS,
+    DEFAULT_POSTGRES_MAX_CONNECTIONS,
     DEFAULT_START_TIMEOUT,
     Resolved,
     RunSettings,
@@ -45,6 +46,7 @@ class RunPlan:
     url: str | None = None  # a server the user runs: every trial goes to it, none is launched
     database: Database = DEFAULT_DATABASE  # what a build runs on unless it names its own
     database_url: str | None = None  # the user's PostgreSQL server; None: the harness starts its own if needed
+    postgres_max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS  # the harness's own PostgreSQL's, per app server
     explore: Explore | None = None  # explore mode's search (harness.explore); None: trials at the OS's timing
 
     def database_of(self, variant: Variant) -> Database:
@@ -124,6 +126,7 @@ def build_plan(
         url=url,
         database=settings.database,
         database_url=settings.database_url,
+        postgres_max_connections=settings.postgres_max_connections,
         explore=_explore(scenario.explore, settings) if settings.explore else None,
     )
 

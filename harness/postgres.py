@@ -74,6 +74,8 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from harness.errors import DatabaseError
+from harness.postgres_keeper import FOLDER_PREFIX
+from harness.settings import DEFAULT_POSTGRES_MAX_CONNECTIONS, DEFAULT_POSTGRES_SUPERUSER_RESERVED
 from harness.urls import display_url, hide_secrets
 
 DEFAULT_DATABASE_PREFIX = "harness_"  # every database the harness makes starts with it
@@ -85,18 +87,24 @@ DEFAULT_BINARIES = "/usr/lib/postgresql/*/bin"  # where Debian's packages put th
 DEFAULT_SYSTEM_USER = "postgres"  # Debian's package creates it
 DEFAULT_MEMORY_FOLDER = Path("/dev/shm")  # a tmpfs on Linux, if a small one in a container
 DEFAULT_MEMORY_ROOM = 1 << 30  # bytes it must have free to hold a cluster (40 MB) and its databases (8 MB each)
-# A throwaway server: nothing is kept after the run, so nothing is forced to disk. Five builds, two trials
-# side by side and the next round's servers starting: the patched build alone opened 100 connections at
-# once under burst, so 300 could run out and fail a build for the harness's sake. initdb picks 100
-# connections and 128 MB of buffers whatever the machine: 143 MB of shared memory; these settings take
-# 82 MB (PostgreSQL 15's shared_memory_size).
+# A throwaway server: nothing is kept after the run, so nothing is forced to disk. initdb picks 128 MB of
+# buffers whatever the machine; 32 MB take 41 MB of shared memory at 100 connections (PostgreSQL 15's
+# shared_memory_size). Its connection limits are a stock server's (start()'s max_connections).
 DEFAULT_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
-    "max_connections": "1000",
     "shared_buffers": "32MB",
 }
+# The app connects to the harness's own server as APP_ROLE, not a superuser, so it meets a stock
+# server's limits (DEFAULT_POSTGRES_MAX_CONNECTIONS, of which DEFAULT_POSTGRES_SUPERUSER_RESERVED for
+# superusers only) as it would in production: its 98th connection is refused with "remaining
+# connection slots are reserved".
+APP_ROLE = "app"
+# The harness's own connections to a server it started: the one that creates databases and the
+# sampler's. They are superusers' and are added to max_connections, so the app's room is a stock
+# server's whatever the harness holds.
+HARNESS_CONNECTIONS = 2
 INSTALL_SCRIPT = "tools/install-postgresql"
 MIN_SERVER_VERSION = 130000  # DROP DATABASE ... WITH (FORCE)
 MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -132,9 +140,21 @@ class Database:
 class PostgresServer:
     """A PostgreSQL server for one run, the harness's own or the user's; a context manager, closed once."""
 
-    def __init__(self, url: str, *, keeper: _Keeper | None = None, timings: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        keeper: _Keeper | None = None,
+        timings: dict[str, Any] | None = None,
+        max_connections: int | None = None,
+        password: str | None = None,
+    ) -> None:
         """Not to be called: :meth:`start` and :meth:`connect` make one."""
         self.owned = keeper is not None  # True: started by the harness, which stops it
+        self.seed: Path | None = Path(timings["seed"]) if timings and timings.get("seed") else None
+        # What the app may hold; None: the server's own max_connections (the user's), read by limits()
+        self._max_connections = max_connections
+        self._password = password  # of the harness's own server's roles, if not trust
         self.display_url = display_url(url)
         self.folder = keeper.folder if keeper else None  # the cluster's temporary folder
         self.keeper_pid = keeper.process.pid if keeper else None
@@ -151,6 +171,7 @@ class PostgresServer:
         self._lock = threading.Lock()  # one statement at a time on the one connection, and one copy at a time
         self._connection: Connection | None = None
         self._strategy: sql.Composable = sql.SQL("")
+        self._owner: sql.Composable = sql.SQL("")  # on the harness's own server, the app's role owns its databases
         self._sampler = _Sampler(self._connect, DEFAULT_SAMPLE_INTERVAL)
 
     @classmethod
@@ -161,13 +182,22 @@ class PostgresServer:
         password: str | None = None,
         binaries: Path | None = None,
         parent: Path | None = None,
+        max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS,
+        seed: Path | None = None,
+        keep_seed: bool = False,
+        prefix: str = FOLDER_PREFIX,
     ) -> PostgresServer:
         """Start the harness's own server: initdb, postgres, ready, the template made; DatabaseError if not.
 
-        ``password``: scram-sha-256 authentication with that password for the superuser
-        instead of trust (for testing a wrong password). ``binaries``: the folder of initdb
-        and postgres, by default :func:`find_binaries`'s. ``parent``: where the temporary
-        folder goes, by default :func:`folder_parent`'s choice.
+        ``password``: scram-sha-256 authentication with that password for the superuser and
+        the app's role instead of trust (for testing a wrong password). ``binaries``: the
+        folder of initdb and postgres, by default :func:`find_binaries`'s. ``parent``: where
+        the temporary folder goes, by default :func:`folder_parent`'s choice.
+        ``max_connections``: the connections the app may open, the last
+        ``DEFAULT_POSTGRES_SUPERUSER_RESERVED`` of them refused to it, as on a stock server (the
+        harness's own come on top). ``seed``: another server's :attr:`seed`, copied instead
+        of running initdb; ``keep_seed``: keep one, for the next servers of the run.
+        ``prefix``: how the temporary folder's name starts.
         """
         binaries = binaries or find_binaries()
         missing = [name for name in ("initdb", "postgres") if not (binaries / name).is_file()]
@@ -177,9 +207,16 @@ class PostgresServer:
             {
                 "binaries": str(binaries),
                 "parent": str(parent or folder_parent()),
+                "prefix": prefix,
                 "user": _system_user(),
                 "password": password,
-                "settings": DEFAULT_SETTINGS,
+                "settings": {
+                    **DEFAULT_SETTINGS,
+                    "max_connections": str(max_connections + HARNESS_CONNECTIONS),
+                    "superuser_reserved_connections": str(DEFAULT_POSTGRES_SUPERUSER_RESERVED),
+                },
+                "seed": str(seed) if seed else None,
+                "keep_seed": keep_seed,
                 "timeout": timeout,
                 "stop_timeout": DEFAULT_STOP_TIMEOUT,
             }
@@ -190,7 +227,8 @@ class PostgresServer:
             keeper.close(DEFAULT_STOP_TIMEOUT)
             raise
         user = f"postgres:{quote(password, safe='')}" if password is not None else "postgres"
-        server = cls(f"postgresql://{user}@127.0.0.1:{ready['ready']}/{_MAINTENANCE}", keeper=keeper, timings=ready)
+        url = f"postgresql://{user}@127.0.0.1:{ready['ready']}/{_MAINTENANCE}"
+        server = cls(url, keeper=keeper, timings=ready, max_connections=max_connections, password=password)
         server._open()
         return server
 
@@ -213,8 +251,8 @@ class PostgresServer:
             name = database_name(self._stem, self._count, label)
             self._created.append(name)  # before CREATE: a Ctrl-C during it leaves a database close() drops
             self._execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                    sql.Identifier(name), sql.Identifier(self._template), self._strategy
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}{}").format(
+                    sql.Identifier(name), sql.Identifier(self._template), self._owner, self._strategy
                 )
             )
         return Database(name=name, url=self._database_url(name))
@@ -233,6 +271,21 @@ class PostgresServer:
             self._check_running()
             counts = dict(self._execute(sql.SQL(_COUNT_QUERY), ([name],)))
         return int(counts.get(name, 0))
+
+    def limits(self) -> dict[str, str]:
+        """The connection limits the app meets here, as the run's environment records them."""
+        with self._lock:
+            self._check_running()
+            rows = self._execute(
+                sql.SQL(
+                    "SELECT name, setting FROM pg_settings WHERE name IN "
+                    "('max_connections', 'superuser_reserved_connections', 'server_version')"
+                )
+            )
+        settings = dict(rows)
+        if self._max_connections is not None:  # the harness's own connections come on top
+            settings["max_connections"] = str(self._max_connections)
+        return {f"postgres_{name}": settings[name] for name in sorted(settings)}
 
     def watch(self, name: str) -> None:
         """Count the connections to database ``name`` every ``DEFAULT_SAMPLE_INTERVAL`` from now on."""
@@ -307,6 +360,14 @@ class PostgresServer:
                     )
                 if self.owned and version >= _STRATEGY_VERSION:
                     self._strategy = sql.SQL(" STRATEGY {}").format(sql.SQL(_OWN_STRATEGY))
+                if self.owned:  # a fresh cluster, or a copy of one never started: the role is not there yet
+                    password = (
+                        sql.SQL(" PASSWORD {}").format(sql.Literal(self._password)) if self._password else sql.SQL("")
+                    )
+                    self._execute(
+                        sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER{}").format(sql.Identifier(APP_ROLE), password)
+                    )
+                    self._owner = sql.SQL(" OWNER {}").format(sql.Identifier(APP_ROLE))
                 self._created.append(self._template)
                 self._execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(self._template)))
         except BaseException:
@@ -329,7 +390,7 @@ class PostgresServer:
             self._connection = self._connect()
         try:
             with self._connection.cursor() as cursor:
-                cursor.execute(statement, parameters)
+                cursor.execute(statement, parameters or None)  # None: a '%' in a literal stays one
                 return cursor.fetchall() if cursor.description else []
         except psycopg2.Error as exc:
             raise DatabaseError(f"PostgreSQL at {self.display_url}: {self._reason(exc)}") from None
@@ -352,8 +413,13 @@ class PostgresServer:
         return hide_secrets(text, self._url) or type(exc).__name__
 
     def _database_url(self, name: str) -> str:
+        """The URL the app connects with: on the harness's own server as APP_ROLE, else as the user's URL says."""
         parts = urlsplit(self._url)
-        return urlunsplit(("postgresql", parts.netloc, "/" + name, parts.query, ""))
+        netloc = parts.netloc
+        if self.owned:
+            password = f":{quote(self._password, safe='')}" if self._password is not None else ""
+            netloc = f"{APP_ROLE}{password}@{netloc.rpartition('@')[2]}"
+        return urlunsplit(("postgresql", netloc, "/" + name, parts.query, ""))
 
 
 class _Sampler:

@@ -12,16 +12,20 @@ does the same.
 What goes through the pipes, one JSON line each:
 
 - stdin: the configuration (``binaries``, the folder of ``initdb`` and ``postgres``;
-  ``parent``, where to make the temporary folder; ``user``, the system user to run them
-  as, or null; ``password``, or null for trust authentication; ``settings``; ``timeout``
-  for ``initdb`` and the start together; ``stop_timeout`` for each step of the stop),
-  then nothing: its end is the order to stop.
+  ``parent``, where to make the temporary folder, and ``prefix``, how its name starts;
+  ``user``, the system user to run them as, or null; ``password``, or null for trust
+  authentication; ``settings``; ``timeout`` for ``initdb`` and the start together;
+  ``stop_timeout`` for each step of the stop;
+  ``seed``, a cluster never started to copy instead of running ``initdb``, or null;
+  ``keep_seed``, whether to keep a copy of its own cluster, never started, for the next
+  keepers' ``seed``), then nothing: its end is the order to stop.
 - stdout: ``{"folder": PATH}`` once the temporary folder exists; ``{"ready": PORT,
-  "initdb": S, "start": S}`` once the server takes connections on 127.0.0.1:PORT, or
+  "initdb": S, "start": S}`` once the server takes connections on 127.0.0.1:PORT (with
+  ``"seed": PATH`` if it kept one; ``initdb`` is then the copy's time when it copied), or
   ``{"error": MESSAGE}`` if it cannot start; ``{"stopped": S}`` once it has stopped; an
   ``{"error"}`` if the folder could not be removed. Then the keeper exits.
 
-The folder holds ``data/`` (the cluster), ``server.log``, ``initdb.log`` and the server's
+The folder holds ``data/`` (the cluster), ``seed/`` if kept, ``server.log``, ``initdb.log`` and the server's
 unix socket. The server is ready when ``postmaster.pid`` says so, as ``pg_ctl -w`` waits;
 a port taken between the choice and the bind is retried with another. The stop
 escalates: SIGINT (fast shutdown), SIGQUIT (immediate), then SIGKILL to the server and to
@@ -52,6 +56,7 @@ from typing import IO, Any, NoReturn
 
 FOLDER_PREFIX = "harness-postgres-"
 DATA = "data"
+SEED = "seed"
 SERVER_LOG = "server.log"
 INITDB_LOG = "initdb.log"
 SUPERUSER = "postgres"  # the same name whoever runs the harness
@@ -79,7 +84,7 @@ def main() -> int:
     except _Abandoned:
         return 0
     try:
-        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=config["parent"]))
+        folder = Path(tempfile.mkdtemp(prefix=config.get("prefix") or FOLDER_PREFIX, dir=config["parent"]))
     except OSError as exc:
         _say(error=f"cannot make the server's folder in {config['parent']}: {exc}")
         return 0
@@ -91,10 +96,18 @@ def main() -> int:
         _say(folder=str(folder))
         began = time.monotonic()
         deadline = began + config["timeout"]
-        _initdb(config, folder, owner, deadline)
+        seed = config.get("seed")
+        if seed:  # a copy costs a tenth of initdb: 60 ms against 0.6 s in /dev/shm
+            _copy(Path(seed), folder / DATA, folder, owner, deadline)
+        else:
+            _initdb(config, folder, owner, deadline)
+        kept = {}
+        if config.get("keep_seed"):
+            _copy(folder / DATA, folder / SEED, folder, owner, deadline)
+            kept = {"seed": str(folder / SEED)}
         initialised = time.monotonic()
         server, port = _start(config, folder, owner, deadline)
-        _say(ready=port, initdb=initialised - began, start=time.monotonic() - initialised)
+        _say(ready=port, initdb=initialised - began, start=time.monotonic() - initialised, **kept)
         while True:
             _watch_stdin(None)
     except _Abandoned:
@@ -140,6 +153,20 @@ def _initdb(config: dict[str, Any], folder: Path, owner: tuple[int, int] | None,
         raise _Failed(f"initdb did not finish within {config['timeout']:g} s{_tail(log_path)}")
     if code != 0:
         raise _Failed(f"initdb exited with code {code}{_tail(log_path)}")
+
+
+def _copy(source: Path, target: Path, folder: Path, owner: tuple[int, int] | None, deadline: float) -> None:
+    """Copy a cluster's folder, as ``owner``, its modes kept (postgres refuses a data folder others may read)."""
+    log_path = folder / INITDB_LOG
+    with log_path.open("ab") as log:
+        process = _spawn(["cp", "-a", str(source), str(target)], log, owner)
+    try:
+        code = _wait(process, deadline)
+    finally:
+        _kill(process)
+    if code != 0:
+        said = "did not finish in time" if code is None else f"exited with code {code}"
+        raise _Failed(f"copying the cluster {source} {said}{_tail(log_path)}")
 
 
 def _start(

@@ -70,6 +70,12 @@ DEFAULT_SWEEP_MAX_SECONDS = 1800.0
 # Upper bounds: a scenario's (harness.scenario) hold for the settings that override it, and
 # for a sweep's cells; the rest keep a run finite. A job is a server per build.
 MAX_JOBS = 64
+# The harness's own PostgreSQL: a stock server's limits, 100 connections, the last 3 for superusers only
+# (harness.postgres_pool). At least one beyond those 3; 10,000 take 515 MB of shared memory per server.
+DEFAULT_POSTGRES_MAX_CONNECTIONS = 100
+DEFAULT_POSTGRES_SUPERUSER_RESERVED = 3
+MIN_POSTGRES_MAX_CONNECTIONS = DEFAULT_POSTGRES_SUPERUSER_RESERVED + 1
+MAX_POSTGRES_MAX_CONNECTIONS = 10_000
 MAX_RUN_SECONDS = 86_400.0  # a day: the longest a --confidence run or a sweep may go on
 MAX_CELLS = 10_000
 
@@ -198,6 +204,15 @@ class RunSettings:
         "harness_... are made and dropped there",
         metavar="URL",
         shown_default="none: the harness starts its own server",
+        commands=("run", "sweep"),
+    )
+    postgres_max_connections: int = setting(
+        DEFAULT_POSTGRES_MAX_CONNECTIONS,
+        Number(MIN_POSTGRES_MAX_CONNECTIONS, MAX_POSTGRES_MAX_CONNECTIONS, whole=True),
+        f"on the harness's own PostgreSQL, the connections each app server may open, the last "
+        f"{DEFAULT_POSTGRES_SUPERUSER_RESERVED} kept for superusers as on a stock server (each app server gets a "
+        "server of its own); not used with --database-url",
+        metavar="N",
         commands=("run", "sweep"),
     )
     trace: bool = setting(

@@ -131,6 +131,11 @@ def format_summary(result: RunResult) -> str:
         lines.append(f"explore mode: {describe_explore(result.explore[0], result.explore[0].requests)}")
     if result.database_server:
         lines.append(f"PostgreSQL: {result.database_server}; a fresh database for each build in each trial")
+        limit, reserved = (
+            result.environment.get(f"postgres_{k}") for k in ("max_connections", "superuser_reserved_connections")
+        )
+        if limit and reserved:  # recorded since the stock limits; a run written before has none
+            lines.append(f"  max_connections {limit}, the last {reserved} for superusers only")
     if not result.complete:
         lines.append("INCOMPLETE RUN: the figures below cover only the trials that ran")
     if result.confidence is not None:

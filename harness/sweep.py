@@ -75,6 +75,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             jobs=settings.jobs,
             database=cell.database,
             database_url=plan.database_url,
+            postgres_max_connections=plan.postgres_max_connections,
         )
         with writing(run.run_dir):
             run.run_dir.mkdir(parents=True)

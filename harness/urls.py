@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+_SQLITE = "sqlite:///"  # then the file's absolute path, as the launcher writes it
+_POSTGRES_PORT = 5432  # libpq's, for a URL that names none
+
 
 def display_url(url: str) -> str:
     """``url`` without its password (in the user part or a ``password`` parameter), for messages and results."""
@@ -24,6 +27,32 @@ def display_url(url: str) -> str:
     if any(key == "password" for key, _ in pairs):
         query = urlencode([(key, value) for key, value in pairs if key != "password"])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def database_parts(url: str) -> dict[str, str]:
+    """The parts of a database's URL, for an app that takes them apart: ``database_host``, ``_port``, ``_name``,
+    ``_user`` and ``_password``, percent-decoded.
+
+    A ``sqlite:///PATH`` is a file and nothing else: its name is the path, the other parts are
+    empty. A PostgreSQL URL without a port has libpq's, 5432; a password may also be its
+    ``password`` parameter.
+    """
+    if url.startswith(_SQLITE):
+        host = port = user = password = ""
+        name = url.removeprefix(_SQLITE)
+    else:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", str(parts.port or _POSTGRES_PORT)
+        name, user = unquote(parts.path.removeprefix("/")), unquote(parts.username or "")
+        in_query = next((value for key, value in parse_qsl(parts.query) if key == "password"), "")  # decoded already
+        password = in_query if parts.password is None else unquote(parts.password)
+    return {
+        "database_host": host,
+        "database_port": port,
+        "database_name": name,
+        "database_user": user,
+        "database_password": password,
+    }
 
 
 def hide_secrets(text: str, url: str) -> str:

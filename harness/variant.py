@@ -19,8 +19,20 @@ DEFAULT_DATABASE: Database = "sqlite"
 
 # What a variant's ``env`` values may hold: an empty folder made fresh for each server of
 # each trial, the port it listens on, the scenario's time scale, and the URL of the fresh
-# database made for that server (``sqlite:///{tmp}/app.sqlite3`` on SQLite).
-ENV_PLACEHOLDERS = ("tmp", "port", "time_scale", "database_url")
+# database made for that server (``sqlite:///{tmp}/app.sqlite3`` on SQLite) whole or in parts,
+# for an app that reads DB_HOST, DB_PORT, ... (harness.urls.database_parts; on SQLite the name
+# is the file's path and the other parts are empty).
+ENV_PLACEHOLDERS = (
+    "tmp",
+    "port",
+    "time_scale",
+    "database_url",
+    "database_host",
+    "database_port",
+    "database_name",
+    "database_user",
+    "database_password",
+)
 
 
 VARIANT_NAME_RULE = "ASCII letters, digits, '.', '_' and '-' only"

@@ -586,7 +586,7 @@ def judged_plan(
     """The plan's record so far, judged: its trials, and in explore mode its builds' searches."""
     return judged_run(
         plan.scenario,
-        {v.name: plan.scenario.expectation(v) for v in plan.variants},
+        {v.name: plan.scenario.expectation(v, plan.database_of(v)) for v in plan.variants},
         trials,
         confidence=plan.confidence,
         started_at=started_at,

@@ -199,7 +199,7 @@ def test_a_database_server_error_is_explained_by_what_it_usually_means() -> None
     assert diagnosis.text == (
         "Request #3's dependency enter (get_db) ran connect() on worker thread 2, and the database refused it "
         '(connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already): the '
-        "server's max_connections was reached: connections left open by other requests fill it."
+        "server's max_connections was reached: other requests' connections fill it, in use or left open."
     )
 
 

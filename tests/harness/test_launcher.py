@@ -4,13 +4,15 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import anyio
 import pytest
 
 from harness.config import builtin_config
-from harness.errors import AppError, LaunchError, UsageError
+from harness.errors import AppError, ExitCode, LaunchError, UsageError
 from harness.launcher import DEFAULT_STOP_TIMEOUT, LOG_TAIL_BYTES, Server, ServerState, check_host, log_tail
+from harness.postgres import PostgresServer
 from harness.variant import Variant
 from tests.conftest import StartServer, is_running
 from tests.harness import faulty_apps, runs
@@ -204,3 +206,73 @@ def test_a_server_that_never_listened_is_killed_at_once_a_listening_one_gets_the
     assert server.stop_timeout == 0.0
     server.stop()
     assert server.state is ServerState.STOPPED and not is_running(server.pid)
+
+
+# An app that takes its database in parts, as many do (DB_HOST, DB_PORT, ...), and answers 500 unless it
+# connects with them to the database the harness made for its server.
+PARTS_APP = """
+import os, sqlite3
+from pathlib import Path
+from fastapi import FastAPI, HTTPException
+
+app = FastAPI()
+PARTS = [os.environ[name] for name in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")]
+
+
+@app.get("/check")
+def check() -> dict[str, str]:
+    host, port, name, user, password = PARTS
+    if not host:  # SQLite: a file in the server's {tmp}, nothing else
+        ok = not port and not user and not password and Path(name).is_absolute() and name.endswith("app.sqlite3")
+        sqlite3.connect(name).execute("CREATE TABLE IF NOT EXISTS seen (x)")
+        if not (ok and Path(name).is_file()):
+            raise HTTPException(500, f"not a SQLite file: {PARTS}")
+        return {"database": name}
+    import psycopg2
+
+    connection = psycopg2.connect(host=host, port=int(port), dbname=name, user=user, password=password)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database(), current_user")
+            if cursor.fetchone() != (name, user) or not name.startswith("harness_"):
+                raise HTTPException(500, f"connected elsewhere: {PARTS}")
+    finally:
+        connection.close()
+    return {"database": name}
+"""
+PARTS_CONFIG = """
+[variants.parts]
+app = "parts_app:app"
+env = { DB_HOST = "{database_host}", DB_PORT = "{database_port}", DB_NAME = "{database_name}", \
+DB_USER = "{database_user}", DB_PASSWORD = "{database_password}" }
+"""
+PARTS_SCENARIO = """
+trials = 1
+[schedule]
+kind = "burst"
+requests = 3
+path = "/check"
+"""
+# Characters a URL must percent-encode in a password: the app gets it decoded.
+AWKWARD_PASSWORD = "p@ss:w/rd%25 #?"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("database", ["sqlite", "postgres", "the user's postgres"])
+def test_an_app_gets_the_parts_of_its_database_url_and_connects_with_them(tmp_path: Path, database: str) -> None:
+    (tmp_path / "parts_app.py").write_text(PARTS_APP)
+    (tmp_path / "harness.toml").write_text(PARTS_CONFIG)
+    (tmp_path / "check.toml").write_text(PARTS_SCENARIO)
+    options = ["--config", tmp_path / "harness.toml", "--scenario", tmp_path / "check.toml", "--out", tmp_path / "out"]
+    with contextlib.ExitStack() as stack:
+        if database != "sqlite":
+            options += ["--database", "postgres"]
+        if database == "the user's postgres":
+            server = stack.enter_context(PostgresServer.start(password=AWKWARD_PASSWORD))
+            netloc = f"postgres:{quote(AWKWARD_PASSWORD, safe='')}@{urlsplit(server.display_url).netloc.split('@')[1]}"
+            options += ["--database-url", f"postgresql://{netloc}/postgres"]
+        completed = runs.harness("run", *options, timeout=180)
+
+    assert completed.returncode == ExitCode.OK, completed.stdout + completed.stderr
+    assert "3 " in completed.stdout and " 0 " in completed.stdout  # 3 requests, none 5xx
+    assert AWKWARD_PASSWORD not in completed.stdout + completed.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import itertools
 import json
 import os
@@ -22,15 +23,19 @@ from harness import postgres, postgres_keeper
 from harness.errors import DatabaseError, ExitCode
 from harness.forkserver import ForkServer
 from harness.postgres import (
+    APP_ROLE,
     DEFAULT_DATABASE_PREFIX,
     DEFAULT_SAMPLE_INTERVAL,
-    DEFAULT_SETTINGS,
     PostgresServer,
     ServerState,
     database_name,
     find_binaries,
 )
+from harness.postgres_pool import PostgresPool
+from harness.results import read_results
+from harness.settings import DEFAULT_POSTGRES_MAX_CONNECTIONS
 from tests.conftest import is_running
+from tests.harness import runs
 from tests.harness.runs import wait_until
 from tests.harness.server.test_standard_library_only import module_level_imports
 
@@ -124,13 +129,21 @@ def test_each_label_gets_a_fresh_empty_database_and_close_leaves_no_process_nor_
     first, second = server.create_database("Unpatched trial-1"), server.create_database("Unpatched trial-1")
     assert first.name != second.name and first.url != second.url
     assert first.name.startswith(DEFAULT_DATABASE_PREFIX) and first.name.endswith("_unpatched_trial_1")
-    assert first.url == url(server, first.name)  # trust authentication: no password
+    assert first.url == url(server, first.name, user=APP_ROLE)  # trust authentication: no password
+    assert query(first.url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(False,)]
     query(first.url, "CREATE TABLE item (id serial PRIMARY KEY); INSERT INTO item DEFAULT VALUES")
     assert query(first.url, "SELECT count(*) FROM item") == [(1,)]
     assert query(second.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
     assert query(first.url, "SHOW listen_addresses") == [("127.0.0.1",)]
     assert query(first.url, "SHOW fsync") == [("off",)]
-    assert query(first.url, "SHOW max_connections") == [(DEFAULT_SETTINGS["max_connections"],)]
+    # A stock server's room for the app, the harness's own two connections on top
+    assert query(first.url, "SHOW max_connections") == [(str(DEFAULT_POSTGRES_MAX_CONNECTIONS + 2),)]
+    assert query(first.url, "SHOW superuser_reserved_connections") == [("3",)]
+    assert server.limits() == {
+        "postgres_max_connections": "100",
+        "postgres_server_version": query(first.url, "SHOW server_version")[0][0],
+        "postgres_superuser_reserved_connections": "3",
+    }
     server.drop_database(first.name)
     with pytest.raises(psycopg2.OperationalError, match="does not exist"):
         query(first.url, "SELECT 1")
@@ -143,6 +156,58 @@ def test_each_label_gets_a_fresh_empty_database_and_close_leaves_no_process_nor_
     server.close()  # again: nothing to do
     with pytest.raises(RuntimeError, match="was closed"):
         server.create_database("late")
+
+
+def connect_until_refused(database_url: str, most: int) -> tuple[list[psycopg2.extensions.connection], str]:
+    """Connections opened to ``database_url`` one after another until the server refuses one (its message)."""
+    connections: list[psycopg2.extensions.connection] = []
+    try:
+        while len(connections) < most:
+            connections.append(psycopg2.connect(database_url))
+    except psycopg2.OperationalError as exc:
+        return connections, str(exc)
+    return connections, ""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("max_connections", [DEFAULT_POSTGRES_MAX_CONNECTIONS, 8])
+def test_the_app_meets_a_stock_server_s_limit_on_its_own_cluster_whatever_the_others_hold(max_connections: int) -> None:
+    with PostgresPool.start(max_connections=max_connections) as pool:
+        assert pool.limits["postgres_max_connections"] == str(max_connections)
+        assert pool.limits["postgres_superuser_reserved_connections"] == "3"
+        first, second = pool.create_database("patched-trial1"), pool.create_database("patched-trial2")
+        assert urlsplit(first.url).port != urlsplit(second.url).port  # a cluster each
+        for database in (first, second):
+            pool.watch(database.name)  # as the pipeline does before the app starts: the sampler's connection
+        held, refused = connect_until_refused(first.url, max_connections + 10)
+        # The app's role is no superuser: the last 3 slots are not its to take, as on a stock server
+        assert len(held) == max_connections - 3
+        assert "remaining connection slots are reserved for non-replication superuser connections" in refused
+        # Another build's server meets its own limit, whatever the first holds
+        others, refused = connect_until_refused(second.url, max_connections + 10)
+        assert len(others) == max_connections - 3 and "remaining connection slots are reserved" in refused
+        assert pool.open_connections(first.name) == len(held)
+        for connection in held + others:
+            connection.close()
+        for database in (first, second):
+            pool.unwatch(database.name)
+            pool.drop_database(database.name)
+        again = pool.create_database("patched-trial3")  # a free cluster is taken again, none started
+        assert urlsplit(again.url).port in {urlsplit(first.url).port, urlsplit(second.url).port}
+        folders = pool.folders
+    assert folders is not None and not glob.glob(folders)
+    assert not server_processes(Path(folders.rstrip("*")))
+
+
+@pytest.mark.e2e
+def test_on_a_user_s_server_every_database_is_made_on_it_and_its_limits_are_recorded(guarded: PostgresServer) -> None:
+    with PostgresPool.connect(url(guarded, password=PASSWORD)) as pool:
+        first, second = pool.create_database("a"), pool.create_database("b")
+        assert urlsplit(first.url).port == urlsplit(second.url).port == urlsplit(guarded.display_url).port
+        assert urlsplit(first.url).username == "postgres"  # the user's role, as the URL says
+        # The user's server's own limits: the harness's connections count there
+        assert pool.limits["postgres_max_connections"] == str(DEFAULT_POSTGRES_MAX_CONNECTIONS + 2)
+        assert pool.display_url == guarded.display_url and pool.folders is None
 
 
 @pytest.mark.e2e
@@ -346,3 +411,50 @@ def test_database_names_are_postgresql_identifiers_of_at_most_63_bytes() -> None
 def test_the_keeper_imports_the_standard_library_only() -> None:
     imported = module_level_imports(Path(postgres_keeper.__file__)) - {"__future__"}
     assert {name.split(".")[0] for name in imported} <= set(sys.stdlib_module_names)
+
+
+BURST_150 = """
+name = "burst-150"
+trials = 1
+time_scale = 0.05
+
+[seed]
+users = 2
+items_per_user = 2
+
+[schedule]
+kind = "burst"
+requests = 150
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("limit", [None, "1000"], ids=["stock limit", "raised"])
+def test_the_patched_build_under_150_at_once_meets_a_stock_server_s_limit_until_it_is_raised(
+    tmp_path: Path, limit: str | None
+) -> None:
+    scenario = tmp_path / "burst-150.toml"
+    scenario.write_text(BURST_150)
+    raised = ("--postgres-max-connections", limit) if limit else ()
+
+    completed = runs.harness(
+        "run", "--database", "postgres", "--scenario", scenario, "--variant", "patched", *raised,
+        "--out", tmp_path / "out", timeout=300,
+    )  # fmt: skip
+
+    [results] = (tmp_path / "out").glob("*/results.json")
+    result = read_results(results)
+    [trial] = result.trials
+    assert result.environment["postgres_max_connections"] == (limit or "100")
+    if limit:
+        assert completed.returncode == ExitCode.OK, completed.stderr
+        assert all(r.outcome == "ok" for r in trial.records) and (trial.peak_connections or 0) > 97
+        return
+    # The 98th connection at once is refused, as a stock server refuses an app's role that is no superuser
+    assert completed.returncode == ExitCode.REGRESSION, completed.stderr
+    assert trial.peak_connections == 97
+    refused = [r.diagnosis for r in trial.records if r.diagnosis and r.diagnosis.kind == "database-error"]
+    assert refused and len(refused) == sum(r.outcome == "server-error" for r in trial.records)
+    assert "remaining connection slots are reserved" in refused[0].text
+    assert "the server's max_connections was reached" in refused[0].text
+    assert "the database server refused a connection or a query" in completed.stdout

@@ -57,6 +57,31 @@ def test_expectations_can_be_overridden(tmp_path: Path) -> None:
     assert scenario.expectation(builtin_config().variants["unpatched"]) == "clean"
 
 
+def test_expectations_on_postgres_override_the_others_for_a_build_that_runs_there(tmp_path: Path) -> None:
+    text = VALID + '[expect]\nunpatched = "clean"\npostgres = "fails"\n[expect.postgres]\npatched = "fails"\n'
+    with pytest.raises(ScenarioError):  # a build named postgres and the table at once: TOML refuses the key twice
+        load_scenario(write(tmp_path, text))
+    scenario = load_scenario(
+        write(tmp_path, VALID + '[expect]\nunpatched = "clean"\n[expect.postgres]\npatched = "fails"\n')
+    )
+    variants = builtin_config().variants
+    assert scenario.expectation(variants["patched"]) == "clean"
+    assert scenario.expectation(variants["patched"], "postgres") == "fails"
+    assert scenario.expectation(variants["unpatched"], "postgres") == "clean"  # [expect], as on SQLite
+    assert Scenario.from_dict(scenario.to_dict()) == scenario
+    again = load_scenario(write(tmp_path, scenario_toml(scenario), name="again.toml"))
+    assert again.expect_on_postgres == {"patched": "fails"} and again.expect == {"unpatched": "clean"}
+    named = load_scenario(write(tmp_path, VALID + '[expect]\npostgres = "fails"\n', name="named.toml"))
+    assert named.expect == {"postgres": "fails"} and not named.expect_on_postgres  # a build named postgres
+    with pytest.raises(ScenarioError, match=r"expect\.postgres"):
+        load_scenario(write(tmp_path, VALID + '[expect.postgres]\npatched = "sometimes"\n', name="bad.toml"))
+
+
+def test_burst_expects_the_patched_build_to_fail_on_postgresql_only() -> None:
+    burst, patched = load_scenario("burst"), builtin_config().variants["patched"]
+    assert (burst.expectation(patched), burst.expectation(patched, "postgres")) == ("clean", "fails")
+
+
 def test_to_dict_and_from_dict_round_trip() -> None:
     scenario = load_scenario("waves")
     assert Scenario.from_dict(scenario.to_dict()) == scenario

@@ -78,6 +78,9 @@ def test_a_non_finite_number_is_refused_from_every_source_naming_it_and_the_rang
         ("max_seconds", "1e6", "a number above 0 and at most 86,400"),
         ("confidence", "1", "a number between 0 and 1"),
         ("confidence", "0", "a number between 0 and 1"),
+        ("postgres_max_connections", "3", "a whole number from 4 to 10,000"),  # 3 are a superuser's alone
+        ("postgres_max_connections", "10001", "a whole number from 4 to 10,000"),
+        ("postgres_max_connections", "100.5", "a whole number from 4 to 10,000"),
     ],
 )
 def test_a_number_out_of_range_is_refused_with_the_range(
