@@ -94,6 +94,7 @@ def summarise(
     peaks = [trial.peak_connections for trial in own if trial.peak_connections is not None]
     leaks = [trial.leaked_connections for trial in own if trial.leaked_connections is not None]
     unclosed = [trial.unclosed_connections for trial in own if trial.unclosed_connections is not None]
+    most = [trial.most_checked_out for trial in own if trial.most_checked_out is not None]
 
     return VariantSummary(
         variant=variant,
@@ -118,6 +119,8 @@ def summarise(
         leaked_connections=max(leaks, default=None),
         leaking_trials=sum(1 for leaked in leaks if leaked),
         unclosed_connections=max(unclosed, default=None),
+        most_checked_out=max(most, default=None),
+        pooled=any(trial.pooled for trial in own),
     )
 
 

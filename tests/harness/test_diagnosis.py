@@ -95,7 +95,7 @@ def test_a_failure_without_a_failed_connect_reports_what_was_seen() -> None:
     records = [record("unpatched", 1, 5, "server-error")]
     trace = [
         event("phase", 5, 2, 0.2, phase=ENTER, start=0.1),
-        event("query", 5, 3, 0.3, phase=VALIDATION, connection=4, error="Cannot operate on a closed database."),
+        event("query", 5, 3, 0.3, phase=VALIDATION, connection=4, error="no such table: item"),
     ]
 
     [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
@@ -103,7 +103,7 @@ def test_a_failure_without_a_failed_connect_reports_what_was_seen() -> None:
     assert diagnosis.kind == "unexplained"
     assert diagnosis.text == (
         "Request #5 failed; its trace shows dependency enter (get_db) on worker thread 2; connections used: #4; "
-        "query on worker thread 3 raised 'Cannot operate on a closed database.'."
+        "query on worker thread 3 raised 'no such table: item'."
     )
 
 
