@@ -83,7 +83,11 @@ def count_causes(records: Iterable[RequestRecord]) -> tuple[CauseCount, ...]:
 
 
 def _capitalised(diagnosis: Diagnosis) -> Diagnosis:
-    return replace(diagnosis, text=diagnosis.text[:1].upper() + diagnosis.text[1:])
+    return replace(diagnosis, text=_capitalised_text(diagnosis.text))
+
+
+def _capitalised_text(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def thread_name(thread: int) -> str:
@@ -363,11 +367,11 @@ def _shared(
         if busy:
             last = busy[-1]
             text += (
-                f" {name} closed it {place(mine)} while {names.get(last.request_id or '', '?')} was mid-operation "
+                f" {_capitalised_text(name)} closed it {place(mine)} while {names.get(last.request_id or '', '?')} was mid-operation "
                 f"(its {_operation(last)} began {_began(mine) - _began(last):.3f} s earlier {place(last)})."
             )
     elif theirs is not None:
-        text += f" {names.get(theirs.request_id or '', '?')} closed it {place(theirs)} while {name} was mid-operation."
+        text += f" {_capitalised_text(names.get(theirs.request_id or '', '?'))} closed it {place(theirs)} while {name} was mid-operation."
     return Diagnosis(
         kind="shared-session",
         text=text + _raised(record),
@@ -422,7 +426,6 @@ def _made(session: int, record: RequestRecord, index: _Index, names: dict[str, s
 
 
 _OPERATIONS = {
-    "execute": "execute()",
     "session-begin": "transaction",
     "session-end": "transaction's end",
     "session-close": "close()",
@@ -435,6 +438,8 @@ _OPERATIONS = {
 
 
 def _operation(event: TraceEvent) -> str:
+    if event.kind == "session-call":
+        return f"{event.sql}()"
     return _OPERATIONS.get(event.kind, event.kind)
 
 

@@ -70,7 +70,7 @@ TraceKind = Literal[
     "session",
     "session-begin",
     "session-end",
-    "execute",
+    "session-call",
     "session-close",
 ]
 CauseKind = Literal[

@@ -7,13 +7,14 @@ own event API, class-wide, so every engine, pool and session the app makes is co
 - each pool the app makes (a ``database`` event naming its class, as Peewee's database);
 - the pool's ``connect`` (a new DBAPI connection; the pool's connections are numbered per
   pool slot, its ``_ConnectionRecord``, kept in ``record_info``), ``checkout``, ``checkin``
-  (``auto`` when the garbage collector made it for a connection the app never gave back),
+  (``auto`` when the garbage collector made it for a connection the app never gave back, or
+  detached it, on asyncio),
   ``invalidate`` and ``close``; a checkout that raised (``QueuePool limit ... reached``);
 - the engine's ``begin`` and ``handle_error`` (``db-error``, with the statement's head);
 - each ``Session`` made (``AsyncSession`` makes one, ``scoped_session`` too), numbered in the
-  order made, kept in its ``info``; its ``after_begin`` (with the connection it took),
-  ``after_transaction_end``, ``do_orm_execute`` and ``close()`` (timed: its start is kept,
-  and what it raised).
+  order made, kept in its ``info``; its ``after_begin`` (with the connection it took) and
+  ``after_transaction_end``; and its calls (:data:`SESSION_CALLS`: ``execute()``, ``commit()``,
+  ``close()``...), each timed from its start, with what it raised.
 
 The tracer adds the request, the thread and the asyncio task: SQLAlchemy's asyncio layer runs
 the sync code in a greenlet inside the request's task, with the task's context, so the request
@@ -166,6 +167,12 @@ def _listen_core(tracer: Tracer, listen: Callable[..., None], pool: Any, engine:
         ),
     )
     listen(pool, "close", lambda _c, record: tracer.event("pool-close", connection=_slot(record)))
+
+    def on_detach(_c: Any, record: Any) -> None:
+        if _by_gc():  # an asyncio pool's connection the garbage collector found: detached and dropped, not checked in
+            tracer.event("checkin", connection=_slot(record), auto=True)
+
+    listen(pool, "detach", on_detach)
     listen(engine, "begin", lambda conn: tracer.event("begin", connection=_connection_of(conn)))
 
     def on_error(context: Any) -> None:
@@ -194,7 +201,7 @@ def _hook_orm(tracer: Tracer, orm: types.ModuleType) -> None:
 
 def _listen_orm(tracer: Tracer, listen: Callable[..., None], session: Any) -> None:
     numbers = itertools.count(1)
-    init, close = session.__init__, session.close
+    init = session.__init__
 
     @functools.wraps(init)
     def traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -202,19 +209,10 @@ def _listen_orm(tracer: Tracer, listen: Callable[..., None], session: Any) -> No
         self.info[_NUMBER] = number = next(numbers)
         tracer.event("session", session=number)
 
-    @functools.wraps(close)
-    def traced_close(self: Any, *args: Any, **kwargs: Any) -> Any:
-        start = tracer.now()
-        try:
-            closed = close(self, *args, **kwargs)
-        except Exception as exc:  # IllegalStateChangeError: another request's operation on it is in progress
-            error = bounded(f"{type(exc).__name__}: {exc}")
-            tracer.event("session-close", start=start, session=_session(self), error=error)
-            raise
-        tracer.event("session-close", start=start, session=_session(self))
-        return closed
-
-    session.__init__, session.close = traced_init, traced_close
+    session.__init__ = traced_init
+    for name in SESSION_CALLS:
+        if hasattr(session, name):  # 1.4's first releases have no scalars()
+            setattr(session, name, _timed(tracer, name, getattr(session, name)))
     listen(
         session,
         "after_begin",
@@ -226,7 +224,30 @@ def _listen_orm(tracer: Tracer, listen: Callable[..., None], session: Any) -> No
             tracer.event("session-end", session=_session(s))
 
     listen(session, "after_transaction_end", on_transaction_end)
-    listen(session, "do_orm_execute", lambda state: tracer.event("execute", session=_session(state.session)))
+
+
+# The Session's calls traced, each from its start to its end: those a request makes on a session it got from
+# elsewhere (a scoped_session's, a shared one) before any event of SQLAlchemy's own fires, and the ones that
+# raise when two requests use one session at once (IllegalStateChangeError, PendingRollbackError...).
+SESSION_CALLS = ("add", "delete", "execute", "scalar", "scalars", "get", "flush", "commit", "rollback", "close")
+
+
+def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    kind = "session-close" if name == "close" else "session-call"
+
+    @functools.wraps(call)
+    def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = tracer.now()
+        try:
+            result = call(self, *args, **kwargs)
+        except Exception as exc:
+            error = bounded(f"{type(exc).__name__}: {exc}")
+            tracer.event(kind, start=start, session=_session(self), sql=name, error=error)
+            raise
+        tracer.event(kind, start=start, session=_session(self), sql=name)
+        return result
+
+    return traced
 
 
 def _slot(record: Any) -> int | None:
