@@ -366,12 +366,14 @@ def _shared(
         busy = [e for e in index.sessions[session] if e.request_id in others and _began(e) < _began(mine)]
         if busy:
             last = busy[-1]
+            other = names.get(last.request_id or "", "?")
             text += (
-                f" {_capitalised_text(name)} closed it {place(mine)} while {names.get(last.request_id or '', '?')} was mid-operation "
+                f" {_capitalised_text(name)} closed it {place(mine)} while {other} was mid-operation "
                 f"(its {_operation(last)} began {_began(mine) - _began(last):.3f} s earlier {place(last)})."
             )
     elif theirs is not None:
-        text += f" {_capitalised_text(names.get(theirs.request_id or '', '?'))} closed it {place(theirs)} while {name} was mid-operation."
+        closer = _capitalised_text(names.get(theirs.request_id or "", "?"))
+        text += f" {closer} closed it {place(theirs)} while {name} was mid-operation."
     return Diagnosis(
         kind="shared-session",
         text=text + _raised(record),

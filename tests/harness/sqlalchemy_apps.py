@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
@@ -135,14 +135,15 @@ def _listing(engine: AsyncEngine, session: Any) -> FastAPI:
         await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
+    Db = Annotated[AsyncSession, Depends(session)]
 
     @app.get("/orders")
-    async def list_orders(db: AsyncSession = Depends(session)) -> list[dict[str, Any]]:
+    async def list_orders(db: Db) -> list[dict[str, Any]]:
         rows = (await db.execute(select(Order).limit(20))).scalars().all()
         return [{"id": row.id, "customer": row.customer} for row in rows]
 
     @app.post("/orders")
-    async def place_order(order: NewOrder, db: AsyncSession = Depends(session)) -> dict[str, Any]:
+    async def place_order(order: NewOrder, db: Db) -> dict[str, Any]:
         row = Order(customer=f"customer {order.n}", quantity=order.n % 4 + 1)
         db.add(row)
         await db.commit()
