@@ -359,9 +359,10 @@ def _shared(
         f"{name}'s {_phase(own[0])} used session #{session} {place(own[0])}, {_made(session, record, index, names)}, "
         f"while {', '.join(shown)}{more} used it too: one session, two requests at once."
     )
+    first = min(_began(e) for e in own)
     closes = [e for e in index.sessions[session] if e.kind == "session-close"]
     mine = next((e for e in own if e.kind == "session-close"), None)
-    theirs = next((e for e in closes if e.request_id in others and own[0].time <= e.time), None)
+    theirs = next((e for e in closes if e.request_id in others and first <= e.time), None)
     if mine is not None:
         busy = [e for e in index.sessions[session] if e.request_id in others and _began(e) < _began(mine)]
         if busy:
@@ -408,7 +409,8 @@ def _carried_session(
         )
         failure = next((e for e in index.by_request.get(other, []) if e.error is not None), None)
         if failure is not None:
-            text += f" {who}'s {_operation(failure)} had failed there ({_first_line(failure.error or '')})."
+            failed_with = _first_line(failure.error or "")
+            text += f" {_capitalised_text(who)}'s {_operation(failure)} had failed there ({failed_with})."
         return Diagnosis(
             kind="carried-session",
             text=text + _raised(record),
