@@ -9,7 +9,10 @@ build's ``{database_url}``, SQLite in the build's ``{tmp}``):
   the request after that meets the session's pending rollback. ``scoped_fixed`` removes the
   session at the end of each request.
 - ``shared_broken``: async endpoints on one module-level ``AsyncSession``, closed after each
-  request while others are still using it. ``shared_fixed``: a session per request.
+  request while others are still using it. ``shared_fixed``: a session per request. Both
+  without a pool (``NullPool``), so each use of the session awaits a new connection: the
+  window where another request's close() breaks in opens at every request, not only when
+  the pool happens to be empty.
 - ``unclosed_broken``: an ``AsyncSession`` per request, never closed: each keeps its pooled
   connection (pool of 2 + 2 overflow, 5 s to wait) until the garbage collector finds it.
   ``unclosed_fixed`` closes it (``async with``).
@@ -20,13 +23,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import CheckConstraint, Integer, String, create_engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 POOL_TIMEOUT = 5.0  # seconds a request waits for a pooled connection: far more than the fixed builds ever wait
 
@@ -81,7 +85,7 @@ def _scoped(*, remove: bool) -> FastAPI:
 
 
 def shared_broken() -> FastAPI:
-    engine = _async_engine()
+    engine = _async_engine(poolclass=NullPool)
     shared = AsyncSession(engine, expire_on_commit=False)  # one session for every request
 
     async def session() -> AsyncIterator[AsyncSession]:
@@ -94,7 +98,7 @@ def shared_broken() -> FastAPI:
 
 
 def shared_fixed() -> FastAPI:
-    engine = _async_engine()
+    engine = _async_engine(poolclass=NullPool)
 
     async def session() -> AsyncIterator[AsyncSession]:
         async with AsyncSession(engine, expire_on_commit=False) as own:
@@ -135,15 +139,16 @@ def _listing(engine: AsyncEngine, session: Any) -> FastAPI:
         await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
-    Db = Annotated[AsyncSession, Depends(session)]
+    # FastAPI reads the parameters' annotations by name from this module: a local Annotated alias would not resolve.
+    db_session = Depends(session)
 
     @app.get("/orders")
-    async def list_orders(db: Db) -> list[dict[str, Any]]:
+    async def list_orders(db: AsyncSession = db_session) -> list[dict[str, Any]]:
         rows = (await db.execute(select(Order).limit(20))).scalars().all()
         return [{"id": row.id, "customer": row.customer} for row in rows]
 
     @app.post("/orders")
-    async def place_order(order: NewOrder, db: Db) -> dict[str, Any]:
+    async def place_order(order: NewOrder, db: AsyncSession = db_session) -> dict[str, Any]:
         row = Order(customer=f"customer {order.n}", quantity=order.n % 4 + 1)
         db.add(row)
         await db.commit()
