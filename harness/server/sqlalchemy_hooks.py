@@ -83,7 +83,9 @@ class _Watcher(importlib.abc.MetaPathFinder):
         return None
 
     def hook(self, name: str, module: types.ModuleType) -> None:
-        install_hook = self.pending.pop(name)
+        install_hook = self.pending.pop(name, None)
+        if install_hook is None:  # importlib.reload() runs the wrapped loader again: hooked once is enough
+            return
         if not self.pending and self in sys.meta_path:
             sys.meta_path.remove(self)
         install_hook(self.tracer, module)
