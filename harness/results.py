@@ -53,13 +53,35 @@ Phase = Literal["seed", "schedule"]
 Outcome = Literal["ok", "client-error", "server-error", "transport-error", "timeout", "interrupted"]
 Observed = Literal["fails", "degraded", "clean", "error"]
 VerdictKind = Literal["met", "regression", "silent", "undecided", "error"]
-TraceKind = Literal["database", "connect", "query", "close", "phase"]
+# Peewee's: database, connect, query, close; the thread pool's: phase; SQLAlchemy's (docs/trace.md): the rest.
+TraceKind = Literal[
+    "database",
+    "connect",
+    "query",
+    "close",
+    "phase",
+    "pool-connect",
+    "checkout",
+    "checkin",
+    "invalidate",
+    "pool-close",
+    "begin",
+    "db-error",
+    "session",
+    "session-begin",
+    "session-end",
+    "session-call",
+    "session-close",
+]
 CauseKind = Literal[
     "leaked-connection",
     "double-connect",
     "startup-connection",
     "pool-exhausted",
     "database-error",
+    "shared-session",
+    "carried-session",
+    "unreturned-connection",
     "unexplained",
     "no-trace",
 ]
@@ -102,8 +124,10 @@ class TraceEvent:
     start: float | None = None
     connection: int | None = None  # opened, used or closed; for a connect() that raised, the one still held
     error: str | None = None
-    auto: bool = False  # a connect() Peewee made itself, for a query on a closed connection
+    auto: bool = False  # a connect() Peewee made itself; a checkin the garbage collector made, not the app
     sql: str | None = None
+    task: int | None = None  # the asyncio task, numbered per server in the order first seen; None: a worker thread
+    session: int | None = None  # the SQLAlchemy session, numbered in the order made
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)  # slots: a long run holds many
@@ -168,8 +192,11 @@ class TrialResult:
     connections: tuple[ConnectionSample, ...] = ()
     peak_connections: int | None = None
     leaked_connections: int | None = None
-    # From the trace, on any database: connections the app opened and never closed (a pool's: never gave back).
+    # From the trace, on any database: connections the app opened and never closed (a pool's: never gave back),
+    # the most it held at once, and whether it kept them in a pool.
     unclosed_connections: int | None = None
+    most_checked_out: int | None = None
+    pooled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,7 +289,9 @@ class VariantSummary:
     peak_connections: int | None = None
     leaked_connections: int | None = None
     leaking_trials: int = 0
-    unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of Peewee
+    unclosed_connections: int | None = None  # the most in a trial, from the trace; None: no trace of the app's ORM
+    most_checked_out: int | None = None  # the most the app held at once in a trial, from the trace
+    pooled: bool = False  # the trace shows a pool: connections the app gave back stay open in it
     # With fail_on "leak": the trials that failed on one, their trace showing more connections never closed than
     # the scenario's leak_threshold (counted in failed_trials too; a trial may also have failed on a request).
     leak_trials: int = 0

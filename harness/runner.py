@@ -38,7 +38,7 @@ from harness.results import (
 )
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
-from harness.trace import read_trace, unclosed_connections, uses_peewee
+from harness.trace import most_checked_out, read_trace, shows_pool, traces_orm, unclosed_connections
 
 if TYPE_CHECKING:
     from harness.launcher import Server
@@ -378,16 +378,16 @@ def trial_result(
     server_exit_code: int | None = None,
 ) -> TrialResult:
     """What one server's trial recorded: its requests, the server's exceptions joined to them, the trace and the
-    cause of each 5xx it shows (when the app uses Peewee)."""
+    cause of each 5xx it shows (when the app's ORM, Peewee or SQLAlchemy, is traced)."""
     records, unmatched = attach_exceptions(recorder.records(), read_events(server.events_path))
     trace: list[TraceEvent] = []
     truncated = False
-    unclosed = None
+    unclosed = most = None
     if server.trace_path is not None:
         trace, truncated = read_trace(server.trace_path, recorder.origin)
-        if uses_peewee(trace):  # else there is no connection to tell a cause by
+        if traces_orm(trace):  # else there is no connection to tell a cause by
             records = diagnose(records, trace)
-            unclosed = unclosed_connections(trace)
+            unclosed, most = unclosed_connections(trace), most_checked_out(trace)
     return TrialResult(
         variant=server.variant.name,
         trial=trial,
@@ -403,4 +403,6 @@ def trial_result(
         trace_truncated=truncated,
         database=server.database,
         unclosed_connections=None if truncated else unclosed,
+        most_checked_out=None if truncated else most,
+        pooled=shows_pool(trace),
     )

@@ -20,7 +20,7 @@ from harness.scenario import Explore, HttpRequest, Scenario, Seed
 from harness.search import counted, describe_steps
 from harness.stats import clopper_pearson_lower, false_clean_chance, pairs_needed
 from harness.terminal import first_line, printable
-from harness.trace import uses_peewee
+from harness.trace import traces_orm
 from harness.variant import DEFAULT_DATABASE, Database
 
 CONFIDENCE_95 = 0.95
@@ -93,12 +93,12 @@ def missing_evidence(result: RunResult) -> list[str]:
     if not result.trace:
         return ["The thread and connection trace (--no-trace): no 5xx has a diagnosed cause."]
     ran = [t for t in result.trials if t.error is None and t.pid is not None]
-    untraced = _variants_of(result, [t for t in ran if not uses_peewee(t.trace)])
+    untraced = _variants_of(result, [t for t in ran if not traces_orm(t.trace)])
     missing = []
     if untraced:
         missing.append(
-            f"The Peewee connection trace for {', '.join(untraced)}: the app made no Peewee database, so its 5xx are "
-            "grouped by their server-side exception, with no diagnosed cause."
+            f"The connection trace for {', '.join(untraced)}: the app made no Peewee database and no SQLAlchemy "
+            "engine, so its 5xx are grouped by their server-side exception, with no diagnosed cause."
         )
     unseen = [t for t in ran if t.unclosed_connections is None]
     if "leak" in result.scenario.fail_on and unseen:
@@ -204,6 +204,8 @@ def describe_connections(summary: VariantSummary) -> str:
     if summary.peak_connections is not None:
         parts.append(f"at most {summary.peak_connections} open at once (PostgreSQL)")
         parts.append(describe_left_open(summary))
+    if summary.most_checked_out is not None:
+        parts.append(f"held by the app: at most {summary.most_checked_out} at once")
     if summary.unclosed_connections is not None:
         parts.append(f"never closed by the app: at most {summary.unclosed_connections} in a trial")
     return "; ".join(parts)
@@ -212,7 +214,12 @@ def describe_connections(summary: VariantSummary) -> str:
 def describe_left_open(summary: VariantSummary) -> str:
     """A build's connections left open after its trials (:data:`LEAK_WORDS`), for the summary and the report."""
     if summary.leaking_trials:
-        kept = " (idle in its pool: the app gave every one back)" if summary.unclosed_connections == 0 else ""
+        # Only a pool keeps what the app gave back open; without one, the server was still closing them.
+        kept = (
+            " (idle in its pool: the app gave every one back)"
+            if summary.pooled and summary.unclosed_connections == 0
+            else ""
+        )
         return (
             f"left open in {summary.leaking_trials} of {summary.trials} trials, at most {summary.leaked_connections}"
             + kept

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.files import read_json_lines
@@ -36,17 +39,67 @@ def read_trace(path: Path, origin: float) -> tuple[list[TraceEvent], bool]:
     return events, truncated
 
 
-def unclosed_connections(trace: Iterable[TraceEvent]) -> int:
-    """How many connections the app opened and never closed: for a pool, never gave back (numbers are per open)."""
-    opened, closed = set(), set()
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Hold:
+    """A connection the app held: from Peewee's connect() to its close(), or from a pool checkout to its checkin."""
+
+    out: TraceEvent
+    back: TraceEvent | None  # None: still held when the trace ends
+
+    @property
+    def given_back(self) -> bool:
+        """Whether the app gave it back: a checkin the garbage collector made for it does not count."""
+        return self.back is not None and not self.back.auto
+
+    @property
+    def connection(self) -> int:
+        assert self.out.connection is not None
+        return self.out.connection
+
+
+def holds(trace: Iterable[TraceEvent]) -> list[Hold]:
+    """Every connection the app held, in the order it took them.
+
+    Peewee numbers a connection per open, so its connect() and close() pair by number; a SQLAlchemy
+    pool numbers a connection once and lends it out many times, so a checkin ends the checkout before it.
+    """
+    taken: dict[int, TraceEvent] = {}
+    done: list[Hold] = []
     for event in trace:
-        if event.kind == "connect" and event.error is None:
-            opened.add(event.connection)
-        elif event.kind == "close":
-            closed.add(event.connection)
-    return len(opened - closed)
+        if event.connection is None:
+            continue
+        if (event.kind == "connect" and event.error is None) or event.kind == "checkout":
+            taken.setdefault(event.connection, event)
+        elif event.kind in ("close", "checkin") and event.connection in taken:
+            done.append(Hold(out=taken.pop(event.connection), back=event))
+    done.extend(Hold(out=out, back=None) for out in taken.values())
+    return sorted(done, key=lambda hold: hold.out.time)
 
 
-def uses_peewee(trace: Iterable[TraceEvent]) -> bool:
-    """Whether the app made a Peewee database: only then does its trace say what its connections did."""
+def unclosed_connections(trace: Iterable[TraceEvent]) -> int:
+    """How many connections the app opened and never closed: for a pool, never gave back."""
+    return sum(not hold.given_back for hold in holds(trace))
+
+
+def most_checked_out(trace: Iterable[TraceEvent]) -> int:
+    """The most connections the app held at once."""
+    held = holds(trace)
+    changes = sorted(
+        [(hold.out.time, 1) for hold in held] + [(hold.back.time, -1) for hold in held if hold.back is not None]
+    )  # at one time a return sorts before a take: the pool lent the same connection on
+    return max(itertools.accumulate(change for _, change in changes), default=0)
+
+
+def traces_orm(trace: Iterable[TraceEvent]) -> bool:
+    """Whether the app made a Peewee database or a SQLAlchemy pool: only then does its trace say what its
+    connections did."""
     return any(event.kind == "database" for event in trace)
+
+
+def shows_pool(trace: Iterable[TraceEvent]) -> bool:
+    """Whether the app keeps its connections in a pool (which keeps those given back open)."""
+    return any(event.kind == "database" and _POOLED.search(event.sql or "") for event in trace)
+
+
+# Peewee's Pooled*Database; SQLAlchemy's pools (QueuePool, AsyncAdaptedQueuePool, SingletonThreadPool...) but NullPool.
+_POOLED = re.compile(r"^(?!NullPool$).*Pool")

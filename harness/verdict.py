@@ -102,6 +102,7 @@ def summarise(
     peaks = [trial.peak_connections for trial in own if trial.peak_connections is not None]
     leaks = [trial.leaked_connections for trial in own if trial.leaked_connections is not None]
     unclosed = [trial.unclosed_connections for trial in own if trial.unclosed_connections is not None]
+    most = [trial.most_checked_out for trial in own if trial.most_checked_out is not None]
 
     return VariantSummary(
         variant=variant,
@@ -130,6 +131,8 @@ def summarise(
         if "leak" in fail_on
         else 0,
         most_common_failure=most_common_failure(r for r in schedule if r.outcome in counted),
+        most_checked_out=max(most, default=None),
+        pooled=any(trial.pooled for trial in own),
     )
 
 

@@ -13,7 +13,7 @@ app) and tells it when each request arrives and ends. An app that does not impor
 an ASGI app (nothing uvicorn could call), is described in one line in
 ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not edited.
 
-Standard library only (the tracer imports Peewee and Starlette, which the app brings):
+Standard library only (the tracer imports Peewee, Starlette and, if the app does, SQLAlchemy, which the app brings):
 the probe must import wherever the app under test runs.
 """
 
@@ -28,7 +28,7 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness.server import explorer, tracer
+from harness.server import explorer, sqlalchemy_hooks, tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
@@ -125,7 +125,9 @@ def create_app() -> ExceptionProbe:
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
         trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
-        tracer.install(tracer.Tracer(trace))
+        traced = tracer.Tracer(trace)
+        tracer.install(traced)
+        sqlalchemy_hooks.install(traced)
     name = os.environ["HARNESS_PROBE_APP"]
     # Written first, emptied once the app is loaded: an app that ends the process as it loads
     # (os._exit, a crash in C) leaves no exception to catch, only this line.
@@ -134,6 +136,9 @@ def create_app() -> ExceptionProbe:
         app = _load_app(name, factory=bool(os.environ.get("HARNESS_PROBE_FACTORY")))
     except NotAnApp as exc:
         _startup_failure(f"app {name!r} is not an ASGI app: {tracer.bounded(str(exc))}")
+        raise
+    except sqlalchemy_hooks.CannotTrace as exc:
+        _startup_failure(f"app {name!r}: {exc}")
         raise
     except Exception as exc:
         _startup_failure(f"app {name!r} did not load: {type(exc).__name__}: {tracer.bounded(str(exc))}")

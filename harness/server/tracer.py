@@ -23,6 +23,7 @@ characters (:func:`bounded`), so a huge one cannot either.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -32,6 +33,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, TextIO
 
@@ -54,6 +56,9 @@ class Tracer:
         self._written = 0
         self._lock = threading.Lock()
         self._threads: dict[int, int] = {threading.get_ident(): 0}  # 0: the event loop's thread
+        # Weak: a long run's finished tasks go; so a count, not the dictionary's size, numbers them.
+        self._tasks: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+        self._task_numbers = itertools.count(1)
         self._connections: dict[int, tuple[int, object]] = {}  # id(conn) -> (number, conn kept alive)
         self._numbers = itertools.count(1)
         self._local = threading.local()
@@ -64,6 +69,8 @@ class Tracer:
                 return
             line: dict[str, Any] = {"kind": kind, "request_id": current_request.get()}
             line["thread"] = self._threads.setdefault(threading.get_ident(), len(self._threads))
+            if line["thread"] == 0:
+                line["task"] = self._task()
             line["time"] = time.perf_counter()
             line["phase"] = getattr(self._local, "phase", None)
             line.update(fields)
@@ -72,6 +79,19 @@ class Tracer:
                 line = {"kind": "truncated", "time": line["time"]}
             self._file.write(json.dumps(line) + "\n")
             self._file.flush()
+
+    def _task(self) -> int | None:
+        """The running asyncio task's number, from 1 in the order first seen; None outside any task."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no event loop runs (yet) in this thread: the app's import
+            return None
+        if task is None:
+            return None
+        number = self._tasks.get(task)
+        if number is None:
+            number = self._tasks[task] = next(self._task_numbers)
+        return number
 
     def opened(self, conn: object) -> int:
         with self._lock:
@@ -85,6 +105,11 @@ class Tracer:
         with self._lock:
             entry = self._connections.pop(id(conn), None) if forget else self._connections.get(id(conn))
         return entry[0] if entry else None
+
+    @staticmethod
+    def now() -> float:
+        """The trace's clock, for an event's ``start``."""
+        return time.perf_counter()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -111,7 +136,10 @@ class Tracer:
 
 
 def install(tracer: Tracer) -> None:
-    """Hook Peewee and the thread pool; call before the app (and FastAPI) is imported."""
+    """Hook Peewee and the thread pool; call before the app (and FastAPI) is imported.
+
+    SQLAlchemy is hooked apart, only once the app imports it (:mod:`harness.server.sqlalchemy_hooks`).
+    """
     _hook_peewee(tracer)
     _hook_thread_pool(tracer)
 
@@ -146,9 +174,9 @@ def _hook_peewee(tracer: Tracer) -> None:
                 cursor = execute_sql(self, sql, *args, **kwargs)
             except Exception as exc:
                 held = None if self._state.closed else self._state.conn
-                tracer.event("query", connection=tracer.number(held), sql=_sql_head(sql), error=bounded(str(exc)))
+                tracer.event("query", connection=tracer.number(held), sql=sql_head(sql), error=bounded(str(exc)))
                 raise
-        tracer.event("query", connection=tracer.number(self._state.conn), sql=_sql_head(sql), error=None)
+        tracer.event("query", connection=tracer.number(self._state.conn), sql=sql_head(sql), error=None)
         return cursor
 
     @functools.wraps(close)
@@ -229,7 +257,7 @@ def phase_name(func: Callable[..., Any], endpoint: Callable[..., Any] | None) ->
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE|TABLE(?: IF NOT EXISTS)?)\s+"?(\w+)', re.IGNORECASE)
 
 
-def _sql_head(sql: str) -> str:
+def sql_head(sql: str) -> str:
     """``SELECT item``: the statement and its table, enough to tell the queries of a request apart."""
     table = _TABLE.search(sql)
     return f"{sql.split(maxsplit=1)[0] if sql.strip() else ''} {table.group(1) if table else ''}".strip()

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from harness.diagnosis import count_causes, diagnose
 from harness.results import RequestRecord, TraceEvent
-from tests.harness.factories import record
+from tests.harness.factories import CONNECTION_OPENED, record
 
 ENTER, EXIT, VALIDATION = "dependency enter (get_db)", "dependency exit (get_db)", "response validation"
 
@@ -95,7 +95,7 @@ def test_a_failure_without_a_failed_connect_reports_what_was_seen() -> None:
     records = [record("unpatched", 1, 5, "server-error")]
     trace = [
         event("phase", 5, 2, 0.2, phase=ENTER, start=0.1),
-        event("query", 5, 3, 0.3, phase=VALIDATION, connection=4, error="Cannot operate on a closed database."),
+        event("query", 5, 3, 0.3, phase=VALIDATION, connection=4, error="no such table: item"),
     ]
 
     [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
@@ -103,7 +103,7 @@ def test_a_failure_without_a_failed_connect_reports_what_was_seen() -> None:
     assert diagnosis.kind == "unexplained"
     assert diagnosis.text == (
         "Request #5 failed; its trace shows dependency enter (get_db) on worker thread 2; connections used: #4; "
-        "query on worker thread 3 raised 'Cannot operate on a closed database.'."
+        "query on worker thread 3 raised 'no such table: item'."
     )
 
 
@@ -213,3 +213,144 @@ def test_an_aborted_transaction_names_the_query() -> None:
     assert diagnosis.kind == "database-error" and diagnosis.connection == 4
     assert "ran the query SELECT user on worker thread 2" in diagnosis.text
     assert "its transaction was never rolled back" in diagnosis.text
+
+
+def failing_with(index: int, type_: str, message: str) -> RequestRecord:
+    broken = record("shared", 1, index, "server-error")
+    raised = replace(CONNECTION_OPENED, request_id=broken.request_id, type=type_, message=message)
+    return replace(broken, exceptions=(raised,), request_id=f"unpatched-t1-schedule-{index}")
+
+
+ILLEGAL = "IllegalStateChangeError: Method 'close()' can't be called here; method '_connection_for_bind()' is..."
+
+
+def test_one_session_closed_by_one_request_while_another_was_mid_operation_names_both_and_their_tasks() -> None:
+    records = [record("unpatched", 1, 1), failing_with(2, "sqlalchemy.exc.IllegalStateChangeError", ILLEGAL[25:])]
+    trace = [
+        event("session", None, 0, -1.0, session=1),  # made at module level, before any request
+        event("session-call", 1, 0, 0.30, task=8, session=1, sql="execute", start=0.10),
+        event("session-close", 2, 0, 0.15, task=9, session=1, sql="close", start=0.14, error=ILLEGAL),
+        event("session-close", 1, 0, 0.31, task=8, session=1, sql="close", start=0.305),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "shared-session"
+    assert diagnosis.requests == ("unpatched-t1-schedule-2", "unpatched-t1-schedule-1")
+    assert diagnosis.text == (
+        "Request #2's async code used session #1 in task 9, made outside any request (the app's start-up), while "
+        "request #1 used it too: one session, two requests at once. Request #2 closed it in task 9 while request #1 "
+        "was mid-operation (its execute() began 0.040 s earlier in task 8). It failed with IllegalStateChangeError: "
+        "Method 'close()' can't be called here; method '_connection_for_bind()' is...."
+    )
+
+
+def test_a_request_whose_shared_session_another_closed_under_it_names_the_closer() -> None:
+    concurrent = "This session is provisioning a new connection; concurrent operations are not permitted"
+    records = [failing_with(1, "sqlalchemy.exc.InvalidRequestError", concurrent), record("unpatched", 1, 2)]
+    trace = [
+        event("session-call", 1, 0, 0.30, task=8, session=1, sql="execute", start=0.10, error=concurrent),
+        event("session-close", 2, 0, 0.15, task=9, session=1, sql="close", start=0.14),
+    ]
+
+    text = failed(records, trace)[1]
+
+    assert text.startswith("Request #1's async code used session #1 in task 8, made before the trace began, while ")
+    assert "Request #2 closed it in task 9 while request #1 was mid-operation." in text
+
+
+def test_requests_one_after_another_on_one_worker_thread_do_not_share_a_session_at_once() -> None:
+    pending = "This Session's transaction has been rolled back due to a previous exception during flush."
+    records = [
+        record("unpatched", 1, 4, "client-error"),
+        failing_with(5, "sqlalchemy.exc.PendingRollbackError", pending),
+    ]
+    endpoint = "endpoint (place_order)"
+    trace = [
+        event("session", 4, 3, 0.10, phase=endpoint, session=7),
+        event("session-call", 4, 3, 0.11, phase=endpoint, session=7, sql="add", start=0.105),
+        event("session-call", 4, 3, 0.12, phase=endpoint, session=7, sql="commit", start=0.115, error="CHECK failed"),
+        event("session-call", 5, 3, 0.30, phase=endpoint, session=7, sql="add", start=0.29),
+        event("session-call", 5, 3, 0.31, phase=endpoint, session=7, sql="commit", start=0.30, error=pending),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "carried-session"
+    assert diagnosis.requests == ("unpatched-t1-schedule-5", "unpatched-t1-schedule-4") and diagnosis.threads == (3,)
+    assert diagnosis.text == (
+        "Request #5's endpoint (place_order) used session #7 on worker thread 3, made by request #4, which request #4 "
+        "had used before it on worker thread 3 and never closed (a scoped_session keeps one session per thread until "
+        "remove()): request #5 got it with whatever request #4 left in it. Request #4's commit() had failed there "
+        f"(CHECK failed). It failed with PendingRollbackError: {pending}."
+    )
+
+
+def test_a_session_its_last_user_closed_is_not_carried() -> None:
+    records = [record("unpatched", 1, 4), failing_with(5, "ValueError", "no")]
+    trace = [
+        event("session-call", 4, 3, 0.11, session=7, sql="add", start=0.105),
+        event("session-close", 4, 3, 0.12, session=7, sql="close", start=0.115),
+        event("session-call", 5, 3, 0.30, session=7, sql="add", start=0.29),
+    ]
+
+    assert diagnose(records, trace)[1].diagnosis.kind == "unexplained"  # type: ignore[union-attr]
+
+
+QUEUE_POOL = "TimeoutError: QueuePool limit of size 2 overflow 0 reached, connection timed out, timeout 5.00"
+
+
+def test_a_sqlalchemy_pool_with_no_free_connection_names_who_held_them_and_what_the_collector_did() -> None:
+    records = [record("unpatched", 1, 0), record("unpatched", 1, 1), failing_with(2, "TimeoutError", QUEUE_POOL)]
+    trace = [
+        event("checkout", 0, 0, 0.10, task=4, connection=1),
+        event("checkout", 1, 0, 0.11, task=5, connection=2),
+        event("checkin", 1, 0, 0.20, task=5, connection=2),
+        event("checkout", 1, 0, 0.21, task=5, connection=2),
+        event("checkout", 2, 0, 5.30, task=6, error=QUEUE_POOL),
+        event("checkin", None, 0, 7.10, connection=1, auto=True),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "pool-exhausted"
+    assert diagnosis.requests == tuple(f"unpatched-t1-schedule-{n}" for n in (2, 0, 1))
+    assert diagnosis.text == (
+        f"Request #2's async code ran a checkout from the pool in task 6 and found no free connection in the pool "
+        f"({QUEUE_POOL}); it waited and gave up. At that moment 2 connections were checked out: #1 by request #0 in "
+        "its async code in task 4, never given back: the garbage collector returned it 7.000 s later; #2 by request "
+        "#1 in its async code in task 5, never given back. 2 of them were never given back: leaked, the pool shrinks "
+        "for good."
+    )
+
+
+def test_a_request_that_kept_its_checked_out_connection_is_named_with_it() -> None:
+    records = [failing_with(3, "RuntimeError", "boom")]
+    trace = [event("checkout", 3, 2, 0.1, phase="endpoint (read)", connection=4)]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "unreturned-connection" and diagnosis.connection == 4
+    assert diagnosis.text == (
+        "Request #3's endpoint (read) checked out connection #4 on worker thread 2 and never given back. "
+        "It failed with RuntimeError: boom."
+    )
+
+
+def test_sqlalchemy_and_driver_errors_are_grouped_by_what_they_usually_mean() -> None:
+    meanings = {
+        "InterfaceError: cannot perform operation: another operation is in progress": "two requests used one "
+        "connection at once",
+        "OperationalError: database is locked": "SQLite's write lock",
+        "ProgrammingError: Cannot operate on a closed database.": "closed under the request",
+        "IntegrityError: UNIQUE constraint failed: user.email": "the same unique value",
+    }
+    for index, (error, meaning) in enumerate(meanings.items()):
+        records = [failing_with(index, "Error", error)]
+        trace = [event("db-error", index, 0, 0.1, task=3, connection=1, sql="INSERT user", error=error)]
+
+        [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+        assert diagnosis.kind == "database-error", error
+        assert f"ran the query INSERT user in task 3, and the database refused it ({error}): " in diagnosis.text
+        assert meaning in diagnosis.text

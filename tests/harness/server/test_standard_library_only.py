@@ -12,7 +12,7 @@ import harness.server
 
 SERVER = Path(harness.server.__file__).parent
 # Imported inside the tracer's hooks, from the app's own environment, never at module level.
-THE_APPS_OWN = {"peewee", "starlette", "anyio"}
+THE_APPS_OWN = {"peewee", "starlette", "anyio", "sqlalchemy"}
 
 
 def module_level_imports(path: Path) -> set[str]:

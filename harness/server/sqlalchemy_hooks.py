@@ -1,0 +1,283 @@
+"""The tracer's hooks on SQLAlchemy, installed when the app first imports it and never otherwise.
+
+:func:`install` puts a finder first on ``sys.meta_path`` that only watches: when ``sqlalchemy``
+(then ``sqlalchemy.orm``) has been imported by the app, it listens to it through SQLAlchemy's
+own event API, class-wide, so every engine, pool and session the app makes is covered:
+
+- each pool the app makes (a ``database`` event naming its class, as Peewee's database);
+- the pool's ``connect`` (a new DBAPI connection; the pool's connections are numbered per
+  pool slot, its ``_ConnectionRecord``, kept in ``record_info``), ``checkout``, ``checkin``
+  (``auto`` when the garbage collector made it for a connection the app never gave back, or
+  detached it, on asyncio),
+  ``invalidate`` and ``close``; a checkout that raised (``QueuePool limit ... reached``);
+- the engine's ``begin`` and ``handle_error`` (``db-error``, with the statement's head);
+- each ``Session`` made (``AsyncSession`` makes one, ``scoped_session`` too), numbered in the
+  order made, kept in its ``info``; its ``after_begin`` (with the connection it took) and
+  ``after_transaction_end``; and its calls (:data:`SESSION_CALLS`: ``execute()``, ``commit()``,
+  ``close()``...), each timed from its start, with what it raised.
+
+The tracer adds the request, the thread and the asyncio task: SQLAlchemy's asyncio layer runs
+the sync code in a greenlet inside the request's task, with the task's context, so the request
+id and the task reach every event. A Peewee app never imports SQLAlchemy through the tracer.
+
+SQLAlchemy 1.4 and 2.x are supported; an older one stops the app's import with
+:class:`CannotTrace`, which the probe reports as the app's start-up failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.machinery
+import itertools
+import re
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from harness.server.tracer import Tracer, bounded, sql_head
+
+SUPPORTED = "SQLAlchemy 1.4 and 2.x"
+_NUMBER = "harness_connection"  # in a pool slot's record_info and a session's info
+_GC_DEPTH = 6  # frames between SQLAlchemy's _finalize_fairy and a checkin listener: 3 in 1.4 and 2.x
+
+
+class CannotTrace(Exception):
+    """The app's SQLAlchemy cannot be hooked: too old, or without the event API the tracer listens to."""
+
+
+def install(tracer: Tracer) -> None:
+    """Watch for the app's import of SQLAlchemy; hook it at once if something imported it already."""
+    watcher = _Watcher(tracer)
+    for name in tuple(watcher.pending):
+        if name in sys.modules:
+            watcher.hook(name, sys.modules[name])
+    if watcher.pending:
+        sys.meta_path.insert(0, watcher)
+
+
+class _Watcher(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it wraps the loader the other finders give ``sqlalchemy`` and ``sqlalchemy.orm``."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        self.pending: dict[str, Callable[[Tracer, types.ModuleType], None]] = {
+            "sqlalchemy": _hook_core,
+            "sqlalchemy.orm": _hook_orm,
+        }
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.pending:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _HookingLoader(spec.loader, lambda module: self.hook(fullname, module))
+                return spec
+        return None
+
+    def hook(self, name: str, module: types.ModuleType) -> None:
+        install_hook = self.pending.pop(name, None)
+        if install_hook is None:  # importlib.reload() runs the wrapped loader again: hooked once is enough
+            return
+        if not self.pending and self in sys.meta_path:
+            sys.meta_path.remove(self)
+        install_hook(self.tracer, module)
+
+
+class _HookingLoader(importlib.abc.Loader):
+    """The real loader, then the hook on the module it made."""
+
+    def __init__(self, loader: importlib.abc.Loader, hook: Callable[[types.ModuleType], None]) -> None:
+        self._loader = loader
+        self._hook = hook
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self._loader  # what the module sees of its loader stays the real one
+        self._loader.exec_module(module)
+        self._hook(module)
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package...: the real loader's
+        return getattr(self._loader, name)
+
+
+def supported(version: str) -> bool:
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]]
+    return len(numbers) == 2 and (numbers[0], numbers[1]) >= (1, 4)
+
+
+def _hook_core(tracer: Tracer, sqlalchemy: types.ModuleType) -> None:
+    version = str(getattr(sqlalchemy, "__version__", "?"))
+    if not supported(version):
+        raise CannotTrace(
+            f"the app uses SQLAlchemy {version}, which the trace cannot hook: it supports {SUPPORTED} "
+            "(upgrade SQLAlchemy, or run with --no-trace)"
+        )
+    try:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        from sqlalchemy.pool import Pool
+
+        _listen_core(tracer, event.listen, Pool, Engine)
+    except (ImportError, AttributeError, LookupError, TypeError) as exc:
+        raise CannotTrace(
+            f"the trace cannot hook the app's SQLAlchemy {version} ({type(exc).__name__}: {exc}): "
+            f"it supports {SUPPORTED}"
+        ) from exc
+
+
+def _listen_core(tracer: Tracer, listen: Callable[..., None], pool: Any, engine: Any) -> None:
+    slots = itertools.count(1)
+    init, connect = pool.__init__, pool.connect
+
+    @functools.wraps(init)
+    def traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        tracer.event("database", sql=type(self).__name__)  # the app uses SQLAlchemy: its trace means something
+
+    @functools.wraps(connect)
+    def traced_connect(self: Any) -> Any:
+        try:
+            return connect(self)
+        except Exception as exc:  # QueuePool's "limit of size 5 overflow 10 reached", a refused connection...
+            tracer.event("checkout", connection=None, error=bounded(f"{type(exc).__name__}: {exc}"))
+            raise
+
+    pool.__init__, pool.connect = traced_init, traced_connect
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        record.record_info[_NUMBER] = number = next(slots)
+        tracer.event("pool-connect", connection=number)
+
+    listen(pool, "connect", on_connect)
+    listen(pool, "checkout", lambda _c, record, _p: tracer.event("checkout", connection=_slot(record)))
+    listen(pool, "checkin", lambda _c, record: tracer.event("checkin", connection=_slot(record), auto=_by_gc()))
+    listen(
+        pool,
+        "invalidate",
+        lambda _c, record, exc: tracer.event(
+            "invalidate", connection=_slot(record), error=bounded(f"{type(exc).__name__}: {exc}") if exc else None
+        ),
+    )
+    listen(pool, "close", lambda _c, record: tracer.event("pool-close", connection=_slot(record)))
+
+    def on_detach(_c: Any, record: Any) -> None:
+        if _by_gc():  # an asyncio pool's connection the garbage collector found: detached and dropped, not checked in
+            tracer.event("checkin", connection=_slot(record), auto=True)
+
+    listen(pool, "detach", on_detach)
+    listen(engine, "begin", lambda conn: tracer.event("begin", connection=_connection_of(conn)))
+
+    def on_error(context: Any) -> None:
+        original = context.original_exception
+        tracer.event(
+            "db-error",
+            connection=_connection_of(context.connection),
+            error=bounded(f"{type(original).__name__}: {original}"),
+            sql=sql_head(context.statement or ""),
+        )
+
+    listen(engine, "handle_error", on_error)
+
+
+def _hook_orm(tracer: Tracer, orm: types.ModuleType) -> None:
+    try:
+        from sqlalchemy import event
+
+        _listen_orm(tracer, event.listen, orm.Session)
+    except (ImportError, AttributeError, LookupError, TypeError) as exc:
+        raise CannotTrace(
+            f"the trace cannot hook the app's SQLAlchemy sessions ({type(exc).__name__}: {exc}): "
+            f"it supports {SUPPORTED}"
+        ) from exc
+
+
+def _listen_orm(tracer: Tracer, listen: Callable[..., None], session: Any) -> None:
+    numbers = itertools.count(1)
+    init = session.__init__
+
+    @functools.wraps(init)
+    def traced_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.info[_NUMBER] = number = next(numbers)
+        tracer.event("session", session=number)
+
+    session.__init__ = traced_init
+    for name in SESSION_CALLS:
+        if hasattr(session, name):  # 1.4's first releases have no scalars()
+            setattr(session, name, _timed(tracer, name, getattr(session, name)))
+    listen(
+        session,
+        "after_begin",
+        lambda s, _t, conn: tracer.event("session-begin", session=_session(s), connection=_connection_of(conn)),
+    )
+
+    def on_transaction_end(s: Any, transaction: Any) -> None:
+        if transaction.parent is None:  # the session's own, not a savepoint or a subtransaction
+            tracer.event("session-end", session=_session(s))
+
+    listen(session, "after_transaction_end", on_transaction_end)
+
+
+# The Session's calls traced, each from its start to its end: those a request makes on a session it got from
+# elsewhere (a scoped_session's, a shared one) before any event of SQLAlchemy's own fires, and the ones that
+# raise when two requests use one session at once (IllegalStateChangeError, PendingRollbackError...).
+SESSION_CALLS = ("add", "delete", "execute", "scalar", "scalars", "get", "flush", "commit", "rollback", "close")
+
+
+def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    kind = "session-close" if name == "close" else "session-call"
+
+    @functools.wraps(call)
+    def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        start = tracer.now()
+        try:
+            result = call(self, *args, **kwargs)
+        except Exception as exc:
+            error = bounded(f"{type(exc).__name__}: {exc}")
+            tracer.event(kind, start=start, session=_session(self), sql=name, error=error)
+            raise
+        tracer.event(kind, start=start, session=_session(self), sql=name)
+        return result
+
+    return traced
+
+
+def _slot(record: Any) -> int | None:
+    return record.record_info.get(_NUMBER) if record is not None else None
+
+
+def _session(session: Any) -> int | None:
+    return session.info.get(_NUMBER)  # type: ignore[no-any-return]
+
+
+def _connection_of(conn: Any) -> int | None:
+    """The pool slot of a ``Connection``'s DBAPI connection, if it still has one."""
+    fairy = getattr(conn, "_dbapi_connection", None)
+    return _slot(getattr(fairy, "_connection_record", None))
+
+
+def _by_gc() -> bool:
+    """Whether this checkin is SQLAlchemy's clean-up of a connection the garbage collector found still checked out.
+
+    The event says nothing of it; SQLAlchemy's ``_finalize_fairy`` knows (``is_gc_cleanup`` in 2.x, a
+    weak reference ``ref`` in 1.4), a few frames up.
+    """
+    frame = sys._getframe(2)
+    for _ in range(_GC_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_finalize_fairy":
+            local = frame.f_locals
+            return bool(local.get("is_gc_cleanup") or local.get("ref") is not None)
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
