@@ -186,9 +186,15 @@ def format_summary(result: RunResult) -> str:
 
 def format_connections(result: RunResult) -> list[str]:
     """Each build's connections: on PostgreSQL the server's count (most at once, left open), and the app's unclosed."""
-    counted = [s for s in result.summaries if s.peak_connections is not None or s.unclosed_connections]
-    if not counted:
+    if not any(s.peak_connections is not None or s.unclosed_connections for s in result.summaries):
         return []
+    # Once one build has figures worth a section, every build whose connections were counted is shown beside it:
+    # the fixed build's 0 is the comparison a reader wants.
+    counted = [
+        s
+        for s in result.summaries
+        if s.peak_connections is not None or s.unclosed_connections is not None or s.most_checked_out is not None
+    ]
     width = max(len(s.variant) for s in counted)
     lines = ["", "connections of each build:"]
     for s in counted:

@@ -47,18 +47,21 @@ def test_connections_say_what_the_server_counted_and_what_the_app_never_gave_bac
     assert "idle in its pool" not in lines[lines.index("connections of each build:") + 2]
 
 
-def test_on_sqlite_only_the_builds_that_never_closed_a_connection_are_listed() -> None:
+def test_on_sqlite_a_build_that_never_closed_a_connection_is_listed_beside_the_tidy_ones() -> None:
     leaky = replace(trial("unpatched", 1, ["ok"]), unclosed_connections=3)
     tidy = replace(trial("patched", 1, ["ok"]), unclosed_connections=0)
 
     lines = format_summary(make_result((leaky, tidy), complete=True)).splitlines()
 
     start = lines.index("connections of each build:")
-    assert lines[start + 1 : start + 3] == [
+    assert lines[start + 1 : start + 4] == [
         "  unpatched  never closed by the app: at most 3 in a trial",
+        "  patched    never closed by the app: at most 0 in a trial",
         "  (never closed: opened and never closed or given back to its pool, by the app's own trace)",
     ]
     assert "left open" not in "\n".join(lines)
+    # With nothing left behind by any build, the section is not printed at all.
+    assert "connections of each build:" not in format_summary(make_result((tidy,), complete=True))
 
 
 def test_a_builds_line_counts_its_trials_that_failed_on_a_leak() -> None:
