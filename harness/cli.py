@@ -555,6 +555,8 @@ def _describe_variant(variant: Variant) -> str:
     parts.append(f"ready {variant.ready}" if variant.ready else "ready once listening")
     if variant.database:
         parts.append(f"runs only on {variant.database}")
+    if variant.python:
+        parts.append(f"python {variant.python}")
     return "; ".join(parts)
 
 

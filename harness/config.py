@@ -191,7 +191,7 @@ def _parse(data: dict[str, Any], *, path: Path | None, text: str) -> Config:
 
 
 def _variant(table: Table, name: str, folder: Path | None) -> Variant:
-    table.only({"app", "factory", "app_dir", "env", "env_file", "ready", "expect", "description", "database"})
+    table.only({"app", "factory", "app_dir", "env", "env_file", "ready", "expect", "description", "database", "python"})
     app = table.text("app", required=True)
     module, _, attribute = app.partition(":")
     if not module or not attribute:
@@ -206,6 +206,14 @@ def _variant(table: Table, name: str, folder: Path | None) -> Variant:
     env_file = _relative(table, "env_file", folder, None)
     if env_file is not None and not Path(env_file).is_file():
         table.fail("env_file", f"no file {env_file}")
+    python = table.text("python")
+    if python is not None:
+        if not python.strip() or "\0" in python:
+            table.fail("python", f"expected the path of a Python interpreter, got {python!r}")
+        # Absolute, not resolved: a virtualenv's python is a link, and only by its own path is it the virtualenv's.
+        python = os.path.abspath((folder or Path.cwd()) / Path(python).expanduser())
+        if not Path(python).exists():
+            table.fail("python", f"no file {python}")
     expect: Expectation = table.choice("expect", get_args(Expectation), default="clean")
     return Variant(
         name=name,
@@ -218,6 +226,7 @@ def _variant(table: Table, name: str, folder: Path | None) -> Variant:
         env_file=env_file,
         ready=ready,
         database=table.choice("database", get_args(Database)) if "database" in table.data else None,
+        python=python,
     )
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from harness.files import writing
+from harness.interpreter import server_environment, server_path
 from harness.server.forkserver import EXITED, STARTED, die_with_parent, signal_group
 
 # Imported in the warm parent: the frameworks of both stacks (those missing are skipped)
@@ -91,10 +92,18 @@ class WarmStartError(Exception):
 class ForkServer:
     """The warm parent of this process's servers, from its start to its stop."""
 
-    def __init__(self, preload: Sequence[str] = PRELOAD) -> None:
+    def __init__(self, preload: Sequence[str] = PRELOAD, *, python: str | None = None) -> None:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if python is None:
+            command = [sys.executable, "-P", "-m", "harness.server.forkserver", *preload]  # -P: not the cwd first
+            cwd = None
+        else:  # a build's own interpreter, on the harness's server code alone (any Python, -P or not)
+            self.env = server_environment(self.env)
+            command = [python, "-m", "harness.server.forkserver", *preload]
+            cwd = server_path()
         self.process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "harness.server.forkserver", *preload],  # -P: not the harness's cwd first
+            command,
+            cwd=cwd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -267,22 +276,25 @@ class ColdProcess:
             signal_group(self.pid, sig)
 
 
-def start_uvicorn(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path) -> ServerProcess:
+def start_uvicorn(
+    args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path, python: str | None = None
+) -> ServerProcess:
     """``python -m uvicorn ARGS`` in ``cwd`` with ``env``, its output in ``log_path``, in a session of its own.
 
-    Forked from the warm parent when it can be, else started cold, the reason first in its log.
+    ``python`` is the build's own interpreter, if it has one, else the harness's. Forked from
+    that interpreter's warm parent when it can be, else started cold, the reason first in its log.
     """
     with writing(log_path):
         log_path.write_bytes(b"")  # there at once: the harness reads it for the "running" line
     try:
-        return warm_parent().fork(args, cwd=cwd, env=env, log_path=log_path)
+        return warm_parent(python).fork(args, cwd=cwd, env=env, log_path=log_path)
     except WarmStartError as exc:
         reason = str(exc)
     with log_path.open("ab") as log:
         log.write(f"harness: started cold: {reason}\n".encode())
         log.flush()
         popen = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *args],
+            [python or sys.executable, "-m", "uvicorn", *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -294,27 +306,27 @@ def start_uvicorn(args: Sequence[str], *, cwd: Path, env: Mapping[str, str], log
     return ColdProcess(popen)
 
 
-_warm_parent: ForkServer | None = None
+_warm_parents: dict[str | None, ForkServer] = {}  # by interpreter: None is the harness's own
 _warm_parent_lock = threading.Lock()
 
 
-def warm_parent() -> ForkServer:
-    """This process's warm parent, started on first use (it imports while the harness sets up) and stopped at exit."""
-    global _warm_parent
+def warm_parent(python: str | None = None) -> ForkServer:
+    """The warm parent of this process's servers on ``python`` (None: the harness's own interpreter), started
+    on first use (it imports while the harness sets up) and stopped at exit."""
     with _warm_parent_lock:
-        if _warm_parent is None:
+        if python not in _warm_parents:
             try:
-                _warm_parent = ForkServer()
+                _warm_parents[python] = parent = ForkServer(python=python)
             except OSError as exc:
                 raise WarmStartError(f"the warm parent did not start: {exc}") from None
-            atexit.register(_stop_at_exit, _warm_parent)
-        return _warm_parent
+            atexit.register(_stop_at_exit, parent)
+        return _warm_parents[python]
 
 
-def warm_up() -> None:
+def warm_up(python: str | None = None) -> None:
     """Start the warm parent now, so that it imports while the harness sets up; if it cannot, servers start cold."""
     with contextlib.suppress(WarmStartError):
-        warm_parent()
+        warm_parent(python)
 
 
 def _stop_at_exit(parent: ForkServer) -> None:

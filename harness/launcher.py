@@ -38,6 +38,7 @@ import httpx
 from harness.errors import AppError, ConfigError, LaunchError, UsageError
 from harness.files import writing
 from harness.forkserver import ServerProcess, start_uvicorn
+from harness.interpreter import checked_interpreter, server_environment
 from harness.settings import DEFAULT_HOST, DEFAULT_START_TIMEOUT
 from harness.trace import TRACE_FILE
 from harness.urls import database_parts, display_url, hide_secrets
@@ -108,10 +109,13 @@ class Server:
             "database_url": self.database_url,
             **database_parts(self.database_url),
         }
-        env = {
-            **os.environ,
+        own_env = {
             **_env_file(variant),
             **{key: value.format_map(placeholders) for key, value in variant.env.items()},
+        }
+        env = {
+            **os.environ,
+            **own_env,
             "HARNESS_PROBE_APP": variant.app,
             "HARNESS_PROBE_FACTORY": "1" if variant.factory else "",
             "HARNESS_PROBE_EVENTS": str(self.events_path),
@@ -120,6 +124,8 @@ class Server:
             "HARNESS_PROBE_EXPLORE": "1" if explore else "",  # the harness, not anyio, schedules the thread pool
             "PYTHONUNBUFFERED": "1",
         }
+        if variant.python:
+            env = server_environment(env, own_env.get("PYTHONPATH"))
         args = [
             "harness.server.probe:create_app",
             "--factory",
@@ -128,9 +134,11 @@ class Server:
             "--port",
             str(self.port or 0),
             *(("--app-dir", variant.app_dir) if variant.app_dir else ()),
-            *_graceful_shutdown_options(),
+            *_graceful_shutdown_options(variant),
         ]
-        self.process: ServerProcess = start_uvicorn(args, cwd=directory, env=env, log_path=self.log_path)
+        self.process: ServerProcess = start_uvicorn(
+            args, cwd=directory, env=env, log_path=self.log_path, python=variant.python
+        )
 
     @property
     def database(self) -> Database:
@@ -327,17 +335,23 @@ def _startup_failure(path: Path) -> str:
         return ""
 
 
-@functools.cache
-def _graceful_shutdown_options() -> tuple[str, ...]:
+def _graceful_shutdown_options(variant: Variant) -> tuple[str, ...]:
     """Give in-flight requests 2 s after SIGTERM, where uvicorn can bound that (not 0.14, legacy stack).
 
     Without it uvicorn waits for every open request; :meth:`Server.stop` then kills at its timeout.
     """
-    import uvicorn  # the servers' uvicorn: they run on this interpreter
+    if variant.python:
+        graceful = checked_interpreter(variant.python, variant=variant.name).graceful_shutdown
+    else:
+        graceful = _own_uvicorn_is_graceful()
+    return ("--timeout-graceful-shutdown", "2") if graceful else ()
 
-    if "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters:
-        return ("--timeout-graceful-shutdown", "2")
-    return ()
+
+@functools.cache
+def _own_uvicorn_is_graceful() -> bool:
+    import uvicorn  # the servers' uvicorn, unless a build has its own interpreter: they run on this one
+
+    return "timeout_graceful_shutdown" in inspect.signature(uvicorn.Config).parameters
 
 
 def check_url(url: str, *, allow_remote: bool) -> str:

@@ -140,7 +140,10 @@ def build_matrix(runs: Iterable[tuple[Path, RunResult]], *, unreadable: Iterable
         )
     # Variants in the order the runs declared them (the user's configuration's order).
     variant_order = list(dict.fromkeys(name for _, result in newest.values() for name in result.variants))
-    environments = {column: result.environment for (column, _, _), (_, result) in sorted(newest.items(), key=_started)}
+    environments = {
+        column: _environment(result, variant)
+        for (column, _, variant), (_, result) in sorted(newest.items(), key=_started)
+    }
     rows = tuple(
         Row(scenario=scenario, variant=variant, cells=_flag_weakened(row_cells))
         for (scenario, variant), row_cells in sorted(
@@ -218,8 +221,14 @@ def _column(result: RunResult, variant: str, *, machines: bool) -> str:
     """The column of a variant's cell: its run's stack, the database it ran on when that is not SQLite, and the
     machine when the runs come from more than one (the artifacts of a CI job matrix).
     """
-    column = _named(result.environment.get("stack", CUSTOM_STACK), result.databases.get(variant, DEFAULT_DATABASE))
+    stack = _environment(result, variant).get("stack", CUSTOM_STACK)
+    column = _named(stack, result.databases.get(variant, DEFAULT_DATABASE))
     return f"{column} @ {result.environment.get('host', '?')}" if machines else column
+
+
+def _environment(result: RunResult, variant: str) -> dict[str, str]:
+    """What a variant ran on: its run's environment, with its own interpreter's Python and stack if it had one."""
+    return {**result.environment, **result.interpreters.get(variant, {})}
 
 
 def _named(stack: str, database: Database) -> str:

@@ -69,7 +69,8 @@ def execute(plan: RunPlan, on_trial: TrialCallback | None = None) -> RunResult:
     started_at = _now()
     started = time.monotonic()
     if plan.url is None:
-        warm_up()  # its imports overlap the set-up below
+        for python in dict.fromkeys(variant.python for variant in plan.variants):
+            warm_up(python)  # its imports overlap the set-up below
     environment = describe_environment()
     trials: list[TrialResult] = []
     postgres: PostgresPool | None = None  # started once the run has its record, so a failure to start is kept too

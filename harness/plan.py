@@ -9,12 +9,13 @@ made here, once. :func:`harness.pipeline.execute` carries the plan out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import Config
 from harness.errors import UsageError
 from harness.files import make_run_dir
+from harness.interpreter import Interpreter, checked_interpreter
 from harness.results import JOURNAL_FILE, RESULTS_FILE
 from harness.scenario import Explore, Scenario
 from harness.settings import (
@@ -48,6 +49,7 @@ class RunPlan:
     database_url: str | None = None  # the user's PostgreSQL server; None: the harness starts its own if needed
     postgres_max_connections: int = DEFAULT_POSTGRES_MAX_CONNECTIONS  # the harness's own PostgreSQL's, per app server
     explore: Explore | None = None  # explore mode's search (harness.explore); None: trials at the OS's timing
+    interpreters: dict[str, Interpreter] = field(default_factory=dict)  # by variant: those with python = PATH
 
     def database_of(self, variant: Variant) -> Database:
         return variant.database or self.database
@@ -112,6 +114,12 @@ def build_plan(
             f"explore mode runs the builds on SQLite, and {', '.join(on_postgres)} would run on PostgreSQL: leave "
             f"{option('explore')} out, or name builds that run on SQLite"
         )
+    # Each build's own interpreter is run once now: one that cannot serve it stops the run before any trial.
+    interpreters = {
+        v.name: checked_interpreter(v.python, variant=v.name, timeout=settings.start_timeout)
+        for v in chosen
+        if v.python and url is None
+    }
     return RunPlan(
         scenario=scenario,
         variants=chosen,
@@ -128,6 +136,7 @@ def build_plan(
         database_url=settings.database_url,
         postgres_max_connections=settings.postgres_max_connections,
         explore=_explore(scenario.explore, settings) if settings.explore else None,
+        interpreters=interpreters,
     )
 
 

@@ -341,6 +341,7 @@ def merge_results(parts: list[RunResult]) -> RunResult:
         database_server=next((part.database_server for part in parts if part.database_server), None),
         hosts={name: where for part in parts for name in part.variants if (where := _where(part, name))},
         explore=[searched for part in parts for searched in part.explore],
+        interpreters={name: record for part in parts for name, record in part.interpreters.items()},
     )
 
 

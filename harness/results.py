@@ -393,6 +393,9 @@ class RunResult:
     # Of a run merged from runs made elsewhere (the pytest plugin's items): where each variant ran, "host (gw1)".
     hosts: dict[str, str] = dataclasses.field(default_factory=dict)
     explore: tuple[ExploreResult, ...] = ()  # explore mode's search, per variant; none: trials at the OS's timing
+    # The builds with an interpreter of their own (python = in their variant): its path, Python and stack, by
+    # variant, as the environment records the harness's own; a build absent here ran on the harness's.
+    interpreters: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def trials_run(self) -> int:

@@ -58,6 +58,7 @@ class Variant:
     env_file: str | None = None  # KEY=VALUE lines, read before ``env``
     ready: str | None = None  # a path polled until it answers 2xx; None: ready once it listens
     database: Database | None = None  # runs only on this one; None: on the run's (--database)
+    python: str | None = None  # its servers' own interpreter (harness.interpreter); None: the harness's
 
     @property
     def uses_port(self) -> bool:

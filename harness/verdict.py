@@ -202,6 +202,7 @@ def judged_run(
     database_server: str | None = None,
     hosts: Mapping[str, str] | None = None,
     explore: Sequence[ExploreResult] = (),
+    interpreters: Mapping[str, dict[str, str]] | None = None,
 ) -> RunResult:
     """The run's record, judged: its variants in the order of ``expectations``, its trials by number and variant.
 
@@ -253,6 +254,7 @@ def judged_run(
         database_server=database_server,
         hosts=dict(hosts or {}),
         explore=tuple(explore),
+        interpreters=dict(interpreters or {}),
     )
 
 
@@ -602,4 +604,5 @@ def judged_plan(
         databases={v.name: plan.database_of(v) for v in plan.variants} if plan.url is None else {},
         database_server=database_server,
         explore=explore,
+        interpreters={name: interpreter.record() for name, interpreter in plan.interpreters.items()},
     )

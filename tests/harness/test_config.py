@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,6 +127,32 @@ def test_paths_in_the_file_are_relative_to_the_file_not_to_the_current_folder(
     assert config.variants["old"].app_dir == str(path.parent)
     assert config.variants["new"].app_dir == str(path.parent / "src")
     assert config.settings["out"] == str(path.parent / "runs")
+
+
+def test_a_builds_python_is_relative_to_the_file_with_its_tilde_expanded_and_its_link_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    venv = tmp_path / "project" / "legacy" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(sys.executable)  # as a virtualenv's is: resolved, it would not be the virtualenv's
+    monkeypatch.setenv("HOME", str(tmp_path / "project"))
+    path = tmp_path / "project" / "harness.toml"
+    path.write_text(
+        '[variants.old]\napp = "shop:app"\npython = "legacy/bin/python"\n'
+        '[variants.home]\napp = "shop:app"\npython = "~/legacy/bin/python"\n'
+        '[variants.own]\napp = "shop:app"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+
+    variants = load_config(path).variants
+
+    assert variants["old"].python == variants["home"].python == str(venv / "python")
+    assert variants["own"].python is None
+    main(["config", "--config", str(path)])  # the variants are shown before the built-in scenario's check of them
+    assert (
+        f"  old: app shop:app; expect clean; app_dir {path.parent}; ready once listening; python {venv / 'python'}\n"
+        in (capsys.readouterr().out)
+    )
 
 
 def test_a_scenario_path_in_the_file_is_relative_to_the_file_not_to_the_current_folder(
@@ -256,6 +283,12 @@ def test_a_bad_harness_variable_is_a_config_error_naming_the_variable(
         ('app = "shop:app"\napp_dir = "nowhere"', 3, "[variants.main] app_dir: no folder "),
         ('app = "shop:app"\nexpect = "broken"', 3, "[variants.main] expect: expected one of 'fails', 'clean'"),
         ('description = "no app"', 1, "[variants.main] app: missing"),
+        ('app = "shop:app"\npython = "venv/bin/python"', 3, "[variants.main] python: no file "),
+        (
+            'app = "shop:app"\npython = ""',
+            3,
+            "[variants.main] python: expected the path of a Python interpreter, got ''",
+        ),
     ],
 )
 def test_an_invalid_build_is_a_config_error_naming_file_line_and_key(
