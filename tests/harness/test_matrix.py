@@ -130,6 +130,18 @@ def test_builds_on_postgresql_get_a_column_of_their_own_beside_their_stack() -> 
     assert unpatched["current on postgres"].weakened_against == "current"  # 2 of 10 against 10 of 10
 
 
+def test_a_build_with_its_own_interpreter_goes_to_the_column_of_that_interpreters_stack() -> None:
+    # The harness ran on the current stack; the builds' servers ran under a legacy virtualenv's Python (python =).
+    own = stack_run("current", failed=10)
+    legacy = {"executable": "/srv/legacy/bin/python", "python": "3.11.7", "pydantic": "1.10.27", "stack": "legacy"}
+    own = replace(own, interpreters=dict.fromkeys(own.variants, legacy))
+    matrix = build_matrix([(LEGACY_RUN, own), (CURRENT_RUN, stack_run("current", failed=2))])
+    assert matrix.stacks == ("current", "legacy")
+    assert matrix.rows[0].cells["legacy"].results_path == LEGACY_RUN
+    assert matrix.environments["legacy"]["executable"] == "/srv/legacy/bin/python"
+    assert matrix.environments["legacy"]["pydantic"] == "1.10.27"
+
+
 def on_host(result: RunResult, host: str, cpus: int = 2) -> RunResult:
     return replace(result, environment={**result.environment, "host": host, "cpus": str(cpus)})
 

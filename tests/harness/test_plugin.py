@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
@@ -101,6 +102,8 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
 
     patched = part("patched", ["ok", "ok"], "2026-11-22T00:00:01.000+00:00", 3.0, "gw1")
     unpatched = part("unpatched", ["server-error", "ok"], "2026-11-22T00:00:00.000+00:00", 2.0, "gw0")
+    legacy = {"executable": "/srv/legacy/bin/python", "stack": "legacy"}
+    unpatched = replace(unpatched, interpreters={"unpatched": legacy})  # its own python =; patched on the harness's
 
     merged = merge_results([unpatched, patched])  # in the configuration's order
 
@@ -118,6 +121,7 @@ def test_runs_of_single_variants_merge_into_one_result_judged_together() -> None
     assert power.at_estimate == pytest.approx(0.75)
     assert merged.exit_code is ExitCode.OK
     assert merged.hosts == {"unpatched": "ci-7 (gw0)", "patched": "ci-7 (gw1)"}
+    assert merged.interpreters == {"unpatched": legacy}
 
 
 @pytest.mark.e2e

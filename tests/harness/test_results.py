@@ -49,6 +49,18 @@ def test_results_round_trip_through_json(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", TRIALS_FILE]
 
 
+def test_each_builds_own_interpreter_round_trips_and_a_file_written_before_it_reads_without(tmp_path: Path) -> None:
+    legacy = {"executable": "/srv/legacy/bin/python", "python": "3.11.7", "pydantic": "1.10.27", "stack": "legacy"}
+    result = replace(make_result(), interpreters={"unpatched": legacy})
+    path = tmp_path / "results.json"
+    write_results(result, path)
+    assert read_results(path) == result
+    older = json.loads(path.read_text())
+    del older["interpreters"]  # as the harness wrote it before builds could have their own
+    path.write_text(json.dumps(older))
+    assert read_results(path) == replace(result, interpreters={})
+
+
 def test_a_packed_trial_comes_back_whole_with_each_text_written_once() -> None:
     failed = [replace(r, diagnosis=CAUSE) for r in factories.trial("unpatched", 3, ["server-error"] * 3).records]
     trace = (
