@@ -266,6 +266,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _sweep(args: argparse.Namespace) -> ExitCode:
     from harness.grid import SweepPlan, check_grid, describe_grid, winner_scenario
+    from harness.interpreter import checked_interpreters
     from harness.plan import new_folder
     from harness.sweep import run_sweep
 
@@ -274,6 +275,7 @@ def _sweep(args: argparse.Namespace) -> ExitCode:
     options = sweep_grid(vars(args))
     databases = options.databases or (settings.database,)
     variants = tuple({v.name: v for d in databases for v in config.get_variants(args.variant, database=d)}.values())
+    checked_interpreters(variants, timeout=settings.start_timeout)  # one that cannot serve its build: before any folder
     base = config.scenario(args.scenario) if args.scenario else None
     if args.write_scenario and not args.write_scenario.parent.is_dir():
         raise UsageError(f"--write-scenario: no folder {args.write_scenario.parent} to write {args.write_scenario} in")

@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import util
 from pathlib import Path
@@ -33,6 +33,7 @@ from harness.environment import PACKAGES
 from harness.errors import ConfigError
 from harness.settings import DEFAULT_START_TIMEOUT
 from harness.stack import installed_stack, stacks
+from harness.variant import Variant
 
 # The oldest Python the server side runs on: the harness's own (pyproject.toml), the only one it is
 # tested on; it uses 3.10's dataclass(kw_only=True) and isinstance(x, A | B).
@@ -95,6 +96,11 @@ def checked_interpreter(path: str, *, variant: str, timeout: float = DEFAULT_STA
     if path not in _checked:
         _checked[path] = _check(path, variant, timeout)
     return _checked[path]
+
+
+def checked_interpreters(variants: Iterable[Variant], *, timeout: float) -> dict[str, Interpreter]:
+    """The own interpreter of each build that has one, by variant, each checked once per process."""
+    return {v.name: checked_interpreter(v.python, variant=v.name, timeout=timeout) for v in variants if v.python}
 
 
 def _check(path: str, variant: str, timeout: float) -> Interpreter:

@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.config import Config
 from harness.errors import UsageError
 from harness.files import make_run_dir
-from harness.interpreter import Interpreter, checked_interpreter
+from harness.interpreter import Interpreter, checked_interpreters
 from harness.results import JOURNAL_FILE, RESULTS_FILE
 from harness.scenario import Explore, Scenario
 from harness.settings import (
@@ -115,11 +115,7 @@ def build_plan(
             f"{option('explore')} out, or name builds that run on SQLite"
         )
     # Each build's own interpreter is run once now: one that cannot serve it stops the run before any trial.
-    interpreters = {
-        v.name: checked_interpreter(v.python, variant=v.name, timeout=settings.start_timeout)
-        for v in chosen
-        if v.python and url is None
-    }
+    interpreters = checked_interpreters(chosen, timeout=settings.start_timeout) if url is None else {}
     return RunPlan(
         scenario=scenario,
         variants=chosen,

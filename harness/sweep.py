@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from harness.environment import describe_environment
 from harness.files import writing
 from harness.grid import SweepPlan, cell_name, cheapest_first, choose_winner, detects, sweep_exit_code
+from harness.interpreter import checked_interpreters
 from harness.interrupts import held, raise_if_stopped
 from harness.pipeline import execute
 from harness.plan import RunPlan
@@ -76,6 +77,7 @@ def run_sweep(plan: SweepPlan, on_cell: CellCallback | None = None) -> SweepResu
             database=cell.database,
             database_url=plan.database_url,
             postgres_max_connections=plan.postgres_max_connections,
+            interpreters=checked_interpreters(plan.variants, timeout=plan.start_timeout),  # checked by harness sweep
         )
         with writing(run.run_dir):
             run.run_dir.mkdir(parents=True)

@@ -110,14 +110,15 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv / "bin" / "python"
 
 
-def test_a_python_without_fastapi_stops_the_run_before_any_trial_with_exit_4(bare_python: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("run", "--scenario", "tutorial-tabs"), ("sweep",)], ids=["run", "sweep"])
+def test_a_python_without_fastapi_stops_the_run_before_any_trial_with_exit_4(
+    command: tuple[str, ...], bare_python: Path, tmp_path: Path
+) -> None:
     (tmp_path / "harness.toml").write_text(
-        f'[variants.unpatched]\napp = "harness.app_variants.unpatched:app"\npython = "{bare_python}"\n'
-        '[variants.patched]\napp = "harness.app_variants.patched:app"\n'
+        '[variants.unpatched]\napp = "harness.app_variants.unpatched:app"\nexpect = "fails"\n'
+        f'python = "{bare_python}"\n[variants.patched]\napp = "harness.app_variants.patched:app"\n'
     )
-    run = runs.harness(
-        "run", "--config", tmp_path / "harness.toml", "--scenario", "tutorial-tabs", "--out", tmp_path / "out"
-    )
+    run = runs.harness(*command, "--config", tmp_path / "harness.toml", "--out", tmp_path / "out")
     assert run.returncode == ExitCode.USAGE_ERROR
     assert run.stderr == (
         f"harness: error: variant 'unpatched': python = {bare_python}: cannot import fastapi "
