@@ -135,26 +135,40 @@ def _check(path: str, variant: str, timeout: float) -> Interpreter:
             f"{where}: Python {answer['python']} is older than {oldest}, the oldest the harness serves on"
         )
     if "failed" in answer:
-        module, error = answer["failed"]
+        module, error = answer["failed"]  # two strings: _answer checked
         what = "the harness's server code" if module.startswith("harness.") else module
         raise ConfigError(f"{where}: cannot import {what} ({error[:_ERROR_LIMIT]})")
     return Interpreter(
         path=path,
         python=str(answer["python"]),
         versions={str(name): str(version) for name, version in answer["versions"].items()},
-        graceful_shutdown=bool(answer["graceful"]),
+        graceful_shutdown=answer.get("graceful") is True,
     )
 
 
 def _answer(output: str) -> dict[str, Any] | None:
+    """The check's answer, the last marked line of ``output``; None if there is none of the check's shape."""
     for line in reversed(output.splitlines()):
         if line.startswith(_MARKER):
             try:
                 answer = json.loads(line.removeprefix(_MARKER))
             except ValueError:
                 return None
-            return answer if isinstance(answer, dict) else None
+            return answer if _is_answer(answer) else None
     return None
+
+
+def _is_answer(answer: Any) -> bool:
+    if not isinstance(answer, dict) or not isinstance(answer.get("python"), str):
+        return False
+    versions, failed = answer.get("versions"), answer.get("failed", ["", ""])
+    return (
+        isinstance(versions, dict)
+        and all(isinstance(value, str) for value in versions.values())
+        and isinstance(failed, list)
+        and len(failed) == 2
+        and all(isinstance(part, str) for part in failed)
+    )
 
 
 def _one_line(text: str) -> str:

@@ -86,11 +86,17 @@ def _script(folder: Path, text: str, mode: int = 0o755) -> str:
         ),
         (lambda folder: _script(folder, "#!/bin/sh\nexec sleep 30\n"), "did not answer within 0.5 s (is it a Python?)"),
         (
-            lambda folder: _script(folder, """#!/bin/sh\necho 'harness-interpreter: {"python": "3.8.10"}'\n"""),
+            lambda folder: _script(
+                folder, """#!/bin/sh\necho 'harness-interpreter: {"python": "3.8.10", "versions": {}}'\n"""
+            ),
             "Python 3.8.10 is older than 3.11, the oldest the harness serves on",
         ),
+        (
+            lambda folder: _script(folder, """#!/bin/sh\necho 'harness-interpreter: {"python": 3, "failed": 1}'\n"""),
+            "not a Python the harness can use (exit code 0: harness-interpreter:",
+        ),
     ],
-    ids=["missing", "folder", "not-executable", "not-a-program", "not-a-python", "fails", "hangs", "too-old"],
+    ids=["missing", "folder", "not-executable", "not-a-program", "not-a-python", "fails", "hangs", "too-old", "odd"],
 )
 def test_an_interpreter_that_cannot_serve_a_build_is_a_config_error_in_one_line(
     make: object, problem: str, tmp_path: Path
