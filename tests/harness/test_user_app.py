@@ -356,7 +356,7 @@ def line_number(text: str, needle: str) -> int:
             [],
             [
                 f"harness.toml:{line_number(UNKNOWN_KEY, 'colour')}: [variants.fixed] colour: unknown key; "
-                "expected one of: app, app_dir, database, description, env, env_file, expect, factory, ready"
+                "expected one of: app, app_dir, database, description, env, env_file, expect, factory, python, ready"
             ],
             id="unknown-key",
         ),
