@@ -197,7 +197,8 @@ def test_a_sweep_on_a_full_disk_ends_in_one_line(tmp_path: Path, inodes: int) ->
     own_write = rf"harness: error: cannot write {re.escape(str(tmp_path))}/out/\S+: No space left on device"
     # Once the cells' servers start, the last inode may go to the database file a build makes as it loads, before
     # the harness's next write: that build did not load, its error quoted. Which comes first is the disk's race.
-    build_load = r"harness: error: variant '\w+': app '\S+' did not load: OperationalError: unable to open database f\w+"
+    build_load = r"harness: error: variant '\w+': app '\S+' did not load: "
+    build_load += r"OperationalError: unable to open database file"
     outcomes = {ExitCode.HARNESS_ERROR: own_write}
     if inodes > 6:  # at 6 the harness's own document takes the last one, before any server starts
         outcomes[ExitCode.USAGE_ERROR] = build_load
