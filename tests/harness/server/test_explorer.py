@@ -276,11 +276,11 @@ DETACHED = "DetachedInstanceError: Instance <Item at 0x...> is not bound to a Se
 
 
 @pytest.fixture
-def sqlalchemy_server(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[Server]]]:
+def sqlalchemy_server(tmp_path: Path) -> Iterator[Callable[..., Awaitable[Server]]]:
     """Start explore-mode servers of the apps in :mod:`tests.harness.server.explored_sqlalchemy_app`; all stopped."""
     servers: list[Server] = []
 
-    async def start(build: str) -> Server:
+    async def start(build: str, *, trace: bool = True) -> Server:
         variant = Variant(
             name=build.replace("_", "-"),
             app=f"tests.harness.server.explored_sqlalchemy_app:{build}",
@@ -288,7 +288,7 @@ def sqlalchemy_server(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[Serv
             app_dir=str(runs.REPO),
             env={"DATABASE_URL": "{database_url}"},
         )
-        server = Server(variant, tmp_path / f"{build}-{len(servers)}", time_scale=1, explore=True)
+        server = Server(variant, tmp_path / f"{build}-{len(servers)}", time_scale=1, trace=trace, explore=True)
         servers.append(server)
         await server.wait_ready()
         return server
@@ -328,10 +328,12 @@ def one_deviation_each(default: dict[str, Any]) -> Iterator[list[int]]:
             yield [0] * point + [option]
 
 
+@pytest.mark.parametrize("trace", [True, False], ids=["traced", "no-trace"])
 async def test_anyios_own_order_runs_each_call_through_its_scheduling_points_on_one_worker(
-    sqlalchemy_server: Callable[[str], Awaitable[Server]],
+    sqlalchemy_server: Callable[..., Awaitable[Server]], trace: bool
 ) -> None:
-    server = await sqlalchemy_server("shared")
+    """With the trace off too: SQLAlchemy is hooked for its scheduling points, its events written nowhere."""
+    server = await sqlalchemy_server("shared", trace=trace)
     statuses, record = await post_items(server, {"kind": "default"})
     assert statuses == [200, 200] and record["complete"] and record["blocked"] == record["stalls"] == 0
     assert set(choices(record)) == {0} and record["workers"] == 1
@@ -348,7 +350,7 @@ async def test_anyios_own_order_runs_each_call_through_its_scheduling_points_on_
 
 
 async def test_another_requests_close_between_one_calls_flush_and_commit_fails_the_shared_session_only(
-    sqlalchemy_server: Callable[[str], Awaitable[Server]],
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
 ) -> None:
     """Every schedule one deviation from anyio's order: the shared session fails in some, always at a step that
     resumed its endpoint from a point; a session per request in none, though two of them then wait on SQLite's
@@ -378,7 +380,7 @@ async def test_another_requests_close_between_one_calls_flush_and_commit_fails_t
 
 
 async def test_a_replayed_schedule_with_paused_calls_gives_the_same_record_in_a_fresh_server(
-    sqlalchemy_server: Callable[[str], Awaitable[Server]],
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
 ) -> None:
     server = await sqlalchemy_server("shared")
     _, default = await post_items(server, {"kind": "default"})
@@ -395,7 +397,7 @@ async def test_a_replayed_schedule_with_paused_calls_gives_the_same_record_in_a_
 
 
 async def test_a_call_paused_when_its_schedule_ends_is_resumed_to_its_end_and_its_worker_ended(
-    sqlalchemy_server: Callable[[str], Awaitable[Server]],
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
 ) -> None:
     """Armed with a request that never comes, the dispatcher waits QUIESCENCE_BOUND (5 s) for it before each step:
     the first step takes A to its first point, and the end (7.5 s) comes in the wait after it, A paused."""
