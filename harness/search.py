@@ -83,6 +83,7 @@ class ScheduleRecord:
     virtual_seconds: float
     divergences: int  # choices of a replay that were out of range where they fell: 0 was taken instead
     complete: bool  # False: the server's time ran out before every request finished
+    blocked: int = 0  # steps that neither paused nor ended within the explorer's STEP_BOUND, and it went on
 
     @classmethod
     def from_dict(cls, data: Any) -> ScheduleRecord:
@@ -93,7 +94,7 @@ class ScheduleRecord:
                 raise ValueError(f"choices[{i}]: choice {decision.chosen} of {decision.options} options")
             if decision.labels and len(decision.labels) != decision.options:
                 raise ValueError(f"choices[{i}].labels: {len(decision.labels)} labels for {decision.options} options")
-        for name in ("workers", "virtual_seconds", "divergences"):
+        for name in ("workers", "virtual_seconds", "divergences", "blocked"):
             if getattr(record, name) < 0:
                 raise ValueError(f"{name}: {getattr(record, name)} is negative")
         _check_steps(record.steps, len(record.requests))
