@@ -324,7 +324,8 @@ class Verdict:
 
 @dataclass(frozen=True, kw_only=True)
 class ScheduleStep:
-    """One step of an explored schedule: a thread-pool call of one request, run to its end on one worker."""
+    """One step of an explored schedule: a thread-pool call of one request run on one worker, from its start or a
+    scheduling point inside it (one of SQLAlchemy's hooks) to its end or its next scheduling point."""
 
     index: int
     request: int  # the request's number in the schedule (A is 0)
@@ -332,6 +333,14 @@ class ScheduleStep:
     worker: int  # the worker thread it ran on, numbered from 1 in the order the schedule made them
     preempted: bool  # the request that ran the step before could have gone on, and another was chosen
     error: str | None  # what the call raised: "OperationalError: Connection already opened."
+    # Where the step began: "call" (its start), or the scheduling point it resumed the call from ("commit",
+    # "checkout"...). None in a record made before calls had scheduling points: its start.
+    point: str | None = None
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the step went on with a call paused at a scheduling point (on that call's own worker)."""
+        return self.point not in (None, "call")
 
 
 @dataclass(frozen=True, kw_only=True)

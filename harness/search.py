@@ -83,6 +83,7 @@ class ScheduleRecord:
     virtual_seconds: float
     divergences: int  # choices of a replay that were out of range where they fell: 0 was taken instead
     complete: bool  # False: the server's time ran out before every request finished
+    blocked: int = 0  # steps that neither paused nor ended within the explorer's STEP_BOUND, and it went on
 
     @classmethod
     def from_dict(cls, data: Any) -> ScheduleRecord:
@@ -93,7 +94,7 @@ class ScheduleRecord:
                 raise ValueError(f"choices[{i}]: choice {decision.chosen} of {decision.options} options")
             if decision.labels and len(decision.labels) != decision.options:
                 raise ValueError(f"choices[{i}].labels: {len(decision.labels)} labels for {decision.options} options")
-        for name in ("workers", "virtual_seconds", "divergences"):
+        for name in ("workers", "virtual_seconds", "divergences", "blocked"):
             if getattr(record, name) < 0:
                 raise ValueError(f"{name}: {getattr(record, name)} is negative")
         _check_steps(record.steps, len(record.requests))
@@ -132,6 +133,8 @@ def _check_steps(steps: Sequence[ScheduleStep], requests: int) -> None:
             raise ValueError(f"steps[{i}].request: {step.request} is not one of the {requests} requests")
         if step.worker < 0:
             raise ValueError(f"steps[{i}].worker: {step.worker} is negative")
+        if step.point is not None and not (step.point and step.point.isprintable() and len(step.point) <= 40):
+            raise ValueError(f"steps[{i}].point: {step.point[:40]!r} is not the name of a scheduling point")
         if i and step.index <= steps[i - 1].index:
             raise ValueError(f"steps[{i}].index: {step.index} does not follow {steps[i - 1].index}")
 
@@ -444,15 +447,15 @@ def shrink(run: Run, failing: Found, *, max_runs: int = SHRINK_RUNS) -> Found:
 def _smaller(found: Found) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Candidates smaller than ``found``'s schedule, the biggest cuts first."""
     requests, choices = found.schedule.requests, found.schedule.choices
-    taken = [(step.request, step.worker) for step in found.record.steps]
+    taken = [(step.request, step.worker, step.resumes) for step in found.record.steps]
     if len(requests) > 1:
         for i in range(len(requests)):
             others = requests[:i] + requests[i + 1 :]
-            yield others, _choices_for([(request, worker) for request, worker in taken if request != i])[0]
+            yield others, _choices_for([step for step in taken if step[0] != i])[0]
             yield others, choices  # if the server's rules are not the ones _choices_for follows
     for i, default in enumerate(_choices_for(taken)[1]):
         if default != taken[i][1]:  # the step on the worker anyio would have taken, the others where they were
-            yield requests, _choices_for([*taken[:i], (taken[i][0], default), *taken[i + 1 :]])[0]
+            yield requests, _choices_for([*taken[:i], (taken[i][0], default, False), *taken[i + 1 :]])[0]
     deviations = [i for i, choice in enumerate(choices) if choice]
     for i in deviations:
         yield requests, choices[:i]
@@ -460,35 +463,45 @@ def _smaller(found: Found) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
         yield requests, (*choices[:i], 0, *choices[i + 1 :])
 
 
-def _choices_for(taken: Sequence[tuple[int, int]]) -> tuple[tuple[int, ...], list[int]]:
-    """The choices that make a server take these steps (request, worker), by the explorer's rules; and the worker
-    each step would have had by default.
+def _choices_for(taken: Sequence[tuple[int, int, bool]]) -> tuple[tuple[int, ...], list[int]]:
+    """The choices that make a server take these steps (request, worker, whether it resumes a paused call), by the
+    explorer's rules; and the worker each step would have had by default.
 
     A choice is an index into options whose order depends on every request and worker, so
     the same list after a change means another schedule. The options are rebuilt here as
     the server orders them: the request that ran last first, then the others by index; the
-    idle workers, most recently idle first, then a new one. Between steps every worker is
-    idle; a worker not yet used is a new one.
+    idle workers, most recently idle first, then a new one. A step that resumes a paused
+    call has no worker decision: it goes on on the call's own worker. A step whose request's
+    next step resumes paused there, its worker kept; any other leaves its worker idle. A
+    worker not yet used is a new one.
     """
-    left = Counter(request for request, _ in taken)
+    left = Counter(request for request, _, _ in taken)
     idle: list[int] = []  # most recently idle last
+    held = 0  # workers holding a paused call
     previous: int | None = None
     choices: list[int] = []
     defaults = []
-    fresh = max((worker for _, worker in taken), default=0) + 1  # a number for a new worker no step has
-    for request, worker in taken:
+    fresh = max((worker for _, worker, _ in taken), default=0) + 1  # a number for a new worker no step has
+    for i, (request, worker, resumes) in enumerate(taken):
         pending = sorted(r for r, calls in left.items() if calls)
         runnable = ([previous] if previous in pending else []) + [r for r in pending if r != previous]
         if len(runnable) > 1:
             choices.append(runnable.index(request))
-        workers = [*reversed(idle), *([fresh] if len(idle) < MAX_WORKERS else [])]
-        if len(workers) > 1:
-            choices.append(workers.index(worker if worker in idle else fresh))
-        defaults.append(workers[0])
-        fresh += workers[0] == fresh
-        if worker in idle:
-            idle.remove(worker)
-        idle.append(worker)
+        if resumes:
+            defaults.append(worker)
+            held -= 1
+        else:
+            workers = [*reversed(idle), *([fresh] if len(idle) + held < MAX_WORKERS else [])]
+            if len(workers) > 1:
+                choices.append(workers.index(worker if worker in idle else fresh))
+            defaults.append(workers[0] if workers else worker)
+            fresh += bool(workers) and workers[0] == fresh
+            if worker in idle:
+                idle.remove(worker)
+        if next((later[2] for later in taken[i + 1 :] if later[0] == request), False):
+            held += 1
+        else:
+            idle.append(worker)
         left[request] -= 1
         previous = request
     while choices and choices[-1] == 0:
@@ -511,7 +524,7 @@ def request_name(index: int) -> str:
 
 
 def describe_steps(steps: Sequence[ScheduleStep]) -> list[str]:
-    """A schedule step by step in words, one line a step, preemptions and failures said where they happen."""
+    """A schedule step by step in words, one line a step, preemptions, pauses and failures said where they happen."""
     lines = []
     seen_workers: set[int] = set()
     for i, step in enumerate(steps):
@@ -520,10 +533,13 @@ def describe_steps(steps: Sequence[ScheduleStep]) -> list[str]:
             who += f" preempts {request_name(steps[i - 1].request)}:"
         else:
             who += ","
+        call = f"{step.call} resumed at {step.point}" if step.resumes else step.call
         worker = f"on worker {step.worker}" + ("" if step.worker in seen_workers else " (new)")
         seen_workers.add(step.worker)
+        after = next((later for later in steps[i + 1 :] if later.request == step.request), None)
+        paused = f", paused at {after.point}" if after is not None and after.resumes else ""
         outcome = f" -> {step.error}" if step.error is not None else ""
-        lines.append(f"step {step.index}: {who} {step.call}, {worker}{outcome}")
+        lines.append(f"step {step.index}: {who} {call}, {worker}{paused}{outcome}")
     return lines
 
 

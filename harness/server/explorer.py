@@ -14,20 +14,33 @@ calls of those requests wait in the dispatcher, and one step at a time:
 1. the event loop runs until every armed request is waiting in the dispatcher or finished
    (quiescence, so the order in which requests arrive and wake cannot matter); at most
    ``QUIESCENCE_BOUND`` real seconds, after which it goes on and counts a stall;
-2. a *run* decision picks the request whose next call runs: index 0 is the request that
-   ran the step before, if it has a call waiting (no preemption), then the others by index;
-3. a *worker* decision picks its thread: the idle workers most recently idle first (what
-   anyio does), then a new one, up to ``MAX_WORKERS``;
-4. the call runs to its end on that worker, in a copy of its request's context (as anyio
-   runs it), and the step is recorded with its error if it raised.
+2. a *run* decision picks the request that takes the step: index 0 is the request that ran
+   the step before, if it has a call waiting or paused (no preemption), then the others by index;
+3. to start a call, a *worker* decision picks its thread: the idle workers most recently idle
+   first (what anyio does), then a new one, up to ``MAX_WORKERS``;
+4. the call runs on that worker, in a copy of its request's context (as anyio runs it), to
+   its end or to the next *scheduling point* inside it, and the step is recorded with where
+   it began (``call``, or the point it resumed from) and its error if it raised.
+
+The scheduling points are SQLAlchemy's hooks (:mod:`harness.server.sqlalchemy_hooks` calls
+:func:`point`): a session's ``execute()``, ``flush()``, ``commit()``, ``close()``... and the
+pool's checkout and checkin. A call that reaches one pauses there, keeping its worker, and is
+one more option of the next run decision: resumed, it goes on from there on its own worker (no
+worker decision), so two requests sharing a session can interleave between its ``flush()``
+and its ``commit()``. A step that neither pauses nor ends within ``STEP_BOUND`` real seconds
+is *blocked*, most likely on what a paused call holds (SQLite's write lock, taken at a flush
+and kept until the commit): the dispatcher counts it and goes on deciding, and the blocked
+call pauses or ends when it can; before each decision every running call gets that long
+again to do so.
 
 A decision with one option is not recorded; one whose chosen index is not 0 is a
 deviation. While armed, ``time.sleep`` in a worker and ``asyncio.sleep`` in an armed
 request return at once and add their seconds to a virtual clock. ``POST
 /__harness/explore/end`` waits for the requests to finish (or its timeout), answers the
-schedule's record, disarms, and ends every worker thread: no ``threading.local`` outlives
-its schedule. Requests are numbered by their place in the begin (from 0), steps and
-workers counted from 1.
+schedule's record, disarms, resumes the paused calls one after the other in the order they
+paused (each to its end: none is left waiting for a step that will not come), and ends every
+worker thread: no ``threading.local`` outlives its schedule. Requests are numbered by their
+place in the begin (from 0), steps and workers counted from 1.
 
 Standard library only at module level; anyio is imported where it is hooked.
 """
@@ -41,6 +54,7 @@ import contextvars
 import json
 import math
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -53,12 +67,19 @@ MAX_WORKERS = 8  # worker threads per schedule: a schedule of the tutorial's req
 MAX_REQUESTS = 1_000  # requests per schedule, so a begin cannot ask for unbounded state
 MAX_END_TIMEOUT = 3_600.0  # seconds an end may wait
 QUIESCENCE_BOUND = 5.0  # real seconds the event loop gets to bring every request to the dispatcher or its end
-JOIN_BOUND = 5.0  # real seconds an ending schedule waits for a worker still inside a call
+# Real seconds a step may run before it is deemed blocked and the dispatcher goes on: a step of a
+# schedule takes milliseconds, and SQLite's own wait for a lock (5 s) must outlast a few of these.
+STEP_BOUND = 0.5
+JOIN_BOUND = 5.0  # real seconds an ending schedule waits for its paused calls and for a worker still inside a call
 _JOIN_POLL = 0.001
 
 # The real sleeps, taken when this module is first imported (by the probe, before anything wraps them).
 _real_sleep = time.sleep
 _real_async_sleep = asyncio.sleep
+
+# An object's address in an error's text ("<Item at 0x7f80...>"), another in every process: masked, so a failure
+# seen again in a fresh server reads the same.
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 
 BEGIN_PATH = "/__harness/explore/begin"
 END_PATH = "/__harness/explore/end"
@@ -93,7 +114,8 @@ class ArmedRequest:
     finished: bool = False
     status: int | None = None
     failed_step: int | None = None
-    calls: collections.deque[_Call] = field(default_factory=collections.deque)
+    calls: collections.deque[_Call] = field(default_factory=collections.deque)  # waiting, not started
+    running: int = 0  # its calls started on a worker and neither paused nor ended
 
     def leave(self, status: int | None) -> None:
         """The app returned or raised for this request, having sent ``status`` (None if nothing)."""
@@ -106,12 +128,38 @@ class _Worker:
     number: int
     thread: threading.Thread
     jobs: queue.SimpleQueue[Callable[[], None] | None]
+    wake: queue.SimpleQueue[None] = field(default_factory=queue.SimpleQueue)  # a paused call goes on
+
+
+@dataclass(kw_only=True, eq=False)
+class _Started:
+    """A call started on its worker: running, or paused at a scheduling point, until it ends."""
+
+    call: _Call
+    request: ArmedRequest
+    worker: _Worker
+    step: dict[str, Any]  # the step that started or last resumed it: where its error goes
+    moved: asyncio.Future[None]  # that step's end: the call paused or ended
+    point: str = ""  # where it is paused, while it is
+    ended: bool = False
 
 
 # The armed request a task serves, set by arrive(); worker calls see it through their copied context.
 _current: contextvars.ContextVar[ArmedRequest | None] = contextvars.ContextVar("harness_explore_request", default=None)
-# The schedule a worker thread belongs to, for time.sleep to tell its calls from everyone else's.
+# The schedule a worker thread belongs to, for time.sleep to tell its calls from everyone else's;
+# and the call it runs, for point() to pause.
 _worker_of = threading.local()
+
+
+def point(name: str) -> None:
+    """A scheduling point ``name`` reached (SQLAlchemy's hooks call this): a call of an armed schedule pauses here,
+    on its worker, until the dispatcher resumes it; any other thread goes straight on."""
+    started: _Started | None = getattr(_worker_of, "started", None)
+    if started is None or not started.request.schedule.armed:
+        return
+    schedule = started.request.schedule
+    schedule.loop.call_soon_threadsafe(schedule.paused_at, started, name)
+    started.worker.wake.get()
 
 
 class _Schedule:
@@ -125,9 +173,11 @@ class _Schedule:
         self.requests = list(self.by_id.values())
         self.workers: list[_Worker] = []
         self.idle: list[_Worker] = []  # the most recently idle last
+        self.paused: list[_Started] = []  # in the order they paused
         self.decisions: list[dict[str, Any]] = []
         self.steps: list[dict[str, Any]] = []
         self.stalls = 0
+        self.blocked = 0
         self.virtual_seconds = 0.0
         self._clock = threading.Lock()
         self.changed = asyncio.Event()  # a request arrived, queued a call or finished
@@ -172,57 +222,137 @@ class _Schedule:
 
     async def _drive(self) -> None:
         previous: ArmedRequest | None = None
+        patience = STEP_BOUND
         while True:
-            await self._quiesce()
-            pending = [request for request in self.requests if request.calls]
-            if not pending:
+            await self._quiesce(patience)
+            ready = self._ready()
+            if not ready:
                 if self.finished.is_set():
                     return
-                continue  # stalled with nothing to run: wait on; the end's timeout ends the schedule
-            held = previous if previous is not None and previous.calls else None
+                # Stalled, or every started call blocked: wait for a change; the end's timeout ends the schedule.
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), STEP_BOUND)
+                continue
+            held = previous if previous in ready else None
             if held is not None:  # index 0 is no preemption
-                pending.remove(held)
-                pending.insert(0, held)
-            request = pending[self._decide("run", [r.index for r in pending], [f"request {r.index}" for r in pending])]
-            workers = self.idle[::-1]  # anyio hands a call to the most recently idle worker
-            grow = len(self.workers) < MAX_WORKERS
-            chosen = self._decide(
-                "worker",
-                [worker.number for worker in workers] + [len(self.workers) + 1] * grow,
-                [f"worker {worker.number}" for worker in workers] + ["new worker"] * grow,
-            )
-            worker = workers[chosen] if chosen < len(workers) else self._new_worker()
-            if worker in self.idle:
-                self.idle.remove(worker)
-            call = request.calls.popleft()
-            error = await self._run(call, worker)
-            self.idle.append(worker)
-            number = len(self.steps) + 1
-            self.steps.append(
-                {
-                    "index": number,
-                    "request": request.index,
-                    "call": call.name,
-                    "worker": worker.number,
-                    "preempted": held is not None and request is not held,
-                    "error": error,
-                }
-            )
-            if error is not None and request.failed_step is None:
-                request.failed_step = number
-            self.chooser.stepped(request.index, number)
+                ready.remove(held)
+                ready.insert(0, held)
+            request = ready[self._decide("run", [r.index for r in ready], [f"request {r.index}" for r in ready])]
+            step: dict[str, Any] = {"index": len(self.steps) + 1, "request": request.index}
+            paused = next((started for started in self.paused if started.request is request), None)
+            started = self._start(request, step) if paused is None else self._resume(paused, step)
+            step["preempted"] = held is not None and request is not held
+            self.steps.append(step)
+            request.running += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(started.moved), STEP_BOUND)
+            except TimeoutError:  # blocked, most likely on what a paused call holds: decide on; it moves when it can
+                self.blocked += 1
+                patience = 0.0  # and nothing else ran meanwhile that could have let another blocked call go on
+            else:
+                patience = STEP_BOUND
+            self.chooser.stepped(request.index, step["index"])
             previous = request
 
-    async def _quiesce(self) -> None:
-        """Let the event loop run until every request waits in the dispatcher or has finished, or a stall is counted."""
-        deadline = self.loop.time() + QUIESCENCE_BOUND
-        while not all(request.finished or request.calls for request in self.requests):
-            self.changed.clear()
+    def _ready(self) -> list[ArmedRequest]:
+        """The requests that can take a step, by index: to resume a paused call, or to start one on a worker."""
+        can_start = bool(self.idle) or len(self.workers) < MAX_WORKERS
+        paused = {started.request for started in self.paused}
+        return [request for request in self.requests if request in paused or (request.calls and can_start)]
+
+    def _resume(self, paused: _Started, step: dict[str, Any]) -> _Started:
+        """The paused call goes on from its point, on its own worker."""
+        self.paused.remove(paused)
+        step.update(call=paused.call.name, worker=paused.worker.number, point=paused.point, error=None)
+        paused.step, paused.moved, paused.point = step, self.loop.create_future(), ""
+        paused.worker.wake.put(None)
+        return paused
+
+    def _start(self, request: ArmedRequest, step: dict[str, Any]) -> _Started:
+        """The request's next call, started on the worker a decision picks."""
+        workers = self.idle[::-1]  # anyio hands a call to the most recently idle worker
+        grow = len(self.workers) < MAX_WORKERS
+        chosen = self._decide(
+            "worker",
+            [worker.number for worker in workers] + [len(self.workers) + 1] * grow,
+            [f"worker {worker.number}" for worker in workers] + ["new worker"] * grow,
+        )
+        worker = workers[chosen] if chosen < len(workers) else self._new_worker()
+        if worker in self.idle:
+            self.idle.remove(worker)
+        call = request.calls.popleft()
+        step.update(call=call.name, worker=worker.number, point="call", error=None)
+        started = _Started(call=call, request=request, worker=worker, step=step, moved=self.loop.create_future())
+
+        def job() -> None:
+            _worker_of.started = started
             try:
-                await asyncio.wait_for(self.changed.wait(), max(0.0, deadline - self.loop.time()))
-            except TimeoutError:  # an await outside the dispatcher's sight: go on, and say so
-                self.stalls += 1
+                result = call.context.run(call.func, *call.args)
+            except BaseException as error:  # the app's, handed to its request as anyio would
+                self.loop.call_soon_threadsafe(self._ended, started, None, error)
+            else:
+                self.loop.call_soon_threadsafe(self._ended, started, result, None)
+            finally:
+                _worker_of.started = None
+
+        worker.jobs.put(job)
+        return started
+
+    def paused_at(self, started: _Started, name: str) -> None:
+        """On the loop: ``started`` reached the scheduling point ``name`` and waits to be resumed."""
+        if not self.armed:  # the schedule is ending: nothing will resume it but this
+            started.worker.wake.put(None)
+            return
+        started.point = name
+        started.request.running -= 1
+        self.paused.append(started)
+        if not started.moved.done():
+            started.moved.set_result(None)
+        self.note_change()
+
+    def _ended(self, started: _Started, result: Any, error: BaseException | None) -> None:
+        """On the loop: ``started`` ended; its request gets its outcome, its step the error's line."""
+        started.ended = True
+        started.request.running -= 1
+        self.idle.append(started.worker)
+        if error is not None:
+            started.step["error"] = _ADDRESS.sub("0x...", f"{type(error).__name__}: {tracer.bounded(str(error))}")
+            if started.request.failed_step is None:
+                started.request.failed_step = started.step["index"]
+        if isinstance(error, StopIteration):  # a future cannot hold one: anyio too hands over a RuntimeError
+            error = RuntimeError("the call raised StopIteration")
+        call = started.call
+        if not call.done.done():  # its request may have been cancelled meanwhile
+            if error is None:
+                call.done.set_result(result)
+            else:
+                call.done.set_exception(error)
+        if not started.moved.done():
+            started.moved.set_result(None)
+        self.note_change()
+
+    async def _quiesce(self, patience: float) -> None:
+        """Let the event loop run until every request waits in the dispatcher or has finished, or a stall is counted.
+
+        A request whose call still runs on its worker (blocked) gets ``patience`` seconds to pause or end:
+        the step just taken may have let it go on.
+        """
+        now = self.loop.time()
+        deadline, moving = now + QUIESCENCE_BOUND, now + patience
+        paused = {started.request for started in self.paused}
+        while unsettled := [r for r in self.requests if not (r.finished or r.calls or r in paused)]:
+            if all(r.running for r in unsettled) and self.loop.time() >= moving:
                 return
+            self.changed.clear()
+            limit = min(deadline, moving) if all(r.running for r in unsettled) else deadline
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.0, limit - self.loop.time()))
+            except TimeoutError:
+                if self.loop.time() >= deadline:  # an await outside the dispatcher's sight: go on, and say so
+                    self.stalls += 1
+                    return
+            paused = {started.request for started in self.paused}
 
     def _decide(self, kind: choosers.Kind, options: list[int], labels: list[str]) -> int:
         if len(options) < 2:
@@ -242,34 +372,8 @@ class _Schedule:
         thread.start()
         return worker
 
-    async def _run(self, call: _Call, worker: _Worker) -> str | None:
-        """Run ``call`` on ``worker`` to its end; the request gets its outcome, the step the error's line."""
-        ran: asyncio.Future[str | None] = self.loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if not ran.done():  # the driver is cancelled when its schedule ends
-                ran.set_result(None if error is None else f"{type(error).__name__}: {tracer.bounded(str(error))}")
-            if isinstance(error, StopIteration):  # a future cannot hold one: anyio too hands over a RuntimeError
-                error = RuntimeError("the call raised StopIteration")
-            if not call.done.done():  # its request may have been cancelled meanwhile
-                if error is None:
-                    call.done.set_result(result)
-                else:
-                    call.done.set_exception(error)
-
-        def job() -> None:
-            try:
-                result = call.context.run(call.func, *call.args)
-            except BaseException as error:  # the app's, handed to its request as anyio would
-                self.loop.call_soon_threadsafe(settle, None, error)
-            else:
-                self.loop.call_soon_threadsafe(settle, result, None)
-
-        worker.jobs.put(job)
-        return await ran
-
     async def close(self) -> None:
-        """Disarm: stop deciding, fail the calls still waiting, end every worker thread."""
+        """Disarm: stop deciding, fail the calls still waiting, resume the paused ones, end every worker thread."""
         self.armed = False
         self.driver.cancel()
         for request in self.requests:
@@ -277,9 +381,14 @@ class _Schedule:
                 call = request.calls.popleft()
                 if not call.done.done():
                     call.done.set_exception(ScheduleEnded("harness: the explored schedule ended before this call ran"))
+        deadline = time.monotonic() + JOIN_BOUND
+        for paused in self.paused:  # one after the other, in the order they paused, each to its end (or the bound)
+            paused.worker.wake.put(None)
+            while not paused.ended and time.monotonic() < deadline:
+                await _real_async_sleep(_JOIN_POLL)  # the loop keeps serving: the call's end is settled on it
+        self.paused.clear()
         for worker in self.workers:
             worker.jobs.put(None)
-        deadline = time.monotonic() + JOIN_BOUND
         for worker in self.workers:
             while worker.thread.is_alive() and time.monotonic() < deadline:
                 await _real_async_sleep(_JOIN_POLL)  # the loop keeps serving: a worker may need it to settle
@@ -297,6 +406,7 @@ class _Schedule:
             "virtual_seconds": self.virtual_seconds,
             "divergences": self.chooser.divergences,
             "stalls": self.stalls,
+            "blocked": self.blocked,
             "complete": self.finished.is_set(),
         }
 

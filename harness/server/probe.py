@@ -128,6 +128,8 @@ def create_app() -> ExceptionProbe:
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)
+    elif dispatcher is not None:  # SQLAlchemy's hooks are explore mode's scheduling points: needed, if not their trace
+        sqlalchemy_hooks.install(tracer.Tracer(open(os.devnull, "w", encoding="utf-8")))  # noqa: SIM115 - as above
     name = os.environ["HARNESS_PROBE_APP"]
     # Written first, emptied once the app is loaded: an app that ends the process as it loads
     # (os._exit, a crash in C) leaves no exception to catch, only this line.

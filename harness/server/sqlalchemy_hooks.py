@@ -16,6 +16,9 @@ own event API, class-wide, so every engine, pool and session the app makes is co
   ``after_transaction_end``; and its calls (:data:`SESSION_CALLS`: ``execute()``, ``commit()``,
   ``close()``...), each timed from its start, with what it raised.
 
+Under explore mode the session's calls (but ``add()`` and ``delete()``) and the pool's checkout
+and checkin are also scheduling points: each calls :func:`harness.server.explorer.point` first.
+
 The tracer adds the request, the thread and the asyncio task: SQLAlchemy's asyncio layer runs
 the sync code in a greenlet inside the request's task, with the task's context, so the request
 id and the task reach every event. A Peewee app never imports SQLAlchemy through the tracer.
@@ -36,6 +39,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from harness.server import explorer
 from harness.server.tracer import Tracer, bounded, sql_head
 
 SUPPORTED = "SQLAlchemy 1.4 and 2.x"
@@ -146,6 +150,7 @@ def _listen_core(tracer: Tracer, listen: Callable[..., None], pool: Any, engine:
 
     @functools.wraps(connect)
     def traced_connect(self: Any) -> Any:
+        explorer.point("checkout")
         try:
             return connect(self)
         except Exception as exc:  # QueuePool's "limit of size 5 overflow 10 reached", a refused connection...
@@ -160,7 +165,14 @@ def _listen_core(tracer: Tracer, listen: Callable[..., None], pool: Any, engine:
 
     listen(pool, "connect", on_connect)
     listen(pool, "checkout", lambda _c, record, _p: tracer.event("checkout", connection=_slot(record)))
-    listen(pool, "checkin", lambda _c, record: tracer.event("checkin", connection=_slot(record), auto=_by_gc()))
+
+    def on_checkin(_c: Any, record: Any) -> None:
+        auto = _by_gc()
+        if not auto:  # the garbage collector's clean-up runs wherever it struck: no place to pause
+            explorer.point("checkin")  # the connection goes back to the pool once this returns
+        tracer.event("checkin", connection=_slot(record), auto=auto)
+
+    listen(pool, "checkin", on_checkin)
     listen(
         pool,
         "invalidate",
@@ -232,13 +244,19 @@ def _listen_orm(tracer: Tracer, listen: Callable[..., None], session: Any) -> No
 # elsewhere (a scoped_session's, a shared one) before any event of SQLAlchemy's own fires, and the ones that
 # raise when two requests use one session at once (IllegalStateChangeError, PendingRollbackError...).
 SESSION_CALLS = ("add", "delete", "execute", "scalar", "scalars", "get", "flush", "commit", "rollback", "close")
+# Those that are explore mode's scheduling points (harness.server.explorer): the ones that reach the database or end
+# the session's transaction; add() and delete() touch only the session's own memory.
+SESSION_POINTS = frozenset(SESSION_CALLS) - {"add", "delete"}
 
 
 def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
     kind = "session-close" if name == "close" else "session-call"
+    pauses = name in SESSION_POINTS
 
     @functools.wraps(call)
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if pauses:
+            explorer.point(name)
         start = tracer.now()
         try:
             result = call(self, *args, **kwargs)

@@ -12,6 +12,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ExitCode
 from harness.results import read_results
+from harness.search import request_name
 from tests.conftest import made_once
 from tests.harness import runs
 
@@ -198,3 +199,91 @@ def test_a_stop_signal_ends_a_search_at_once_keeps_what_was_searched_and_leaves_
 def _explored(out: Path) -> bool:
     found = list(out.glob("*/results.json"))
     return bool(found) and bool(read_results(found[0]).explore)
+
+
+def test_a_schedule_file_written_before_steps_had_points_replays_the_same(
+    explored: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    run_dir, _ = explored
+    saved = json.loads((run_dir / "schedules" / "unpatched.json").read_text())
+    assert {step.pop("point") for step in saved["steps"]} == {"call"}  # the tutorial's Peewee has no SQLAlchemy
+    older = tmp_path / "schedules" / "unpatched.json"
+    older.parent.mkdir()
+    older.write_text(json.dumps(saved))
+    (tmp_path / "results.json").write_text((run_dir / "results.json").read_text())
+
+    replayed = runs.harness("replay", older, "--out", tmp_path)
+
+    assert replayed.returncode == ExitCode.OK, replayed.stdout + replayed.stderr
+    assert "unpatched: reproduced: request B fails at step " in replayed.stdout
+
+
+SHARED_SESSION_PROJECT = """\
+scenario = "items"
+
+[variants.shared]
+app = "tests.harness.server.explored_sqlalchemy_app:shared"
+factory = true
+app_dir = "{repo}"
+expect = "fails"
+env = {{ DATABASE_URL = "{{database_url}}" }}
+
+[variants.per-request]
+app = "tests.harness.server.explored_sqlalchemy_app:per_request"
+factory = true
+app_dir = "{repo}"
+env = {{ DATABASE_URL = "{{database_url}}" }}
+"""
+ITEMS = """\
+description = "two items created at once"
+[schedule]
+kind = "burst"
+requests = 2
+[schedule.request]
+method = "POST"
+path = "/items"
+json = { name = "item {i}" }
+"""
+
+
+def test_a_bug_inside_one_call_on_a_shared_sqlalchemy_session_is_found_shrunk_and_replayed_and_its_fix_is_clean(
+    tmp_path: Path,
+) -> None:
+    """Only SQLAlchemy's hooks as scheduling points can show it: whole calls never overlap."""
+    project = tmp_path / "project"
+    (project / "scenarios").mkdir(parents=True)
+    (project / "harness.toml").write_text(SHARED_SESSION_PROJECT.format(repo=runs.REPO))
+    (project / "scenarios" / "items.toml").write_text(ITEMS)
+    out = tmp_path / "out"
+
+    def harness(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        command = [str(runs.INSTALLED_HARNESS), *map(str, args)]
+        return subprocess.run(
+            command, cwd=project, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+        )
+
+    searched = harness("run", "--explore", "--explore-schedules", "30", "--out", out)
+
+    assert searched.returncode == ExitCode.OK, searched.stdout + searched.stderr
+    [run_dir] = [path for path in out.iterdir() if path.is_dir()]
+    found = {e.variant: e for e in read_results(run_dir / "results.json").explore}
+    shared = found["shared"]
+    assert shared.failed_schedule is not None and shared.failed_schedule <= 10, shared.searched
+    assert shared.failure is not None and shared.failure.startswith(
+        "DetachedInstanceError: Instance <Item at 0x...> is not bound to a Session"
+    )
+    assert len(shared.shrunk_requests) == 2 and shared.shrunk_deviations == 1 and shared.replayed is True
+    [failed] = [step for step in shared.steps if step.error]
+    assert failed.call == "endpoint (create_item)" and failed.resumes  # inside the call, where it had paused
+    assert f"endpoint (create_item) resumed at {failed.point}, on worker {failed.worker} -> Detached" in (
+        searched.stdout
+    )
+    clean = found["per-request"]
+    assert not clean.failed and clean.schedules == 30 and clean.incomplete == 0
+
+    replayed = harness("replay", run_dir / "schedules" / "shared.json", "--out", tmp_path / "replays")
+
+    assert replayed.returncode == ExitCode.OK, replayed.stdout + replayed.stderr
+    assert f"shared: reproduced: request {request_name(failed.request)} fails at step {failed.index}, " in (
+        replayed.stdout
+    )

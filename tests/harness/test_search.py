@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.search import (
     ScheduleFile,
     ScheduleRecord,
     _at_least,
+    _choices_for,
     describe_steps,
     explore_bounded,
     explore_pct,
@@ -160,6 +162,109 @@ class Tutorial:
             "complete": True,
         }
         return ScheduleRecord.from_dict(json.loads(json.dumps(record)))  # as it comes over HTTP
+
+
+# -- a model of a shared SQLAlchemy session, whose bug is inside one call, under the scheduling points' rules ---
+
+ENDPOINT = "endpoint (create_item)"
+# A request's steps, each (the call, where it begins): its endpoint pauses at flush(), commit() and close().
+SEGMENTS = (
+    (ENDPOINT, "call"),
+    (ENDPOINT, "flush"),
+    (ENDPOINT, "commit"),
+    (ENDPOINT, "close"),
+    ("response validation", "call"),
+)
+DETACHED = "DetachedInstanceError: Instance <Item at 0x...> is not bound to a Session"
+
+
+@dataclass
+class SharedSession:
+    """A fake server of one module-level session shared by every request, under the explorer's rules with scheduling
+    points: a paused call keeps its worker and resumes on it, with no worker decision.
+
+    Each request's endpoint adds an item and flushes it (the step from ``flush``), commits and reads
+    its id back (from ``commit``), and closes the session (from ``close``). A close detaches every
+    item flushed and not yet read back: with ``bug``, that request fails at its commit step.
+    """
+
+    bug: bool = True
+    sent: list[tuple[tuple[int, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
+        self.sent.append((tuple(requests), json.loads(json.dumps(chooser))))
+        n = len(requests)
+        if chooser["kind"] == "pct":
+            picker: _Replay | _Pct = _Pct(chooser["seed"], chooser["depth"], chooser["steps"], n)
+        else:
+            picker = _Replay(chooser["choices"])
+        decisions: list[dict[str, Any]] = []
+
+        def decide(kind: str, options: list[Any], labels: list[str]) -> int:
+            if len(options) < 2:
+                return 0
+            chosen = picker.pick(kind, options)
+            decisions.append({"kind": kind, "chosen": chosen, "options": len(options), "labels": labels})
+            return chosen
+
+        done = [0] * n
+        failed: list[int | None] = [None] * n
+        idle: list[int] = []  # most recently idle last
+        held: dict[int, int] = {}  # request -> the worker its paused call keeps
+        workers = 0
+        flushed: set[int] = set()  # whose item is flushed and not yet read back
+        detached: set[int] = set()
+        steps: list[dict[str, Any]] = []
+        previous: int | None = None
+        while pending := [r for r in range(n) if done[r] < len(SEGMENTS) and failed[r] is None]:
+            options = ([previous] if previous in pending else []) + [r for r in pending if r != previous]
+            request = options[decide("run", options, [f"request {r}" for r in options])]
+            call, point = SEGMENTS[done[request]]
+            if point == "call":
+                made = len(idle) + len(held) < MAX_WORKERS
+                choices: list[int | None] = [*reversed(idle), *([None] if made else [])]
+                worker = choices[decide("worker", choices, [f"worker {w}" if w else "new worker" for w in choices])]
+                if worker is None:
+                    workers += 1
+                    worker = workers
+                else:
+                    idle.remove(worker)
+            else:
+                worker = held.pop(request)
+            error = None
+            if point == "flush":
+                flushed.add(request)
+            elif point == "commit" and self.bug and request in detached:
+                error = DETACHED
+            elif point == "commit":
+                flushed.discard(request)
+            elif point == "close":
+                detached |= flushed - {request}
+            index = len(steps) + 1
+            preempted = previous in pending and request != previous
+            steps.append(
+                {"index": index, "request": request, "call": call, "worker": worker, "preempted": preempted}
+                | {"error": error, "point": point}
+            )
+            done[request] += 1
+            if error:
+                failed[request] = index
+            if not error and done[request] < len(SEGMENTS) and SEGMENTS[done[request]][1] != "call":
+                held[request] = worker
+            else:
+                idle.append(worker)
+            picker.ran(index, request)
+            previous = request
+        record = {
+            "choices": decisions,
+            "steps": steps,
+            "requests": [{"index": r, "status": 500 if failed[r] else 200, "failed_step": failed[r]} for r in range(n)],
+            "workers": workers,
+            "virtual_seconds": 0.0,
+            "divergences": picker.divergences,
+            "complete": True,
+        }
+        return ScheduleRecord.from_dict(json.loads(json.dumps(record)))
 
 
 def tree(points: int, options: int, sent: list[tuple[int, ...]]) -> Run:
@@ -604,3 +709,54 @@ def test_a_schedule_is_strict_and_round_trips() -> None:
     with pytest.raises(ValueError, match=r"^missing choices"):
         Schedule.from_dict({"requests": [0], "chooser": {"kind": "default"}})
     assert replace(schedule, choices=()).deviations == 0
+
+
+# -- scheduling points inside a call -----------------------------------------------------------
+
+
+def test_a_bug_inside_one_call_is_found_by_pct_and_by_one_deviation_and_not_in_anyios_own_order() -> None:
+    assert explore_bounded(SharedSession(), requests=[0, 1], bound=0, limit=10).found is None
+    bounded = explore_bounded(SharedSession(), requests=[0, 1], bound=1, limit=100)
+    assert bounded.found is not None and bounded.found.schedule.deviations == 1
+    assert bounded.found.record.failure is not None and bounded.found.record.failure.error == DETACHED
+    pct = explore_pct(SharedSession(), requests=[0, 1], depth=2, seeds=range(1, 21), steps_hint=len(SEGMENTS) * 2)
+    assert pct.found is not None and pct.runs < 20
+    assert (
+        explore_pct(SharedSession(bug=False), requests=[0, 1], depth=2, seeds=range(1, 21), steps_hint=10).found is None
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(choices=st.lists(st.integers(0, 3), max_size=40), requests=st.integers(1, 4))
+def test_the_choices_rebuilt_from_steps_that_pause_are_the_ones_the_server_made(
+    choices: list[int], requests: int
+) -> None:
+    """The shrinker's model of the server's rules holds with paused calls: no worker decision on a resume, and a
+    paused call's worker neither idle nor new."""
+    record = SharedSession()(range(requests), {"kind": "replay", "choices": choices})
+    taken = [(step.request, step.worker, step.resumes) for step in record.steps]
+    assert _choices_for(taken)[0] == record.chosen
+
+
+def test_shrink_drops_the_requests_a_bug_inside_one_call_does_not_need_and_tells_where_each_step_paused() -> None:
+    server = SharedSession()
+    failing = _failing(server, [0, 1, 2, 3], least_deviations=3)  # type: ignore[arg-type]
+    shrunk = shrink(server, failing)
+    assert len(shrunk.schedule.requests) == 2 and shrunk.schedule.deviations == 1
+    assert server(shrunk.schedule.requests, dict(shrunk.schedule.chooser)) == shrunk.record
+    lines = describe_steps(shrunk.record.steps)
+    assert lines[:2] == [
+        f"step 1: request A, {ENDPOINT}, on worker 1 (new), paused at flush",
+        f"step 2: request A, {ENDPOINT} resumed at flush, on worker 1, paused at commit",
+    ]
+    assert lines[2] == f"step 3: request B preempts A: {ENDPOINT}, on worker 2 (new), paused at flush"
+    assert lines[-1].endswith(f"{ENDPOINT} resumed at commit, on worker 1 -> {DETACHED}")
+
+
+def test_a_step_recorded_before_scheduling_points_began_at_its_call_and_a_bad_point_is_refused() -> None:
+    old = ScheduleRecord.from_dict(_record())  # no "point" in its steps
+    assert [(step.point, step.resumes) for step in old.steps] == [(None, False), (None, False)]
+    first, second = _record()["steps"]
+    for point, shown in (("", "''"), ("a\nb", "'a\\nb'"), ("x" * 41, repr("x" * 40))):
+        with pytest.raises(ValueError, match=re.escape(f"steps[0].point: {shown} is not the name of a scheduling")):
+            ScheduleRecord.from_dict(_record(steps=[first | {"point": point}, second]))

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from harness.launcher import Server
 from harness.runner import Recorder, seed_tutorial
 from harness.scenario import Seed
-from harness.server.explorer import BEGIN_PATH, END_PATH
+from harness.server.explorer import BEGIN_PATH, END_PATH, QUIESCENCE_BOUND
 from harness.server.probe import REQUEST_ID_HEADER
 from harness.variant import Variant
 from tests.conftest import StartServer
@@ -266,3 +267,147 @@ def test_explore_mode_refuses_a_starlette_that_does_not_use_anyios_thread_pool(t
         "harness.server.explorer.CannotExplore: explore mode needs Starlette 0.15 or later, whose thread pool is "
         "anyio's; this app runs Starlette 0.14.2"
     )
+
+
+# -- SQLAlchemy's hooks as scheduling points inside a call -------------------------------------
+
+ENDPOINT = "endpoint (create_item)"
+DETACHED = "DetachedInstanceError: Instance <Item at 0x...> is not bound to a Session; attribute refresh"
+
+
+@pytest.fixture
+def sqlalchemy_server(tmp_path: Path) -> Iterator[Callable[..., Awaitable[Server]]]:
+    """Start explore-mode servers of the apps in :mod:`tests.harness.server.explored_sqlalchemy_app`; all stopped."""
+    servers: list[Server] = []
+
+    async def start(build: str, *, trace: bool = True) -> Server:
+        variant = Variant(
+            name=build.replace("_", "-"),
+            app=f"tests.harness.server.explored_sqlalchemy_app:{build}",
+            factory=True,
+            app_dir=str(runs.REPO),
+            env={"DATABASE_URL": "{database_url}"},
+        )
+        server = Server(variant, tmp_path / f"{build}-{len(servers)}", time_scale=1, trace=trace, explore=True)
+        servers.append(server)
+        await server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+async def post_items(
+    server: Server, chooser: dict[str, Any], *, send: int = 2, arm: int = 2, timeout: float = END_TIMEOUT
+) -> tuple[list[int], dict[str, Any]]:
+    """Arm ``arm`` requests, send the first ``send`` of them at once (POST /items, each on its own connection)."""
+    ids = [f"items-{next(_ids)}" for _ in range(arm)]
+    statuses = [0] * send
+
+    async def post(index: int) -> None:
+        async with client(server) as own:
+            answer = await own.post("/items", json={"name": f"item {index}"}, headers={REQUEST_ID_HEADER: ids[index]})
+            statuses[index] = answer.status_code
+
+    async with client(server) as control:
+        begun = await control.post(BEGIN_PATH, json={"requests": ids, "chooser": chooser})
+        assert begun.status_code == 200, begun.text
+        async with anyio.create_task_group() as group:
+            for index in range(send):
+                group.start_soon(post, index)
+            ended = await control.post(END_PATH, json={"timeout": timeout})
+    assert ended.status_code == 200, ended.text
+    return statuses, ended.json()
+
+
+def one_deviation_each(default: dict[str, Any]) -> Iterator[list[int]]:
+    """Every schedule with one deviation from ``default``'s choices: at each decision point, each other option."""
+    for point, decision in enumerate(default["choices"]):
+        for option in range(1, decision["options"]):
+            yield [0] * point + [option]
+
+
+@pytest.mark.parametrize("trace", [True, False], ids=["traced", "no-trace"])
+async def test_anyios_own_order_runs_each_call_through_its_scheduling_points_on_one_worker(
+    sqlalchemy_server: Callable[..., Awaitable[Server]], trace: bool
+) -> None:
+    """With the trace off too: SQLAlchemy is hooked for its scheduling points, its events written nowhere."""
+    server = await sqlalchemy_server("shared", trace=trace)
+    statuses, record = await post_items(server, {"kind": "default"})
+    assert statuses == [200, 200] and record["complete"] and record["blocked"] == record["stalls"] == 0
+    assert set(choices(record)) == {0} and record["workers"] == 1
+    points = [(step["request"], step["call"], step["point"]) for step in record["steps"]]
+    endpoint = [(request, call, point) for request, call, point in points if call == ENDPOINT]
+    # Each request's endpoint: its start, then a step from each point it paused at, SQLAlchemy's own checkouts
+    # and checkins among its session's calls; then its response validation, a call without one.
+    assert [point for request, _, point in endpoint if request == 0] == [
+        point for request, _, point in endpoint if request == 1
+    ]
+    assert [point for request, _, point in endpoint if request == 0][:4] == ["call", "flush", "checkout", "commit"]
+    assert {"close", "checkin", "execute"} <= {point for _, _, point in endpoint}
+    assert [request for request, _, _ in points] == sorted(request for request, _, _ in points)  # A, then B
+
+
+async def test_another_requests_close_between_one_calls_flush_and_commit_fails_the_shared_session_only(
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
+) -> None:
+    """Every schedule one deviation from anyio's order: the shared session fails in some, always at a step that
+    resumed its endpoint from a point; a session per request in none, though two of them then wait on SQLite's
+    write lock, which one takes at its flush and keeps until its commit."""
+    outcomes: dict[str, list[tuple[list[int], dict[str, Any]]]] = {}
+    for build in ("shared", "per_request"):
+        server = await sqlalchemy_server(build)
+        _, default = await post_items(server, {"kind": "default"})
+        outcomes[build] = []
+        for chosen in one_deviation_each(default):
+            outcomes[build].append(await post_items(server, {"kind": "replay", "choices": chosen}))
+    failed = [record for statuses, record in outcomes["shared"] if 500 in statuses]
+    detached = []
+    for record in failed:
+        [step] = [step for step in record["steps"] if step["error"]]
+        assert step["call"] == ENDPOINT and step["point"] != "call", step
+        own = [s for s in record["steps"] if s["request"] == step["request"] and s["index"] < step["index"]]
+        assert own[-1]["call"] == ENDPOINT, "the failure is inside the call that paused, not in a later one"
+        if step["error"].startswith(DETACHED):
+            detached.append(record)
+            closed = [s for s in record["steps"] if s["request"] != step["request"] and s["point"] == "close"]
+            assert closed and own[0]["index"] < closed[0]["index"] < step["index"], "the other's close() came between"
+    assert detached, f"no schedule with one deviation met the detached item, of {len(failed)} that failed"
+    assert all(statuses == [200, 200] for statuses, _ in outcomes["per_request"])
+    assert all(record["complete"] and record["stalls"] == 0 for _, record in outcomes["per_request"])
+    assert any(record["blocked"] for _, record in outcomes["per_request"]), "no schedule met SQLite's write lock"
+
+
+async def test_a_replayed_schedule_with_paused_calls_gives_the_same_record_in_a_fresh_server(
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
+) -> None:
+    server = await sqlalchemy_server("shared")
+    _, default = await post_items(server, {"kind": "default"})
+    for failing in one_deviation_each(default):
+        statuses, record = await post_items(server, {"kind": "replay", "choices": failing})
+        if 500 in statuses:
+            break
+    else:
+        raise AssertionError("no schedule with one deviation failed")
+    records = [record] + [(await post_items(server, {"kind": "replay", "choices": failing}))[1] for _ in range(4)]
+    fresh = await sqlalchemy_server("shared")
+    records.append((await post_items(fresh, {"kind": "replay", "choices": failing}))[1])
+    assert all(each == records[0] for each in records)  # the addresses in the error's text masked
+
+
+async def test_a_call_paused_when_its_schedule_ends_is_resumed_to_its_end_and_its_worker_ended(
+    sqlalchemy_server: Callable[..., Awaitable[Server]],
+) -> None:
+    """Armed with a request that never comes, the dispatcher waits QUIESCENCE_BOUND (5 s) for it before each step:
+    the first step takes A to its first point, and the end (7.5 s) comes in the wait after it, A paused."""
+    server = await sqlalchemy_server("shared")
+    async with client(server) as warm:  # anyio's own worker, which the call's response validation gets once disarmed
+        assert (await warm.post("/items", json={"name": "unarmed"})).status_code == 200
+    threads = server_threads(server)
+    statuses, record = await post_items(server, {"kind": "default"}, send=1, timeout=QUIESCENCE_BOUND * 1.5)
+    assert [(step["request"], step["point"]) for step in record["steps"]] == [(0, "call")]  # then paused at flush
+    assert record["stalls"] == 1 and not record["complete"]
+    assert statuses == [200]  # resumed at the end, it ran to its end
+    assert server_threads(server) == threads
+    assert (await post_items(server, {"kind": "default"}))[0] == [200, 200]
