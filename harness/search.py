@@ -282,12 +282,14 @@ def explore_pct(
         missed = math.prod(
             (1 - pct_bound(len(requests), k, depth)) ** count for k, count in horizons.items() if k >= most_steps
         )
-        guarantee = 1 - missed
+        guarantee = 1 - missed if most_steps else 0.0  # no step: there was no order to vary, nothing is bounded
         if confidence is not None and guarantee >= confidence:
             break
     ran = seeds[:number]
     said = f"no failure in {number:,} schedule{_s(number)} (PCT, depth {depth}, {_seeds(ran)})"
-    if guarantee > 0:
+    if not most_steps:
+        said += ": no schedule had a thread-pool call to order (async code is not scheduled), so it bounds nothing"
+    elif guarantee > 0:
         said += f": a bug of depth {depth} would have been found with probability >= {_at_least(guarantee)}"
     else:
         said += ": no bound can be stated, every schedule took more steps than PCT was told to expect"

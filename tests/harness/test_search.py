@@ -376,6 +376,23 @@ def test_pct_states_no_bound_when_no_schedule_was_told_enough_steps() -> None:
     )
 
 
+def test_pct_claims_no_bound_when_no_schedule_had_a_step_to_order() -> None:
+    """An async app's requests run no thread-pool call: every schedule is the same, and says nothing of the order."""
+
+    def no_steps(requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
+        ends = tuple(RequestEnd(index=i, status=200, failed_step=None) for i in requests)
+        return ScheduleRecord(
+            choices=(), steps=(), requests=ends, workers=0, virtual_seconds=0.0, divergences=0, complete=True
+        )
+
+    exploration = explore_pct(no_steps, requests=[0, 1], depth=2, seeds=range(1, 101), steps_hint=4)
+    assert exploration.found is None and exploration.guarantee == 0
+    assert exploration.verdict == (
+        "no failure in 100 schedules (PCT, depth 2, seeds 1-100): "
+        "no schedule had a thread-pool call to order (async code is not scheduled), so it bounds nothing"
+    )
+
+
 def test_pct_finds_the_tutorials_bug_within_a_few_schedules_for_most_seeds() -> None:
     """The fake's bug has depth 2 (one preemption after an enter); PCT's bound is 1/16 a schedule, in practice more."""
     firsts = []
