@@ -31,17 +31,21 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 from harness.errors import ExitCode, ResultsError, ScenarioError
 from harness.files import JsonLines, atomic_writer, read_json_lines
+from harness.readers import Fraction
 from harness.scenario import Scenario, Strategy
 from harness.variant import DEFAULT_DATABASE, Database, Expectation
 
 DEFAULT_LEAK_WAIT = 0.5  # seconds after a build's last response until a connection still open counts as leaked
 
-SCHEMA_VERSION = 7  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
+SCHEMA_VERSION = 8  # 2: failure rates, power, confidence, jobs; 3: server-side trace and diagnoses;
 # 4: any app's builds: generic seed steps and request, fail_on, trace and url of the run;
 # 5: the trials in trials.jsonl beside results.json, one compact line each, written once; a power's
 # favourable pairs, the evidence of --confidence's paired stopping rule; 6: the database each build ran on,
 # and on PostgreSQL its open connections through each trial, their peak and those left open after it;
-# 7: the scenario's [explore], and explore mode's search per build (ExploreResult)
+# 7: the scenario's [explore], and explore mode's search per build (ExploreResult); 8: SQLAlchemy's and asyncio's
+# trace (its event kinds, task, session, causes), most_checked_out and pooled, fail_on "leak" (leak_threshold,
+# leak_trials), most_common_failure, a scenario's sessions and [expect.postgres], each build's own interpreter,
+# a schedule step's point
 RESULTS_FILE = "results.json"  # in each run's folder: the run, its summaries and verdicts, rewritten each round
 TRIALS_FILE = "trials.jsonl"  # beside it: each trial appended once, when it ends (:func:`pack_trial`)
 JOURNAL_FILE = "records.jsonl"  # beside it: the requests of the trials under way, as they happen (harness.journal)
@@ -421,6 +425,7 @@ class RunResult:
             raise ResultsError("this is the results file of a sweep (harness sweep), not of a run")
         result = _from_document(cls, data, {"schema_version"})
         _check_variants(result)
+        _check_confidences(result)
         return result
 
 
@@ -532,6 +537,18 @@ def _check_variants(result: RunResult) -> None:
     strangers = {trial.variant for trial in result.trials} - set(result.variants)
     if strangers:
         raise ResultsError(f"its trials are of variants it does not run: {', '.join(sorted(strangers))}")
+
+
+def _check_confidences(result: RunResult) -> None:
+    """A confidence is what --confidence accepts: at 1, no number of favourable pairs would ever reach it."""
+    levels = [("confidence", result.confidence)]
+    levels += [(f"verdicts[{i}].confidence", v.confidence) for i, v in enumerate(result.verdicts)]
+    for where, level in levels:
+        if level is not None:
+            try:
+                Fraction()(level)
+            except ValueError as exc:
+                raise ResultsError(f"results document does not match schema {SCHEMA_VERSION}: {where}: {exc}") from None
 
 
 def write_results(result: RunResult | SweepResult, path: Path) -> None:

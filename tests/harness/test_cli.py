@@ -255,10 +255,10 @@ def test_harness_report_renders_a_saved_results_file(tmp_path: Path, capsys: pyt
         (None, "cannot read results file"),
         ("{not json", "not a JSON results file"),
         ("[]", "not a JSON results file"),
-        (b'{"schema_version": 7, "variants": ["caf\xe9"]}', "not a JSON results file"),
-        ('{"schema_version": 7, "duration": Infinity}', "Infinity is not a number JSON can hold"),
+        (b'{"schema_version": 8, "variants": ["caf\xe9"]}', "not a JSON results file"),
+        ('{"schema_version": 8, "duration": Infinity}', "Infinity is not a number JSON can hold"),
         ("DIR", "Is a directory"),
-        ("EDITED", "does not match schema 7: summaries[0].requests: expected an integer, got 'many'"),
+        ("EDITED", "does not match schema 8: summaries[0].requests: expected an integer, got 'many'"),
     ],
 )
 def test_harness_report_on_a_bad_results_file_is_a_usage_error(

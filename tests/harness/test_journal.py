@@ -103,12 +103,12 @@ def test_recover_skips_journal_lines_of_another_shape_and_refuses_a_damaged_reco
     trials.write_text(trials.read_text().replace('"trial": 1', '"trial": "one"', 1))
     assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
-    assert err == f"harness: error: {trials}: line 1 does not match schema 7: trial: expected an integer, got 'one'\n"
+    assert err == f"harness: error: {trials}: line 1 does not match schema 8: trial: expected an integer, got 'one'\n"
 
-    (tmp_path / RESULTS_FILE).write_text('{"schema_version": 7, "variants": "unpatched"}')
+    (tmp_path / RESULTS_FILE).write_text('{"schema_version": 8, "variants": "unpatched"}')
     assert main(["recover", str(tmp_path)]) == ExitCode.USAGE_ERROR
     err = capsys.readouterr().err
-    assert err.startswith(f"harness: error: {tmp_path / RESULTS_FILE}: results document does not match schema 7: ")
+    assert err.startswith(f"harness: error: {tmp_path / RESULTS_FILE}: results document does not match schema 8: ")
     assert len(err.splitlines()) == 1
 
 

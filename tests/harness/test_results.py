@@ -289,10 +289,10 @@ def test_a_results_file_cut_short_or_with_bytes_changed_is_read_or_refused(tmp_p
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ('{"schema_version": 7, "duration": NaN}', "NaN is not a number JSON can hold"),
+        ('{"schema_version": 8, "duration": NaN}', "NaN is not a number JSON can hold"),
         ("[" * 100_000, "nested too deep"),
         (b'{"\xff": 1}', "not a JSON results file"),
-        ('{"schema_version": 7, "trials": []}', "missing scenario"),
+        ('{"schema_version": 8, "trials": []}', "missing scenario"),
     ],
 )
 def test_what_json_cannot_hold_is_a_results_error_naming_the_file(
@@ -307,10 +307,12 @@ def test_what_json_cannot_hold_is_a_results_error_naming_the_file(
 @pytest.mark.parametrize(
     ("place", "value", "problem"),
     [
-        (("duration",), "1.5", "does not match schema 7: duration: expected a number, got '1.5'"),
+        (("duration",), "1.5", "does not match schema 8: duration: expected a number, got '1.5'"),
         (("summaries", 0, "trials"), 10**20, "summaries[0].trials: 100000000000000000000 is out of range"),
         (("verdicts", 1, "kind"), "fine", "verdicts[1].kind: expected one of 'met'"),
         (("exit_code",), 9, "exit_code: 9 is not an exit code of the harness"),
+        (("confidence",), 1, "confidence: expected a number between 0 and 1, e.g. 0.99, got 1"),
+        (("verdicts", 0, "confidence"), 1.5, "verdicts[0].confidence: expected a number between 0 and 1"),
         (("variants",), ["unpatched"], "its summaries are of ['unpatched', 'patched'], its variants are ['unpatched']"),
     ],
 )
