@@ -13,8 +13,8 @@ app) and tells it when each request arrives and ends. An app that does not impor
 an ASGI app (nothing uvicorn could call), is described in one line in
 ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not edited.
 
-Standard library only (the tracer imports Peewee, Starlette and, if the app does, SQLAlchemy, which the app brings):
-the probe must import wherever the app under test runs.
+Standard library only (the tracer imports Starlette and, once the app does, Peewee or SQLAlchemy, which the app
+brings): the probe must import wherever the app under test runs.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def create_app() -> ExceptionProbe:
             _startup_failure(str(exc))
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
-        trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
+        trace = open(os.environ["HARNESS_PROBE_TRACE"], "ab", buffering=0)  # noqa: SIM115 - as events below
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)
