@@ -19,6 +19,7 @@ brings): the probe must import wherever the app under test runs.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -28,7 +29,7 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness.server import explorer, sqlalchemy_hooks, tracer
+from harness.server import explorer, mapped_file, sqlalchemy_hooks, tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
@@ -124,7 +125,8 @@ def create_app() -> ExceptionProbe:
             _startup_failure(str(exc))
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
-        trace = open(os.environ["HARNESS_PROBE_TRACE"], "ab", buffering=0)  # noqa: SIM115 - as events below
+        trace = mapped_file.MappedFile(os.environ["HARNESS_PROBE_TRACE"])
+        atexit.register(trace.close)  # a killed server's file keeps its unwritten tail, which readers skip
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)

@@ -15,9 +15,10 @@ itself is never edited. Three kinds of hook:
   state still held); a ``database`` event notes each Peewee database the app makes, so an app
   on another ORM shows as one.
 
-Each event is one JSON line, written as it happens in one ``write(2)`` to an unbuffered file (so
-a killed server loses none written), with ``time.perf_counter()`` times (one clock for every
-process on the machine; the harness shifts them to the schedule's start). After
+Each event is one JSON line, written as it happens into a shared memory mapping of the file
+(:mod:`harness.server.mapped_file`: a killed server loses none written, and no write pauses the
+app's threads), with ``time.perf_counter()`` times (one clock for every process on the machine;
+the harness shifts them to the schedule's start). After
 ``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the file, so a long run cannot fill
 the disk; a database error's text is kept to ``MESSAGE_LIMIT`` characters (:func:`bounded`), so
 a huge one cannot either.
@@ -38,7 +39,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from harness.server import imports
 
@@ -52,6 +53,12 @@ current_scope: contextvars.ContextVar[MutableMapping[str, Any] | None] = context
 )
 
 
+class Sink(Protocol):
+    """Where the events go: a :class:`harness.server.mapped_file.MappedFile` in a server, a ``BytesIO`` in tests."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 class _ThreadState(threading.local):
     """What a thread is doing; class-level defaults, as a missing attribute of a thread-local is slow to look up."""
 
@@ -62,8 +69,8 @@ class _ThreadState(threading.local):
 class Tracer:
     """Writes trace events for one server process; every method is safe to call from any thread."""
 
-    def __init__(self, file: BinaryIO, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
-        self._file = file  # unbuffered: each event is one write(2), kept by the kernel if the server is killed
+    def __init__(self, file: Sink, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
+        self._file = file  # each write kept by the kernel if the server is killed: harness.server.mapped_file
         self._limit = limit
         self._written = 0
         self._lock = threading.Lock()
@@ -89,7 +96,7 @@ class Tracer:
             if self._written > self._limit:
                 line = f'{{"kind":"truncated","time":{now!r}}}\n'
             else:
-                # By hand, in a fixed order: json.dumps of a dict was 40% of an event's cost (docs/measurements.md).
+                # By hand, in a fixed order: json.dumps of a dict was a third of an event's cost (docs/measurements.md).
                 request, phase = current_request.get(), self._local.phase
                 line = (
                     f'{{"kind":"{kind}","request_id":{self._texts.get(request) or self._text(request)},'
@@ -171,6 +178,8 @@ def install(tracer: Tracer) -> None:
 
 
 def _hook_peewee(tracer: Tracer, peewee: types.ModuleType) -> None:
+    if not isinstance(getattr(peewee, "Database", None), type):  # the app's own module named peewee, not the ORM
+        return
     database: Any = peewee.Database  # untyped; its methods are replaced below
     init, connect, execute_sql, close = database.__init__, database.connect, database.execute_sql, database.close
 

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import json
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from harness.pipeline import execute
 from harness.plan import RunPlan
 from harness.results import TrialResult
 from harness.scenario import load_scenario, load_scenario_file
-from harness.server.tracer import MESSAGE_LIMIT, Tracer, bounded, current_request, phase_name
+from harness.server.tracer import MESSAGE_LIMIT, Tracer, _hook_peewee, bounded, current_request, phase_name
 from harness.trace import TRACE_FILE, read_trace
 from harness.variant import Variant
 
@@ -64,6 +65,15 @@ def test_the_trace_stops_at_its_limit_with_one_line_that_says_so(tmp_path: Path)
     path.write_bytes(file.getvalue() + b'{"kind": "query", "request_id": "r1", "thr')  # cut short by a kill
     events, truncated = read_trace(path, origin=lines[0]["time"])
     assert len(events) == 3 and truncated and events[0].time == 0.0
+
+
+def test_a_module_named_peewee_that_is_not_peewee_is_left_alone() -> None:
+    own = types.ModuleType("peewee")
+    own.Database = "not a class"  # type: ignore[attr-defined]
+
+    _hook_peewee(Tracer(io.BytesIO()), own)
+
+    assert own.Database == "not a class"  # type: ignore[attr-defined]
 
 
 def test_connections_are_numbered_in_the_order_opened_and_forgotten_when_closed() -> None:
