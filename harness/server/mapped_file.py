@@ -7,8 +7,9 @@ an async SQLAlchemy app (docs/measurements.md). Bytes copied into a shared mappi
 are in the kernel's page cache at once, so a server killed mid-trial loses none it wrote, as with
 ``write(2)``. The file grows by ``CHUNK``, its blocks reserved first, so a full disk or a file
 size limit is an ``OSError`` as the file grows, never a ``SIGBUS`` at a write. Past the last write
-the file reads as NUL bytes until :meth:`MappedFile.close` cuts them off; a killed server's file
-keeps them, and ``harness.files.read_json_lines`` skips them as it skips a line cut short.
+the file reads as NUL bytes: :meth:`MappedFile.close` cuts them off at a normal exit, but a server
+that ends by a signal (uvicorn re-raises the SIGTERM it shut down on) or is killed keeps them, and
+``harness.files.read_json_lines`` skips them as one line that is not JSON (in 0.1 ms).
 """
 
 from __future__ import annotations

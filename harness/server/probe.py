@@ -126,7 +126,7 @@ def create_app() -> ExceptionProbe:
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
         trace = mapped_file.MappedFile(os.environ["HARNESS_PROBE_TRACE"])
-        atexit.register(trace.close)  # a killed server's file keeps its unwritten tail, which readers skip
+        atexit.register(trace.close)  # at a normal exit; else the file keeps its NUL tail, which readers skip
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)
