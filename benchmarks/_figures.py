@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import shlex
@@ -20,6 +21,23 @@ from harness.stats import wilson_interval
 def share(count: int, total: int) -> str:
     low, high = wilson_interval(count, total)
     return f"{count}/{total} ({count / total:.1%}, 95% CI {low:.1%}-{high:.1%})"
+
+
+def paired_ratio(pairs: Sequence[tuple[float, float]]) -> str:
+    """The median of ``a / b`` over pairs measured one right after the other, e.g. ``1.04 (95% CI 1.01-1.07)``.
+
+    A shared machine's load drifts; within a pair it falls on both runs alike, so the pairs' ratios are
+    steadier than the ratio of two medians. The interval is the median's own from the order statistics
+    (how many ratios fall below it is binomial(n, 1/2)): it assumes nothing of how the ratios spread.
+    """
+    ratios = sorted(a / b for a, b in pairs)
+    n = len(ratios)
+    below = 0.0  # P(fewer than `rank` + 1 of the n ratios fall below the median)
+    rank = 0
+    while n and 2 * (below := below + math.comb(n, rank) / 2**n) <= 0.05:
+        rank += 1
+    interval = f"95% CI {ratios[rank - 1]:.2f}-{ratios[n - rank]:.2f}" if rank else "too few pairs for a 95% CI"
+    return f"{statistics.median(ratios):.2f} ({interval}; {n} pairs)"
 
 
 def spread(values: Sequence[float], digits: int = 2) -> str:

@@ -295,10 +295,11 @@ def _pool_exhausted(record: RequestRecord, failed: TraceEvent, index: _Index, na
 def _holder(hold: Hold, names: dict[str, str]) -> str:
     opener = hold.out
     who = names.get(opener.request_id, opener.request_id) if opener.request_id else "the app's start-up"
-    return f"#{hold.connection} by {who} in its {_phase(opener)} {place(opener)}, {_fate_of(hold)}"
+    return f"#{hold.connection} by {who} in its {_phase(opener)} {place(opener)}, {fate_of(hold)}"
 
 
-def _fate_of(hold: Hold) -> str:
+def fate_of(hold: Hold) -> str:
+    """What became of a connection the app held: given back (when, where), or never."""
     back = hold.back
     if back is None:
         return "never given back"
@@ -328,10 +329,11 @@ def _shared_session(
             if event.request_id not in (None, record.request_id):
                 spans.setdefault(event.request_id, []).append(event)
         threads = {e.thread for e in own}
+        # A call is written as it ends: the first written may not be the first begun.
         others = [
             other
             for other, used in spans.items()
-            if _began(used[0]) <= end
+            if min(map(_began, used)) <= end
             and used[-1].time >= start
             and not ({e.thread for e in used} == threads and 0 not in threads)  # one worker thread: one after another
         ]
@@ -463,7 +465,7 @@ def _unreturned(record: RequestRecord, kept: Hold, names: dict[str, str]) -> Dia
     return Diagnosis(
         kind="unreturned-connection",
         text=f"{names[record.request_id]}'s {_phase(kept.out)} checked out connection #{kept.connection} "
-        f"{place(kept.out)} and {_fate_of(kept)}." + _raised(record),
+        f"{place(kept.out)} and {fate_of(kept)}." + _raised(record),
         threads=(kept.out.thread,),
         requests=(record.request_id,),
         connection=kept.connection,

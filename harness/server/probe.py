@@ -13,12 +13,13 @@ app) and tells it when each request arrives and ends. An app that does not impor
 an ASGI app (nothing uvicorn could call), is described in one line in
 ``HARNESS_PROBE_STARTUP_FAILURE``, for the harness to tell its user. The app itself is not edited.
 
-Standard library only (the tracer imports Peewee, Starlette and, if the app does, SQLAlchemy, which the app brings):
-the probe must import wherever the app under test runs.
+Standard library only (the tracer imports Starlette and, once the app does, Peewee or SQLAlchemy, which the app
+brings): the probe must import wherever the app under test runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
@@ -28,7 +29,7 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness.server import explorer, sqlalchemy_hooks, tracer
+from harness.server import explorer, mapped_file, sqlalchemy_hooks, tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
@@ -124,12 +125,13 @@ def create_app() -> ExceptionProbe:
             _startup_failure(str(exc))
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
-        trace = open(os.environ["HARNESS_PROBE_TRACE"], "a", encoding="utf-8")  # noqa: SIM115 - as events below
+        trace = mapped_file.MappedFile(os.environ["HARNESS_PROBE_TRACE"])
+        atexit.register(trace.close)  # at a normal exit; else the file keeps its NUL tail, which readers skip
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)
     elif dispatcher is not None:  # SQLAlchemy's hooks are explore mode's scheduling points: needed, if not their trace
-        sqlalchemy_hooks.install(tracer.Tracer(open(os.devnull, "w", encoding="utf-8")))  # noqa: SIM115 - as above
+        sqlalchemy_hooks.install(tracer.Tracer(open(os.devnull, "wb", buffering=0)))  # noqa: SIM115 - as above
     name = os.environ["HARNESS_PROBE_APP"]
     # Written first, emptied once the app is loaded: an app that ends the process as it loads
     # (os._exit, a crash in C) leaves no exception to catch, only this line.

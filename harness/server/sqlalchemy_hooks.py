@@ -1,8 +1,8 @@
 """The tracer's hooks on SQLAlchemy, installed when the app first imports it and never otherwise.
 
-:func:`install` puts a finder first on ``sys.meta_path`` that only watches: when ``sqlalchemy``
-(then ``sqlalchemy.orm``) has been imported by the app, it listens to it through SQLAlchemy's
-own event API, class-wide, so every engine, pool and session the app makes is covered:
+When the app has imported ``sqlalchemy`` (then ``sqlalchemy.orm``), :func:`install` listens to it
+(:func:`harness.server.imports.when_imported`) through SQLAlchemy's own event API, class-wide, so
+every engine, pool and session the app makes is covered:
 
 - each pool the app makes (a ``database`` event naming its class, as Peewee's database);
 - the pool's ``connect`` (a new DBAPI connection; the pool's connections are numbered per
@@ -14,7 +14,8 @@ own event API, class-wide, so every engine, pool and session the app makes is co
 - each ``Session`` made (``AsyncSession`` makes one, ``scoped_session`` too), numbered in the
   order made, kept in its ``info``; its ``after_begin`` (with the connection it took) and
   ``after_transaction_end``; and its calls (:data:`SESSION_CALLS`: ``execute()``, ``commit()``,
-  ``close()``...), each timed from its start, with what it raised.
+  ``close()``...), each timed from its start, with what it raised (a call one of them makes on
+  its own session, as ``execute()`` flushes, only when it raised).
 
 Under explore mode the session's calls (but ``add()`` and ``delete()``) and the pool's checkout
 and checkin are also scheduling points: each calls :func:`harness.server.explorer.point` first.
@@ -29,17 +30,16 @@ SQLAlchemy 1.4 and 2.x are supported; an older one stops the app's import with
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import importlib.abc
-import importlib.machinery
 import itertools
 import re
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from harness.server import explorer
+from harness.server import explorer, imports
 from harness.server.tracer import Tracer, bounded, sql_head
 
 SUPPORTED = "SQLAlchemy 1.4 and 2.x"
@@ -52,66 +52,10 @@ class CannotTrace(Exception):
 
 
 def install(tracer: Tracer) -> None:
-    """Watch for the app's import of SQLAlchemy; hook it at once if something imported it already."""
-    watcher = _Watcher(tracer)
-    for name in tuple(watcher.pending):
-        if name in sys.modules:
-            watcher.hook(name, sys.modules[name])
-    if watcher.pending:
-        sys.meta_path.insert(0, watcher)
-
-
-class _Watcher(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: it wraps the loader the other finders give ``sqlalchemy`` and ``sqlalchemy.orm``."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-        self.pending: dict[str, Callable[[Tracer, types.ModuleType], None]] = {
-            "sqlalchemy": _hook_core,
-            "sqlalchemy.orm": _hook_orm,
-        }
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.pending:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec: importlib.machinery.ModuleSpec | None = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _HookingLoader(spec.loader, lambda module: self.hook(fullname, module))
-                return spec
-        return None
-
-    def hook(self, name: str, module: types.ModuleType) -> None:
-        install_hook = self.pending.pop(name, None)
-        if install_hook is None:  # importlib.reload() runs the wrapped loader again: hooked once is enough
-            return
-        if not self.pending and self in sys.meta_path:
-            sys.meta_path.remove(self)
-        install_hook(self.tracer, module)
-
-
-class _HookingLoader(importlib.abc.Loader):
-    """The real loader, then the hook on the module it made."""
-
-    def __init__(self, loader: importlib.abc.Loader, hook: Callable[[types.ModuleType], None]) -> None:
-        self._loader = loader
-        self._hook = hook
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self._loader  # what the module sees of its loader stays the real one
-        self._loader.exec_module(module)
-        self._hook(module)
-
-    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package...: the real loader's
-        return getattr(self._loader, name)
+    """Hook the app's SQLAlchemy when it imports it (at once if something imported it already)."""
+    imports.when_imported(
+        {"sqlalchemy": functools.partial(_hook_core, tracer), "sqlalchemy.orm": functools.partial(_hook_orm, tracer)}
+    )
 
 
 def supported(version: str) -> bool:
@@ -249,6 +193,12 @@ SESSION_CALLS = ("add", "delete", "execute", "scalar", "scalars", "get", "flush"
 SESSION_POINTS = frozenset(SESSION_CALLS) - {"add", "delete"}
 
 
+# The session whose traced call runs, in the call's context (a thread-pool job's, or a task's, which SQLAlchemy's
+# greenlets share): a call it makes on itself (execute()'s autoflush, commit()'s flush) is part of the outer
+# call's time, and written only if it raised, which saves an event per request.
+_calling: contextvars.ContextVar[object] = contextvars.ContextVar("harness_session_call", default=None)
+
+
 def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[..., Any]:
     kind = "session-close" if name == "close" else "session-call"
     pauses = name in SESSION_POINTS
@@ -257,6 +207,7 @@ def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[...,
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         if pauses:
             explorer.point(name)
+        token = None if _calling.get() is self else _calling.set(self)
         start = tracer.now()
         try:
             result = call(self, *args, **kwargs)
@@ -264,7 +215,11 @@ def _timed(tracer: Tracer, name: str, call: Callable[..., Any]) -> Callable[...,
             error = bounded(f"{type(exc).__name__}: {exc}")
             tracer.event(kind, start=start, session=_session(self), sql=name, error=error)
             raise
-        tracer.event(kind, start=start, session=_session(self), sql=name)
+        finally:
+            if token is not None:
+                _calling.reset(token)
+        if token is not None:
+            tracer.event(kind, start=start, session=_session(self), sql=name)
         return result
 
     return traced

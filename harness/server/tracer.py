@@ -9,16 +9,19 @@ itself is never edited. Three kinds of hook:
 - every sync job handed to the thread pool (``anyio.to_thread.run_sync``, or Starlette's
   ``run_in_threadpool`` on stacks older than anyio) is timed as a *phase*: a dependency's
   enter or exit, the endpoint, response validation;
-- ``peewee.Database.connect``, ``execute_sql`` and ``close`` note the connection they
-  opened, used or closed, numbered in the order opened, and whether ``connect()`` raised
-  (then the number of the connection the state still held); a ``database`` event notes
-  each Peewee database the app makes, so an app on another ORM shows as one.
+- once the app imports Peewee (:mod:`harness.server.imports`), ``peewee.Database.connect``,
+  ``execute_sql`` and ``close`` note the connection they opened, used or closed, numbered in
+  the order opened, and whether ``connect()`` raised (then the number of the connection the
+  state still held); a ``database`` event notes each Peewee database the app makes, so an app
+  on another ORM shows as one.
 
-Each event is one JSON line, written and flushed as it happens, with ``time.perf_counter()``
-times (one clock for every process on the machine; the harness shifts them to the
-schedule's start). After ``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the
-file, so a long run cannot fill the disk; a database error's text is kept to ``MESSAGE_LIMIT``
-characters (:func:`bounded`), so a huge one cannot either.
+Each event is one JSON line, written as it happens into a shared memory mapping of the file
+(:mod:`harness.server.mapped_file`: a killed server loses none written, and no write pauses the
+app's threads), with ``time.perf_counter()`` times (one clock for every process on the machine;
+the harness shifts them to the schedule's start). After
+``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the file, so a long run cannot fill
+the disk; a database error's text is kept to ``MESSAGE_LIMIT`` characters (:func:`bounded`), so
+a huge one cannot either.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ import json
 import re
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, TextIO
+from typing import Any, Protocol
+
+from harness.server import imports
 
 DEFAULT_TRACE_LIMIT = 50_000  # events per server process: about 500 requests of the tutorial's app
 MESSAGE_LIMIT = 2_000  # characters kept of an exception's message (its start and its end), here and in the probe
@@ -47,11 +53,24 @@ current_scope: contextvars.ContextVar[MutableMapping[str, Any] | None] = context
 )
 
 
+class Sink(Protocol):
+    """Where the events go: a :class:`harness.server.mapped_file.MappedFile` in a server, a ``BytesIO`` in tests."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _ThreadState(threading.local):
+    """What a thread is doing; class-level defaults, as a missing attribute of a thread-local is slow to look up."""
+
+    phase: str | None = None  # the thread-pool job it runs
+    in_query = False  # inside Peewee's execute_sql
+
+
 class Tracer:
     """Writes trace events for one server process; every method is safe to call from any thread."""
 
-    def __init__(self, file: TextIO, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
-        self._file = file
+    def __init__(self, file: Sink, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
+        self._file = file  # each write kept by the kernel if the server is killed: harness.server.mapped_file
         self._limit = limit
         self._written = 0
         self._lock = threading.Lock()
@@ -61,24 +80,38 @@ class Tracer:
         self._task_numbers = itertools.count(1)
         self._connections: dict[int, tuple[int, object]] = {}  # id(conn) -> (number, conn kept alive)
         self._numbers = itertools.count(1)
-        self._local = threading.local()
+        self._local = _ThreadState()
+        self._texts: dict[str | None, str] = {}  # what _text made; about one per request
 
     def event(self, kind: str, **fields: Any) -> None:
+        """Write one event: ``kind`` and ``fields`` (their names and ``kind`` are the hooks' own words, never
+        escaped; their values plain: text, numbers, booleans, None), with its request, thread, task, time and phase.
+        """
         with self._lock:
             if self._written > self._limit:
                 return
-            line: dict[str, Any] = {"kind": kind, "request_id": current_request.get()}
-            line["thread"] = self._threads.setdefault(threading.get_ident(), len(self._threads))
-            if line["thread"] == 0:
-                line["task"] = self._task()
-            line["time"] = time.perf_counter()
-            line["phase"] = getattr(self._local, "phase", None)
-            line.update(fields)
+            thread = self._threads.setdefault(threading.get_ident(), len(self._threads))
+            now = time.perf_counter()
             self._written += 1
             if self._written > self._limit:
-                line = {"kind": "truncated", "time": line["time"]}
-            self._file.write(json.dumps(line) + "\n")
-            self._file.flush()
+                line = f'{{"kind":"truncated","time":{now!r}}}\n'
+            else:
+                # By hand, in a fixed order: json.dumps of a dict was a third of an event's cost (docs/measurements.md).
+                request, phase = current_request.get(), self._local.phase
+                line = (
+                    f'{{"kind":"{kind}","request_id":{self._texts.get(request) or self._text(request)},'
+                    f'"thread":{thread},"task":{_json(self._task() if thread == 0 else None)},"time":{now!r},'
+                    f'"phase":{self._texts.get(phase) or self._text(phase)}'
+                )
+                for name, value in fields.items():
+                    line += f',"{name}":{_json(value)}'
+                line += "}\n"
+            self._file.write(line.encode())
+
+    def _text(self, value: str | None) -> str:
+        """A request id or a phase as JSON: each is in many events, and escaped once."""
+        text = self._texts[value] = _json(value)
+        return text
 
     def _task(self) -> int | None:
         """The running asyncio task's number, from 1 in the order first seen; None outside any task."""
@@ -124,7 +157,7 @@ class Tracer:
 
     @property
     def in_query(self) -> bool:
-        return getattr(self._local, "in_query", False)
+        return self._local.in_query
 
     @contextlib.contextmanager
     def query(self) -> Iterator[None]:
@@ -136,17 +169,17 @@ class Tracer:
 
 
 def install(tracer: Tracer) -> None:
-    """Hook Peewee and the thread pool; call before the app (and FastAPI) is imported.
+    """Hook the thread pool, and Peewee once the app imports it; call before the app (and FastAPI) is imported.
 
-    SQLAlchemy is hooked apart, only once the app imports it (:mod:`harness.server.sqlalchemy_hooks`).
+    SQLAlchemy is hooked apart, also only once the app imports it (:mod:`harness.server.sqlalchemy_hooks`).
     """
-    _hook_peewee(tracer)
+    imports.when_imported({"peewee": functools.partial(_hook_peewee, tracer)})
     _hook_thread_pool(tracer)
 
 
-def _hook_peewee(tracer: Tracer) -> None:
-    import peewee
-
+def _hook_peewee(tracer: Tracer, peewee: types.ModuleType) -> None:
+    if not isinstance(getattr(peewee, "Database", None), type):  # the app's own module named peewee, not the ORM
+        return
     database: Any = peewee.Database  # untyped; its methods are replaced below
     init, connect, execute_sql, close = database.__init__, database.connect, database.execute_sql, database.close
 
@@ -252,6 +285,17 @@ def phase_name(func: Callable[..., Any], endpoint: Callable[..., Any] | None) ->
     if endpoint is not None and func is endpoint:
         return f"endpoint ({name})"
     return name
+
+
+def _json(value: object) -> str:
+    """A plain value as JSON: only text needs json.dumps's escaping; a time's repr is JSON (it is never NaN)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
 
 
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE|TABLE(?: IF NOT EXISTS)?)\s+"?(\w+)', re.IGNORECASE)

@@ -245,6 +245,22 @@ def test_one_session_closed_by_one_request_while_another_was_mid_operation_names
     )
 
 
+def test_a_call_begun_before_the_failed_request_and_written_after_it_shares_the_session() -> None:
+    concurrent = "This session is provisioning a new connection; concurrent operations are not permitted"
+    failing = replace(failing_with(1, "sqlalchemy.exc.InvalidRequestError", concurrent), completed_at=0.14)
+    records = [record("unpatched", 1, 0), failing]
+    trace = [
+        event("session-call", 1, 0, 0.13, task=9, session=1, sql="execute", start=0.12, error=concurrent),
+        # Request #0's execute() began first, opened a connection and was written, as each call is, as it ended.
+        event("session-begin", 0, 0, 0.25, task=8, session=1, connection=1),
+        event("session-call", 0, 0, 0.30, task=8, session=1, sql="execute", start=0.10),
+    ]
+
+    [diagnosis] = [r.diagnosis for r in diagnose(records, trace) if r.diagnosis]
+
+    assert diagnosis.kind == "shared-session" and diagnosis.requests[1] == "unpatched-t1-schedule-0"
+
+
 def test_a_request_whose_shared_session_another_closed_under_it_names_the_closer() -> None:
     concurrent = "This session is provisioning a new connection; concurrent operations are not permitted"
     records = [failing_with(1, "sqlalchemy.exc.InvalidRequestError", concurrent), record("unpatched", 1, 2)]

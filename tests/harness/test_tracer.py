@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import json
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from harness.files import make_run_dir
 from harness.pipeline import execute
 from harness.plan import RunPlan
 from harness.results import TrialResult
-from harness.scenario import load_scenario
-from harness.server.tracer import MESSAGE_LIMIT, Tracer, bounded, current_request, phase_name
+from harness.scenario import load_scenario, load_scenario_file
+from harness.server.tracer import MESSAGE_LIMIT, Tracer, _hook_peewee, bounded, current_request, phase_name
 from harness.trace import TRACE_FILE, read_trace
+from harness.variant import Variant
 
 ENTER, EXIT = "dependency enter (get_db)", "dependency exit (get_db)"
 
@@ -49,7 +51,7 @@ def test_thread_pool_jobs_are_named_in_fastapis_words() -> None:
 
 
 def test_the_trace_stops_at_its_limit_with_one_line_that_says_so(tmp_path: Path) -> None:
-    file = io.StringIO()
+    file = io.BytesIO()
     tracer = Tracer(file, limit=3)
     current_request.set("r1")
 
@@ -60,13 +62,22 @@ def test_the_trace_stops_at_its_limit_with_one_line_that_says_so(tmp_path: Path)
     assert [line["kind"] for line in lines] == ["query", "query", "query", "truncated"]
     assert {line["request_id"] for line in lines[:3]} == {"r1"}
     path = tmp_path / TRACE_FILE
-    path.write_text(file.getvalue() + '{"kind": "query", "request_id": "r1", "thr')  # cut short by a kill
+    path.write_bytes(file.getvalue() + b'{"kind": "query", "request_id": "r1", "thr')  # cut short by a kill
     events, truncated = read_trace(path, origin=lines[0]["time"])
     assert len(events) == 3 and truncated and events[0].time == 0.0
 
 
+def test_a_module_named_peewee_that_is_not_peewee_is_left_alone() -> None:
+    own = types.ModuleType("peewee")
+    own.Database = "not a class"  # type: ignore[attr-defined]
+
+    _hook_peewee(Tracer(io.BytesIO()), own)
+
+    assert own.Database == "not a class"  # type: ignore[attr-defined]
+
+
 def test_connections_are_numbered_in_the_order_opened_and_forgotten_when_closed() -> None:
-    tracer = Tracer(io.StringIO())
+    tracer = Tracer(io.BytesIO())
     first, second = object(), object()
 
     assert (tracer.opened(first), tracer.opened(second)) == (1, 2)
@@ -146,3 +157,94 @@ def test_a_huge_message_is_kept_as_its_start_and_end_with_the_cut_counted() -> N
     assert kept.startswith("starty") and kept.endswith("yend") and "(cut: 49,998,008 characters)" in kept
     assert len(kept) < MESSAGE_LIMIT + 50
     assert bounded("short") == "short"
+
+
+def test_each_event_is_one_json_line_whatever_text_its_fields_hold() -> None:
+    file = io.BytesIO()
+    tracer = Tracer(file)
+    current_request.set('r"1\\')
+    fields = {"connection": 7, "start": 0.25, "auto": False, "error": 'line\n"quoted" \\ é \u2028 \x00', "sql": None}
+
+    tracer.event("db-error", **fields)
+    tracer.event("checkin", auto=True)
+
+    first, second = file.getvalue().decode().splitlines()
+    assert json.loads(first) == {
+        "kind": "db-error",
+        "request_id": 'r"1\\',
+        "thread": 0,
+        "task": None,
+        "phase": None,
+        "time": json.loads(first)["time"],
+        **fields,
+    }
+    assert json.loads(second)["auto"] is True and json.loads(second)["time"] >= json.loads(first)["time"] > 0
+
+
+SQLALCHEMY_ONLY = """\
+import sys
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+
+engine = create_engine("sqlite://")
+app = FastAPI()
+
+
+@app.get("/")
+def read() -> dict[str, str]:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    if "peewee" in sys.modules:
+        raise RuntimeError("the server imported Peewee")
+    return {}
+"""
+PEEWEE_IN_ITS_FACTORY = """\
+from fastapi import FastAPI
+
+
+def create() -> FastAPI:
+    import peewee
+
+    db = peewee.SqliteDatabase("app.sqlite3")
+    app = FastAPI()
+
+    @app.get("/")
+    def read() -> dict[str, str]:
+        db.connect()
+        db.execute_sql("SELECT 1")
+        db.close()
+        return {}
+
+    return app
+"""
+
+
+@pytest.mark.e2e
+def test_the_orm_the_app_does_not_import_is_never_imported_and_the_one_it_imports_late_is_traced(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "sqlalchemy_only.py").write_text(SQLALCHEMY_ONLY)
+    (tmp_path / "peewee_late.py").write_text(PEEWEE_IN_ITS_FACTORY)
+    # Started cold (PYTHONPATH is read only as a process starts), so no warm parent has imported Peewee first.
+    cold = {"PYTHONPATH": str(tmp_path)}
+    variants = (
+        Variant(name="sqlalchemy", app="sqlalchemy_only:app", app_dir=str(tmp_path), env=cold),
+        Variant(name="peewee", app="peewee_late:create", factory=True, app_dir=str(tmp_path), env=cold),
+    )
+    (tmp_path / "three.toml").write_text(
+        'trials = 1\n[schedule]\nkind = "burst"\nrequests = 3\n[schedule.request]\npath = "/"'
+    )
+    plan = RunPlan(
+        scenario=load_scenario_file(tmp_path / "three.toml"), variants=variants, run_dir=make_run_dir(tmp_path, "late")
+    )
+
+    sqlalchemy, peewee = execute(plan).trials
+
+    for trial in (sqlalchemy, peewee):
+        assert trial.error is None and "harness: started cold" in (Path(trial.server_dir) / "server.log").read_text()
+        assert [r.outcome for r in trial.records] == ["ok"] * 3, trial.records
+    assert {e.kind for e in sqlalchemy.trace} >= {"database", "checkout", "checkin"}
+    requests = {r.request_id for r in peewee.records}
+    assert [e.sql for e in peewee.trace if e.kind == "database"] == ["SqliteDatabase"]
+    for kind in ("connect", "query", "close"):
+        assert {e.request_id for e in peewee.trace if e.kind == kind} == requests, kind

@@ -16,7 +16,9 @@ from harness.reports import write_report, write_sweep_report
 from harness.results import Outcome, read_results
 from harness.variant import Expectation
 from harness.verdict import judge
+from tests.harness import runs
 from tests.harness.factories import cell, make_result, make_sweep, on_postgres, trial
+from tests.harness.runs import REPO
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags, Chromium keeps trying hosts this sandbox cannot reach.
@@ -222,3 +224,45 @@ def test_the_counts_table_fits_a_1400_px_window_with_long_build_names_and_counte
         }"""
     )
     assert widths[0] <= widths[1] and widths[2] <= widths[3], widths  # no horizontal scrolling
+
+
+@pytest.mark.e2e
+def test_a_sqlalchemy_builds_lanes_show_who_held_each_pooled_connection_and_who_found_none(
+    tmp_path: Path, page: Page
+) -> None:
+    # The test suite's async build whose sessions are never closed (a pool of 2 + 2), under 12 requests at once.
+    scenario = tmp_path / "orders.toml"
+    scenario.write_text(
+        'trials = 1\nrequest_timeout = 60\n[[seed]]\nmethod = "POST"\npath = "/orders"\njson = { n = "{i}" }\n'
+        'repeat = 2\n[schedule]\nkind = "burst"\nrequests = 12\n[schedule.request]\npath = "/orders"\n'
+    )
+    config = tmp_path / "harness.toml"
+    config.write_text(
+        '[variants.unclosed]\napp = "tests.harness.sqlalchemy_apps:unclosed_broken"\nfactory = true\n'
+        f'app_dir = "{REPO}"\nexpect = "fails"\nenv = {{ DATABASE_URL = "{{database_url}}" }}\n'
+    )
+    ran = runs.harness("run", "--config", config, "--scenario", scenario, "--out", tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    [report] = tmp_path.glob("*/report.html")
+    [trial_run] = read_results(report.with_name("results.json")).trials
+    refused = [r for r in trial_run.records if r.outcome == "server-error"]
+    assert refused, trial_run.records
+
+    errors, _ = _open(page, report)
+
+    assert errors == []
+    lanes = page.locator('details[data-trial="1"] .lane[data-variant="unclosed"]')
+    labels = lanes.locator("svg.threads > text[text-anchor='end']").all_text_contents()
+    assert labels == ["loop", "#1", "#2", "#3", "#4", "pool"]  # a lane for each of the pool's 2 + 2 connections
+    kept = lanes.locator("svg.threads rect.hold.kept")
+    assert kept.count() == 4 == trial_run.unclosed_connections  # each held to the end by the request that took it
+    assert lanes.locator("svg.threads g.cross").count() == len(refused)  # each on the pool's lane
+    holder = kept.first.get_attribute("data-req")
+    assert holder and "never given back" in (kept.first.locator("title").text_content() or "")
+    kept.first.click(force=True)
+    selected = lanes.locator("svg .selected")
+    assert selected.count() == lanes.locator(f'svg [data-req="{holder}"]').count() >= 2  # its bar and its hold
+    assert all(selected.nth(i).get_attribute("data-req") == holder for i in range(selected.count()))
+    assert "never given back" in lanes.locator(".details").inner_text()
+    note = lanes.locator(".threads-note").inner_text()
+    assert f"; {len(refused)} checkouts found no free connection." in note and "asyncio tasks" in note

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from harness.files import read_json_lines
 from harness.launcher import Server
 from harness.runner import Recorder, seed_tutorial
 from harness.scenario import Seed
@@ -104,7 +104,7 @@ async def test_the_default_chooser_makes_anyios_choices_and_unpatched_passes(sta
     ]
     assert record["requests"] == [{"index": index, "status": 200, "failed_step": None} for index in (0, 1)]
     # The tracer still times each call as a phase, on the dispatcher's worker, for the schedule's requests.
-    trace = [json.loads(line) for line in Path(server.trace_path or "").read_text().splitlines()]
+    trace = read_json_lines(Path(server.trace_path or ""))  # the server's, still running: past its end, NUL bytes
     phases = [event for event in trace if event["kind"] == "phase" and event["request_id"].startswith("explored-")]
     assert [event["phase"] for event in phases] == calls * 2
     assert len({event["thread"] for event in phases}) == 1 and phases[0]["thread"] != 0

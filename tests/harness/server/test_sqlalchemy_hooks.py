@@ -18,7 +18,7 @@ from harness.server.sqlalchemy_hooks import SUPPORTED, CannotTrace, _hook_core, 
 INSTALL = """
 import io, sys
 from harness.server import sqlalchemy_hooks, tracer
-out = io.StringIO()
+out = io.BytesIO()
 traced = tracer.Tracer(out)
 tracer.install(traced)
 sqlalchemy_hooks.install(traced)
@@ -27,7 +27,7 @@ sqlalchemy_hooks.install(traced)
 
 def traced(script: str, tmp_path: Path) -> tuple[list[dict[str, Any]], str]:
     """The trace events ``script`` left, run after the tracer's install (its ``out``), and what it printed."""
-    code = INSTALL + textwrap.dedent(script) + "\nprint('TRACE' + out.getvalue())\n"
+    code = INSTALL + textwrap.dedent(script) + "\nprint('TRACE' + out.getvalue().decode())\n"
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -80,7 +80,6 @@ def test_pools_engines_and_sessions_are_traced_per_request_with_numbered_connect
     assert kinds[0] == ("database", None) and events[0]["sql"] == "QueuePool"
     assert kinds[1:] == [
         ("session", "r1"),
-        ("session-call", "r1"),  # execute() flushes first
         ("pool-connect", "r1"),
         ("checkout", "r1"),
         ("begin", "r1"),
@@ -96,7 +95,7 @@ def test_pools_engines_and_sessions_are_traced_per_request_with_numbered_connect
         ("checkout", "r3"),
         ("checkin", "r3"),
     ]
-    assert [e["sql"] for e in events if e["kind"] == "session-call"] == ["flush", "execute"]
+    assert [e["sql"] for e in events if e["kind"] == "session-call"] == ["execute"]  # its own flush is part of it
     by_kind = {e["kind"]: e for e in events}
     assert {e.get("connection") for e in events if e["kind"] in ("checkout", "checkin", "begin")} == {1}
     assert by_kind["session-begin"] == {**by_kind["session-begin"], "session": 1, "connection": 1}
@@ -106,6 +105,38 @@ def test_pools_engines_and_sessions_are_traced_per_request_with_numbered_connect
     )
     assert [e["auto"] for e in events if e["kind"] == "checkin"] == [False, False, True]  # the last by the collector
     assert all(e["thread"] == 0 and e["task"] is None for e in events)  # no event loop runs
+
+
+def test_a_session_call_made_inside_another_is_written_only_when_it_raised(tmp_path: Path) -> None:
+    events, _ = traced(
+        """
+        from sqlalchemy import Column, Integer, create_engine
+        from sqlalchemy.orm import Session, declarative_base
+        Row = type("Row", (declarative_base(),), {"__tablename__": "row", "id": Column(Integer, primary_key=True)})
+        engine = create_engine("sqlite://")
+        Row.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Row(id=1))
+            session.commit()  # flushes: one event, the commit's
+            session.add(Row(id=1))
+            try:
+                session.commit()  # its flush raises: the flush and the commit, each with the error
+            except Exception:
+                session.rollback()
+        """,
+        tmp_path,
+    )
+    calls = [(e["sql"], e.get("error", "")[:14]) for e in events if e["kind"] == "session-call"]
+    assert calls == [
+        ("add", ""),
+        ("commit", ""),
+        ("add", ""),
+        ("flush", "IntegrityError"),
+        ("commit", "IntegrityError"),
+        ("rollback", ""),
+    ]
+    flush, commit = (e for e in events if e["kind"] == "session-call" and e.get("error"))
+    assert commit["start"] <= flush["start"] <= flush["time"] <= commit["time"]
 
 
 def test_asyncio_events_carry_their_request_and_their_task(tmp_path: Path) -> None:
@@ -141,9 +172,9 @@ def test_an_app_that_imported_sqlalchemy_before_the_tracer_is_hooked_at_once(tmp
     code = (
         "import sqlalchemy, sqlalchemy.orm, io\n"
         "from harness.server import sqlalchemy_hooks, tracer\n"
-        "out = io.StringIO(); sqlalchemy_hooks.install(tracer.Tracer(out))\n"
+        "out = io.BytesIO(); sqlalchemy_hooks.install(tracer.Tracer(out))\n"
         "sqlalchemy.create_engine('sqlite://').connect().close()\n"
-        "print(out.getvalue().count('checkout'))\n"
+        "print(out.getvalue().count(b'checkout'))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["1"], done.stderr
