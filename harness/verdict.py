@@ -58,6 +58,7 @@ from harness.results import (
 )
 from harness.scenario import DEFAULT_FAIL_ON, DEFAULT_LEAK_THRESHOLD, FailureKind, Scenario
 from harness.search import counted
+from harness.server.tracer import without_addresses
 
 if TYPE_CHECKING:
     from harness.plan import RunPlan
@@ -168,16 +169,18 @@ def _failure_words(record: RequestRecord) -> str:
     if record.outcome == "timeout":
         return "timeout"  # whatever the server raised later, the client had stopped waiting
     if record.exceptions:
-        return f"{_short_type(record.exceptions[0].type)}: {first_line(record.exceptions[0].message)}"
+        first = record.exceptions[0]
+        return f"{_short_type(first.type)}: {first_line(without_addresses(first.message))}"
     return f"HTTP {record.status}" if record.outcome == "server-error" else "transport error"
 
 
 def group_exceptions(records: Iterable[RequestRecord]) -> tuple[ExceptionCount, ...]:
-    """Server-side exceptions grouped by type and message, most frequent first."""
+    """Server-side exceptions grouped by type and message (its objects' addresses masked), most frequent first."""
     groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for record in records:
         for exc in record.exceptions:
-            groups.setdefault((exc.type, exc.message), []).append((record.request_id, exc.traceback))
+            key = (exc.type, without_addresses(exc.message))
+            groups.setdefault(key, []).append((record.request_id, exc.traceback))
     counts = [
         ExceptionCount(type=kind, message=message, count=len(seen), first_request_id=seen[0][0], traceback=seen[0][1])
         for (kind, message), seen in groups.items()

@@ -54,7 +54,6 @@ import contextvars
 import json
 import math
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -76,10 +75,6 @@ _JOIN_POLL = 0.001
 # The real sleeps, taken when this module is first imported (by the probe, before anything wraps them).
 _real_sleep = time.sleep
 _real_async_sleep = asyncio.sleep
-
-# An object's address in an error's text ("<Item at 0x7f80...>"), another in every process: masked, so a failure
-# seen again in a fresh server reads the same.
-_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 
 BEGIN_PATH = "/__harness/explore/begin"
 END_PATH = "/__harness/explore/end"
@@ -317,7 +312,7 @@ class _Schedule:
         started.request.running -= 1
         self.idle.append(started.worker)
         if error is not None:
-            started.step["error"] = _ADDRESS.sub("0x...", f"{type(error).__name__}: {tracer.bounded(str(error))}")
+            started.step["error"] = tracer.without_addresses(f"{type(error).__name__}: {tracer.bounded(str(error))}")
             if started.request.failed_step is None:
                 started.request.failed_step = started.step["index"]
         if isinstance(error, StopIteration):  # a future cannot hold one: anyio too hands over a RuntimeError

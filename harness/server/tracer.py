@@ -307,6 +307,16 @@ def sql_head(sql: str) -> str:
     return f"{sql.split(maxsplit=1)[0] if sql.strip() else ''} {table.group(1) if table else ''}".strip()
 
 
+# An object's address in an error's text ("<Item at 0x7f80...>"), another in every process and for every object.
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
+def without_addresses(text: str) -> str:
+    """``text`` with each object's address masked (``0x...``): the same failure of another object reads the same,
+    so explore mode can replay it in a fresh server and the summary can count it as one."""
+    return _ADDRESS.sub("0x...", text)
+
+
 def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """``text``, or its start and end with the middle cut out and counted, if it is longer than ``limit``.
 

@@ -13,6 +13,7 @@ from harness.results import (
     RESULTS_FILE,
     Outcome,
     RunResult,
+    ServerException,
     TrialResult,
     Verdict,
     read_results,
@@ -367,6 +368,26 @@ def test_most_common_names_what_the_failed_requests_ended_in_not_the_servers_mos
     answered = [replace(record("app", 2, i, "server-error"), status=503, exceptions=()) for i in range(4)]
     trials.append(replace(trial("app", 2, []), records=tuple(answered)))
     assert "most common: HTTP 503 (4x)" in decide(summarise("app", trials, fail_on), "fails", fail_on=fail_on).reason
+
+
+def test_one_failure_of_many_objects_is_counted_once_its_addresses_masked() -> None:
+    # SQLAlchemy names the object in its message: each request's is another, and the failure the same.
+    def detached(at: str) -> ServerException:
+        message = f"Object <Note at 0x{at}> cannot be converted to 'persistent' state"
+        return replace(CONNECTION_OPENED, type="sqlalchemy.exc.InvalidRequestError", message=message)
+
+    records = [
+        replace(record("app", 1, i, "server-error"), exceptions=(detached(at),))
+        for i, at in enumerate(["7fe718d45b10", "7fe718d94190", "7fe7651e7100"])
+    ]
+    trials = [replace(trial("app", 1, []), records=tuple(records))]
+
+    summary = summarise("app", trials)
+
+    [group] = summary.exceptions
+    assert (group.count, group.message) == (3, "Object <Note at 0x...> cannot be converted to 'persistent' state")
+    assert "most common: InvalidRequestError: Object <Note at 0x...> cannot" in decide(summary, "fails").reason
+    assert "(3x)" in decide(summary, "fails").reason
 
 
 def test_a_multi_line_exception_message_is_named_by_its_first_line_in_the_verdict() -> None:
