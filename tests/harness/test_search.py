@@ -83,6 +83,25 @@ class _Pct:
             self.priority[request] = min(self.priority.values()) - 1
 
 
+class _Decider:
+    """A fake schedule's decisions, each made by the chooser it was sent (PCT's, or a replay's choices) and kept."""
+
+    def __init__(self, chooser: dict[str, Any], n: int) -> None:
+        self.picker: _Replay | _Pct = (
+            _Pct(chooser["seed"], chooser["depth"], chooser["steps"], n)
+            if chooser["kind"] == "pct"
+            else _Replay(chooser["choices"])
+        )
+        self.made: list[dict[str, Any]] = []
+
+    def __call__(self, kind: str, options: list[Any], labels: list[str]) -> int:
+        if len(options) < 2:
+            return 0
+        chosen = self.picker.pick(kind, options)
+        self.made.append({"kind": kind, "chosen": chosen, "options": len(options), "labels": labels})
+        return chosen
+
+
 @dataclass
 class Tutorial:
     """A fake server: each request's calls run on the workers the chooser picks; a connection is a worker's.
@@ -100,18 +119,8 @@ class Tutorial:
     def __call__(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         self.sent.append((tuple(requests), json.loads(json.dumps(chooser))))
         n = len(requests)
-        if chooser["kind"] == "pct":
-            picker: _Replay | _Pct = _Pct(chooser["seed"], chooser["depth"], chooser["steps"], n)
-        else:
-            picker = _Replay(chooser["choices"])
-        decisions: list[dict[str, Any]] = []
-
-        def decide(kind: str, options: list[Any], labels: list[str]) -> int:
-            if len(options) < 2:
-                return 0
-            chosen = picker.pick(kind, options)
-            decisions.append({"kind": kind, "chosen": chosen, "options": len(options), "labels": labels})
-            return chosen
+        decide = _Decider(chooser, n)
+        picker, decisions = decide.picker, decide.made
 
         done = [0] * n
         failed: list[int | None] = [None] * n
@@ -194,18 +203,8 @@ class SharedSession:
     def __call__(self, requests: Sequence[int], chooser: dict[str, Any]) -> ScheduleRecord:
         self.sent.append((tuple(requests), json.loads(json.dumps(chooser))))
         n = len(requests)
-        if chooser["kind"] == "pct":
-            picker: _Replay | _Pct = _Pct(chooser["seed"], chooser["depth"], chooser["steps"], n)
-        else:
-            picker = _Replay(chooser["choices"])
-        decisions: list[dict[str, Any]] = []
-
-        def decide(kind: str, options: list[Any], labels: list[str]) -> int:
-            if len(options) < 2:
-                return 0
-            chosen = picker.pick(kind, options)
-            decisions.append({"kind": kind, "chosen": chosen, "options": len(options), "labels": labels})
-            return chosen
+        decide = _Decider(chooser, n)
+        picker, decisions = decide.picker, decide.made
 
         done = [0] * n
         failed: list[int | None] = [None] * n
