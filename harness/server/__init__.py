@@ -2,7 +2,7 @@
 
 :mod:`harness.server.probe` is the factory uvicorn starts: it wraps the app under test and
 records its exceptions; :mod:`harness.server.tracer` records threads and Peewee connections
-(:mod:`harness.server.sqlalchemy_hooks` SQLAlchemy's) into a :mod:`harness.server.mapped_file`;
+(:mod:`harness.server.sqlalchemy_hooks` SQLAlchemy's), one ``write(2)`` per event;
 :mod:`harness.server.forkserver` is the warm parent each server is forked from. All load in
 the app's interpreter, beside the app, so at module level they import the standard library
 only (``tests/harness/server/test_standard_library_only.py`` holds them to it); the tracer

@@ -19,7 +19,6 @@ brings): the probe must import wherever the app under test runs.
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import json
 import os
@@ -29,7 +28,7 @@ import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TextIO
 
-from harness.server import explorer, mapped_file, sqlalchemy_hooks, tracer
+from harness.server import explorer, sqlalchemy_hooks, tracer
 
 REQUEST_ID_HEADER = "x-harness-request-id"
 TRACEBACK_LIMIT = 20_000  # characters kept of a traceback (its start and its end): one holds its message too
@@ -125,8 +124,7 @@ def create_app() -> ExceptionProbe:
             _startup_failure(str(exc))
             raise
     if os.environ.get("HARNESS_PROBE_TRACE"):
-        trace = mapped_file.MappedFile(os.environ["HARNESS_PROBE_TRACE"])
-        atexit.register(trace.close)  # at a normal exit; else the file keeps its NUL tail, which readers skip
+        trace = open(os.environ["HARNESS_PROBE_TRACE"], "ab", buffering=0)  # noqa: SIM115 - as events below
         traced = tracer.Tracer(trace)
         tracer.install(traced)
         sqlalchemy_hooks.install(traced)

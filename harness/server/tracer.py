@@ -15,10 +15,9 @@ itself is never edited. Three kinds of hook:
   state still held); a ``database`` event notes each Peewee database the app makes, so an app
   on another ORM shows as one.
 
-Each event is one JSON line, written as it happens into a shared memory mapping of the file
-(:mod:`harness.server.mapped_file`: a killed server loses none written, and no write pauses the
-app's threads), with ``time.perf_counter()`` times (one clock for every process on the machine;
-the harness shifts them to the schedule's start). After
+Each event is one JSON line, written as it happens in one ``write(2)`` to an unbuffered file (so
+a killed server loses none written), with ``time.perf_counter()`` times (one clock for every
+process on the machine; the harness shifts them to the schedule's start). After
 ``DEFAULT_TRACE_LIMIT`` events one ``truncated`` line ends the file, so a long run cannot fill
 the disk; a database error's text is kept to ``MESSAGE_LIMIT`` characters (:func:`bounded`), so
 a huge one cannot either.
@@ -54,7 +53,7 @@ current_scope: contextvars.ContextVar[MutableMapping[str, Any] | None] = context
 
 
 class Sink(Protocol):
-    """Where the events go: a :class:`harness.server.mapped_file.MappedFile` in a server, a ``BytesIO`` in tests."""
+    """Where the events go: a file opened unbuffered in a server, a ``BytesIO`` in tests."""
 
     def write(self, data: bytes, /) -> int: ...
 
@@ -70,7 +69,7 @@ class Tracer:
     """Writes trace events for one server process; every method is safe to call from any thread."""
 
     def __init__(self, file: Sink, *, limit: int = DEFAULT_TRACE_LIMIT) -> None:
-        self._file = file  # each write kept by the kernel if the server is killed: harness.server.mapped_file
+        self._file = file  # unbuffered: each event is one write(2), kept by the kernel if the server is killed
         self._limit = limit
         self._written = 0
         self._lock = threading.Lock()

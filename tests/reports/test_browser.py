@@ -253,9 +253,12 @@ def test_a_sqlalchemy_builds_lanes_show_who_held_each_pooled_connection_and_who_
     assert errors == []
     lanes = page.locator('details[data-trial="1"] .lane[data-variant="unclosed"]')
     labels = lanes.locator("svg.threads > text[text-anchor='end']").all_text_contents()
-    assert labels == ["loop", "#1", "#2", "#3", "#4", "pool"]  # a lane for each of the pool's 2 + 2 connections
+    # A lane for each connection the pool made: its 2 + 2, and one more for each the garbage collector gave back
+    # (a session dropped unclosed), which the pool may replace, as a loaded machine's timing has it.
+    numbered = [f"#{n}" for n in range(1, len(labels) - 1)]
+    assert labels == ["loop", *numbered, "pool"] and len(numbered) >= 4
     kept = lanes.locator("svg.threads rect.hold.kept")
-    assert kept.count() == 4 == trial_run.unclosed_connections  # each held to the end by the request that took it
+    assert kept.count() == trial_run.unclosed_connections >= 4  # each held to the end by the request that took it
     assert lanes.locator("svg.threads g.cross").count() == len(refused)  # each on the pool's lane
     holder = kept.first.get_attribute("data-req")
     assert holder and "never given back" in (kept.first.locator("title").text_content() or "")

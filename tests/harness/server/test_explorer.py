@@ -104,7 +104,7 @@ async def test_the_default_chooser_makes_anyios_choices_and_unpatched_passes(sta
     ]
     assert record["requests"] == [{"index": index, "status": 200, "failed_step": None} for index in (0, 1)]
     # The tracer still times each call as a phase, on the dispatcher's worker, for the schedule's requests.
-    trace = read_json_lines(Path(server.trace_path or ""))  # the server's, still running: past its end, NUL bytes
+    trace = read_json_lines(Path(server.trace_path or ""))  # the server's, still running
     phases = [event for event in trace if event["kind"] == "phase" and event["request_id"].startswith("explored-")]
     assert [event["phase"] for event in phases] == calls * 2
     assert len({event["thread"] for event in phases}) == 1 and phases[0]["thread"] != 0
