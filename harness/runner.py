@@ -38,7 +38,7 @@ from harness.results import (
 )
 from harness.scenario import HttpRequest, Scenario, Seed
 from harness.server.probe import REQUEST_ID_HEADER
-from harness.trace import most_checked_out, read_trace, shows_pool, traces_orm, unclosed_connections
+from harness.trace import holds, most_checked_out, read_trace, shows_pool, traces_orm, unclosed_connections
 
 if TYPE_CHECKING:
     from harness.launcher import Server
@@ -387,7 +387,8 @@ def trial_result(
         trace, truncated = read_trace(server.trace_path, recorder.origin)
         if traces_orm(trace):  # else there is no connection to tell a cause by
             records = diagnose(records, trace)
-            unclosed, most = unclosed_connections(trace), most_checked_out(trace)
+            held = holds(trace)
+            unclosed, most = unclosed_connections(held), most_checked_out(held)
     return TrialResult(
         variant=server.variant.name,
         trial=trial,

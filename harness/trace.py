@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,14 +76,13 @@ def holds(trace: Iterable[TraceEvent]) -> list[Hold]:
     return sorted(done, key=lambda hold: hold.out.time)
 
 
-def unclosed_connections(trace: Iterable[TraceEvent]) -> int:
-    """How many connections the app opened and never closed: for a pool, never gave back."""
-    return sum(not hold.given_back for hold in holds(trace))
+def unclosed_connections(held: Sequence[Hold]) -> int:
+    """How many of the connections the app held (:func:`holds`) it never closed: for a pool, never gave back."""
+    return sum(not hold.given_back for hold in held)
 
 
-def most_checked_out(trace: Iterable[TraceEvent]) -> int:
-    """The most connections the app held at once."""
-    held = holds(trace)
+def most_checked_out(held: Sequence[Hold]) -> int:
+    """The most connections the app held (:func:`holds`) at once."""
     changes = sorted(
         [(hold.out.time, 1) for hold in held] + [(hold.back.time, -1) for hold in held if hold.back is not None]
     )  # at one time a return sorts before a take: the pool lent the same connection on

@@ -28,8 +28,8 @@ def test_a_pool_lends_one_connection_many_times_and_each_checkout_ends_at_its_ch
         (1, 0.3, None),
         (2, 0.5, 0.9),
     ]
-    assert unclosed_connections(trace) == 2  # #1 still out, #2 returned by the collector
-    assert most_checked_out(trace) == 2
+    assert unclosed_connections(holds(trace)) == 2  # #1 still out, #2 returned by the collector
+    assert most_checked_out(holds(trace)) == 2
     assert traces_orm(trace) and shows_pool(trace)
 
 
@@ -42,7 +42,7 @@ def test_peewee_numbers_each_open_and_a_failed_connect_holds_nothing() -> None:
         event("close", 0.3, 1),
     ]
 
-    assert unclosed_connections(trace) == 1 and most_checked_out(trace) == 2
+    assert unclosed_connections(holds(trace)) == 1 and most_checked_out(holds(trace)) == 2
     assert not shows_pool(trace)
 
 
@@ -50,4 +50,4 @@ def test_only_a_pool_that_keeps_connections_shows_one() -> None:
     assert shows_pool([event("database", 0.0, sql="PooledPostgresqlDatabase")])
     assert shows_pool([event("database", 0.0, sql="AsyncAdaptedQueuePool")])
     assert not shows_pool([event("database", 0.0, sql="NullPool")])
-    assert not traces_orm([event("phase", 0.0)]) and most_checked_out([]) == 0
+    assert not traces_orm([event("phase", 0.0)]) and most_checked_out(holds([])) == 0
