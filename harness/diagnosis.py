@@ -113,7 +113,8 @@ def _diagnose(record: RequestRecord, index: _Index, names: dict[str, str]) -> Di
     failed = next((e for e in events if e.kind in ("connect", "checkout") and e.error is not None), None)
     if failed is not None and _POOL_EMPTY.search(failed.error or ""):
         return _pool_exhausted(record, failed, index, names)
-    on_session = _shared_session(record, events, index, names) or _carried_session(record, events, index, names)
+    used = _session_events(events)
+    on_session = _shared_session(record, events, used, index, names) or _carried_session(record, used, index, names)
     if on_session is not None:
         return on_session
     refused = next((e for e in events if e.error is not None and _database_meaning(e.error)), None)
@@ -318,11 +319,16 @@ def _session_events(events: list[TraceEvent]) -> dict[int, list[TraceEvent]]:
 
 
 def _shared_session(
-    record: RequestRecord, events: list[TraceEvent], index: _Index, names: dict[str, str]
+    record: RequestRecord,
+    events: list[TraceEvent],
+    used: dict[int, list[TraceEvent]],
+    index: _Index,
+    names: dict[str, str],
 ) -> Diagnosis | None:
-    """A session the request used while another request was using it too, not one after the other on a thread."""
+    """A session the request used (``used``: its events by session) while another request was using it too, not
+    one after the other on a thread."""
     end = record.completed_at if record.completed_at is not None else events[-1].time
-    for session, own in _session_events(events).items():
+    for session, own in used.items():
         start = min(_began(e) for e in own)
         spans: dict[str, list[TraceEvent]] = {}
         for event in index.sessions[session]:
@@ -386,10 +392,10 @@ def _shared(
 
 
 def _carried_session(
-    record: RequestRecord, events: list[TraceEvent], index: _Index, names: dict[str, str]
+    record: RequestRecord, used: dict[int, list[TraceEvent]], index: _Index, names: dict[str, str]
 ) -> Diagnosis | None:
     """A session another request used before this one and never closed, which this one got (a scoped_session's)."""
-    for session, own in _session_events(events).items():
+    for session, own in used.items():
         before = [
             e for e in index.sessions[session] if e.request_id not in (None, record.request_id) and e.time < own[0].time
         ]
